@@ -31,7 +31,7 @@ mknod -m 666 "$m/dev/random" c 1 8; mknod -m 666 "$m/dev/urandom" c 1 9; mknod -
 mkdir "$m/dev/pts" "$m/dev/shm"
 mount -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts "$m/dev/pts"
 ln -s pts/ptmx "$m/dev/ptmx"
-ln -s /proc/self/fd "$m/dev/fd"
+ln -s /proc/self/fd "$m/dev/fd"; ln -s fd/0 "$m/dev/stdin"; ln -s fd/1 "$m/dev/stdout"; ln -s fd/2 "$m/dev/stderr"
 mount -t tmpfs -o mode=755 tmpfs "$m/run"
 mount -t tmpfs -o mode=1777 tmpfs "$m/tmp"
 mkdir -p "$m/run/sshd" "$m/run/lock"

@@ -1,0 +1,3 @@
+from pyinfra import config
+
+config.REQUIRE_PYINFRA_VERSION = ">=3.10,<4"

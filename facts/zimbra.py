@@ -1,0 +1,89 @@
+"""Facts about Zimbra: whether a host is a Zimbra server, and its memcached attributes."""
+
+from pyinfra.api import FactBase, FactProcessError
+
+from zimbra_firewall.ufw import parse_defaults
+from zimbra_firewall.zimbra import MEMCACHED_ATTRIBUTES, memcached_from_ldap, parse_ldif, parse_zmprov_gs
+
+ZIMBRA_HOME = "/opt/zimbra"
+LOCALCONFIG = f"{ZIMBRA_HOME}/conf/localconfig.xml"
+SECTION = "@@zimbra-firewall@@"
+
+# Prints one localconfig.xml value (XML entities decoded) without starting Zimbra's JVM.
+LOCALCONFIG_VALUE = (
+    "lc() { sed -n \"/<key name=\\\"$1\\\">/{n;s:.*<value>\\(.*\\)</value>.*:\\1:p;q}\" " + LOCALCONFIG
+    + " | sed -e 's/&lt;/</g; s/&gt;/>/g; s/&quot;/\"/g; s/&apos;/'\"'\"'/g; s/&amp;/\\&/g'; }"
+)
+
+
+class ZimbraServer(FactBase):
+    """
+    Fails the host (alone, untouched) unless it is a Zimbra server with ufw, and with IPv6 enabled in
+    ufw when ``needs_ipv6``; else returns ``{"ipv6": bool}`` (ufw's IPV6 setting).
+    """
+
+    def command(self, needs_ipv6=False):
+        self.needs_ipv6 = needs_ipv6
+        return (f"test -d {ZIMBRA_HOME} && echo zimbra; command -v ufw >/dev/null && echo ufw; "
+                f"echo {SECTION}; cat /etc/default/ufw 2>/dev/null; true")
+
+    def process(self, output):
+        head, _, defaults = "\n".join(output).partition(SECTION)
+        if "zimbra" not in head.split():
+            raise FactProcessError(f"not a Zimbra server: {ZIMBRA_HOME} is missing; this host is left untouched")
+        if "ufw" not in head.split():
+            raise FactProcessError("ufw is not installed (apt-get install ufw); this host is left untouched")
+        ipv6 = parse_defaults(defaults)["ipv6"]
+        if self.needs_ipv6 and not ipv6:
+            raise FactProcessError("IPv6 subnets are configured but /etc/default/ufw has IPV6=no, so ufw would "
+                                   "ignore their rules; set IPV6=yes; this host is left untouched")
+        return {"ipv6": ipv6}
+
+
+def _ldap_read():
+    attrs = " ".join(MEMCACHED_ATTRIBUTES)
+    return (
+        'url=$(lc ldap_url); binddn=$(lc zimbra_ldap_userdn); tls=""; '
+        '[ "$(lc ldap_starttls_supported)" = 1 ] && tls=-ZZ; '
+        # the password travels on a pipe: never on a command line, never in the process list
+        f"lc zimbra_ldap_password | tr -d '\\n' | LDAPTLS_CACERT={ZIMBRA_HOME}/conf/ca/ca.pem "
+        f'{ZIMBRA_HOME}/common/bin/ldapsearch -x -LLL -o ldif-wrap=no -H "$url" $tls -D "$binddn" -y /dev/stdin '
+        '-b cn=zimbra -s sub "(|(&(objectClass=zimbraServer)(cn=$host))'
+        f'(&(objectClass=zimbraGlobalConfig)(cn=config)))" {attrs}'
+    )
+
+
+class ZimbraMemcached(FactBase):
+    """
+    The memcached attributes as `zmprov gs` shows them (global-config inheritance included) and the
+    server's name: ``{"hostname": "mail.example.com", "source": "ldap", "values": {attr: [values]}}``.
+
+    ``read="ldap"`` reads Zimbra's LDAP with one ldapsearch (no JVM) and falls back to zmprov when that
+    is not possible; ``read="zmprov"`` runs one ``zmprov -l gs``. Run it as the zimbra user.
+    """
+
+    def command(self, read="ldap"):
+        attrs = " ".join(MEMCACHED_ATTRIBUTES)
+        zmprov = f'echo zmprov; {ZIMBRA_HOME}/bin/zmprov -l gs "$host" {attrs}'
+        script = [LOCALCONFIG_VALUE, "host=$(lc zimbra_server_hostname)", f'echo "$host"; echo {SECTION}']
+        if read == "ldap":
+            script.append(f"if [ -x {ZIMBRA_HOME}/common/bin/ldapsearch ] && out=$({_ldap_read()}); "
+                          f'then echo ldap; printf "%s\\n" "$out"; else {zmprov}; fi')
+        else:
+            script.append(zmprov)
+        return "; ".join(script)
+
+    def process(self, output):
+        hostname, _, body = "\n".join(output).partition(f"\n{SECTION}\n")
+        source, _, text = body.partition("\n")
+        if not hostname.strip():
+            raise FactProcessError(f"no zimbra_server_hostname in {LOCALCONFIG}")
+        if source == "ldap":
+            try:
+                values = memcached_from_ldap(parse_ldif(text), f"cn={hostname},cn=servers,cn=zimbra")
+            except ValueError as error:
+                raise FactProcessError(str(error)) from None
+        else:
+            values = parse_zmprov_gs(text)
+        return {"hostname": hostname, "source": source, "values": values}
+

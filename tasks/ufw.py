@@ -1,0 +1,114 @@
+"""
+Operations for ufw: Zimbra's application profiles, the policy's rules, default policies and enabling.
+Each reads the host's state first and yields only the difference.
+"""
+
+from pyinfra import host, logger
+from pyinfra.api import OperationValueError, QuoteString, StringCommand, operation
+
+from facts.ufw import FileText, UfwRules, UfwStatus
+from zimbra_firewall.policy import PROFILE_PATH
+from zimbra_firewall.ufw import plan_rules, render_profiles
+
+
+def _ufw(*words):
+    return StringCommand("LC_ALL=C", "ufw", *[QuoteString(w) for w in words])
+
+
+@operation()
+def app_profiles(profiles, path=PROFILE_PATH):
+    """
+    Write ufw application profiles and let ufw reload the rules that use them.
+
+    + profiles: ``Profile`` objects (name, title, description, ports) from the policy
+    + path: the profile file under /etc/ufw/applications.d
+
+    **Example:**
+
+    .. code:: python
+
+        ufw.app_profiles(profiles=policy.profiles)
+    """
+    if not profiles:
+        raise OperationValueError("no profiles to write")
+    text = render_profiles(profiles)
+    if host.get_fact(FileText, path=path) == text.rstrip("\n"):
+        host.noop(f"ufw profiles in {path} are up to date")
+        return
+    yield StringCommand("printf", "%s", QuoteString(text), ">", QuoteString(path))
+    for profile in profiles:
+        yield _ufw("app", "update", profile.name)
+
+
+@operation()
+def rules(policy):
+    """
+    Make ufw's user rules match the policy: add the missing ones (SSH first), delete owned rules no
+    longer wanted and unmanaged rules that open a restricted port wider than the policy allows;
+    list the other unmanaged rules (or delete them when the policy purges).
+
+    + policy: the host's ``Policy``
+
+    **Example:**
+
+    .. code:: python
+
+        ufw.rules(policy=policy)
+    """
+    plan = plan_rules(host.get_fact(UfwRules), policy)
+    if not host.state.is_executing:
+        for rule in plan.delete_widening:
+            logger.warning(f"{host.name}: removing unmanaged rule that opens a restricted port: ufw {' '.join(rule)}")
+        for rule in plan.kept_unmanaged:
+            logger.info(f"{host.name}: keeping unmanaged rule: ufw {' '.join(rule)}")
+    if not plan.changes:
+        host.noop("ufw rules match the policy")
+        return
+    for rule in plan.add:
+        yield _ufw(*rule)
+    for rule in plan.delete_owned + plan.delete_widening + plan.delete_unmanaged:
+        yield _ufw("--force", "delete", *rule)
+
+
+@operation()
+def default_policy(incoming="deny", outgoing="allow"):
+    """
+    Set ufw's default policies, only where they differ (an unchanged ``ufw default`` still reloads).
+
+    + incoming: deny, reject or allow
+    + outgoing: deny, reject or allow
+
+    **Example:**
+
+    .. code:: python
+
+        ufw.default_policy(incoming="deny", outgoing="allow")
+    """
+    for value in (incoming, outgoing):
+        if value not in ("deny", "reject", "allow"):
+            raise OperationValueError(f"invalid default policy: {value}")
+    status = host.get_fact(UfwStatus)
+    changes = [(value, direction) for direction, value in (("incoming", incoming), ("outgoing", outgoing))
+               if status[direction] != value]
+    if not changes:
+        host.noop(f"ufw defaults are already {incoming} incoming, {outgoing} outgoing")
+        return
+    for value, direction in changes:
+        yield _ufw("default", value, direction)
+
+
+@operation()
+def enabled():
+    """
+    Enable ufw (and on boot) unless it is active already. Run it after the SSH rules.
+
+    **Example:**
+
+    .. code:: python
+
+        ufw.enabled()
+    """
+    if host.get_fact(UfwStatus)["active"]:
+        host.noop("ufw is already active")
+        return
+    yield _ufw("--force", "enable")

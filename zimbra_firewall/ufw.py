@@ -1,0 +1,182 @@
+"""ufw's text in and out: profile rendering, `ufw show added` / `ufw status verbose` /
+/etc/default/ufw parsing, and the rule plan. Pure functions, tested on output captured from ufw 0.36.
+"""
+
+import ipaddress
+import re
+import shlex
+from dataclasses import dataclass
+
+from .policy import Port
+
+POLICY_WORDS = {"DROP": "deny", "REJECT": "reject", "ACCEPT": "allow"}
+ANYWHERE = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
+
+
+def render_profiles(profiles):
+    blocks = [f"[{p.name}]\ntitle={p.title}\ndescription={p.description}\nports={p.ports}\n" for p in profiles]
+    return "# Managed by zimbra-firewall: edits are replaced on the next run.\n\n" + "\n".join(blocks)
+
+
+def parse_show_added(text):
+    """`ufw show added` → the rules as argument tuples (the words after `ufw`), in order."""
+    rules = []
+    for line in text.splitlines():
+        if line.startswith("ufw "):
+            rules.append(tuple(shlex.split(line)[1:]))
+    return rules
+
+
+def parse_status(text):
+    """`ufw status verbose` → {'active': bool, 'incoming': …, 'outgoing': …} (policies only while active)."""
+    status = {"active": bool(re.search(r"^Status: active", text, re.MULTILINE))}
+    match = re.search(r"^Default: (\w+) \(incoming\), (\w+) \(outgoing\)", text, re.MULTILINE)
+    if match:
+        status["incoming"], status["outgoing"] = match.groups()
+    return status
+
+
+def parse_defaults(text):
+    """/etc/default/ufw → {'ipv6': bool, 'incoming': …, 'outgoing': …}; readable while ufw is inactive."""
+    values = dict(re.findall(r'^([A-Z_0-9]+)="?([^"\n]*)"?', text, re.MULTILINE))
+    return {
+        "ipv6": values.get("IPV6", "yes").lower() == "yes",
+        "incoming": POLICY_WORDS.get(values.get("DEFAULT_INPUT_POLICY", ""), "unknown"),
+        "outgoing": POLICY_WORDS.get(values.get("DEFAULT_OUTPUT_POLICY", ""), "unknown"),
+    }
+
+
+@dataclass(frozen=True)
+class RuleView:
+    """What one ufw rule lets in: its action, source, ports (None = every port) or app."""
+
+    action: str
+    inbound: bool
+    sources: tuple
+    ports: tuple  # of Port; None when the rule names no port
+    app: str
+    comment: str
+
+
+def _ports_of(spec, proto):
+    protos = [proto] if proto in ("tcp", "udp") else ["tcp", "udp"]
+    numbers = spec.split(",")
+    ports = []
+    for number in numbers:
+        first, _, last = number.partition(":")
+        if not first.isdigit():
+            return None  # a service name ufw did not translate: unknown ports
+        ports += [Port(int(first), int(last or first), p) for p in protos]
+    return tuple(ports)
+
+
+def view_rule(args):
+    """Read one rule in the canonical forms `ufw show added` prints."""
+    words = list(args)
+    action = words.pop(0)
+    inbound, sources, port_spec, proto, app, comment = True, ANYWHERE, None, None, "", ""
+    if words and words[0] in ("in", "out"):
+        inbound = words.pop(0) == "in"
+    extended = any(w in ("from", "to", "on") for w in words)
+    while words:
+        word = words.pop(0)
+        if word == "comment":
+            comment = words.pop(0)
+        elif word in ("log", "log-all"):
+            continue
+        elif not extended:
+            port_spec, _, proto = word.partition("/")
+            if not port_spec[:1].isdigit():
+                app, port_spec = word, None
+        elif word == "from":
+            source = words.pop(0)
+            sources = ANYWHERE if source == "any" else (ipaddress.ip_network(source, strict=False),)
+        elif word == "port":
+            port_spec = words.pop(0)
+        elif word == "proto":
+            proto = words.pop(0)
+        elif word == "app":
+            app = words.pop(0)
+        elif word in ("to", "on"):
+            words.pop(0)
+    ports = _ports_of(port_spec, proto) if port_spec else None
+    return RuleView(action, inbound, sources, ports, app, comment)
+
+
+def _within(sources, allowed):
+    return all(any(s.version == a.version and s.subnet_of(a) for a in allowed) for s in sources)
+
+
+def widens_policy(args, policy, app_ports):
+    """True when an unmanaged rule lets in a local-only, intra or loopback-only port from a source
+    the policy does not allow for that port. app_ports: profile name → Ports, for app rules."""
+    rule = view_rule(args)
+    if rule.action not in ("allow", "limit") or not rule.inbound:
+        return False
+    if rule.app:
+        ports = app_ports.get(rule.app)
+        if ports is None:
+            return False
+    else:
+        ports = rule.ports
+    allowed_from = {
+        "local-only": policy.management_subnets,
+        "intra": policy.zimbra_nodes,
+        "loopback-only": (),
+    }
+    for exposure, allowed in allowed_from.items():
+        restricted = policy.exposure[exposure]
+        if not restricted:
+            continue
+        opens = ports is None or any(p.overlaps(r) for p in ports for r in restricted)
+        if opens and not _within(rule.sources, allowed):
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class RulePlan:
+    add: tuple
+    delete_owned: tuple
+    delete_widening: tuple
+    delete_unmanaged: tuple
+    kept_unmanaged: tuple
+
+    @property
+    def changes(self):
+        return bool(self.add or self.delete_owned or self.delete_widening or self.delete_unmanaged)
+
+
+def profile_ports(profiles):
+    result = {}
+    for profile in profiles:
+        ports = []
+        for entry in profile.ports.split("|"):
+            spec, _, proto = entry.partition("/")
+            ports += _ports_of(spec, proto) or []
+        result[profile.name] = tuple(ports)
+    return result
+
+
+def without_comment(rule):
+    return rule[:-2] if rule[-2:-1] == ("comment",) else rule
+
+
+def plan_rules(current, policy):
+    """current: rules from parse_show_added. Owned rules carry the policy's comment tag; an untagged
+    rule that equals a wanted one but for the tag is adopted (ufw updates it in place when added)."""
+    wanted = set(policy.rules)
+    wanted_bare = {without_comment(r) for r in policy.rules}
+    owned = [r for r in current if view_rule(r).comment == policy.comment]
+    unmanaged = [r for r in current if view_rule(r).comment != policy.comment
+                 and without_comment(r) not in wanted_bare]
+    app_ports = profile_ports(policy.profiles)
+    widening = tuple(r for r in unmanaged if widens_policy(r, policy, app_ports))
+    rest = tuple(r for r in unmanaged if r not in widening)
+    return RulePlan(
+        add=tuple(r for r in policy.rules if r not in current),
+        delete_owned=tuple(r for r in owned if r not in wanted),
+        delete_widening=widening,
+        delete_unmanaged=rest if policy.purge_unmanaged else (),
+        kept_unmanaged=() if policy.purge_unmanaged else rest,
+    )

@@ -1,0 +1,74 @@
+"""Zimbra's text in and out: localconfig.xml, LDAP (LDIF) and `zmprov gs` output, and the memcached
+change set. Pure functions; see shared/reference/zmprov-and-memcached.md for the formats.
+"""
+
+import base64
+import xml.etree.ElementTree as ET
+
+MEMCACHED_ATTRIBUTES = ("zimbraMemcachedBindAddress", "zimbraMemcachedBindPort", "zimbraMemcachedClientServerList")
+INHERITED = {"zimbraMemcachedBindPort", "zimbraMemcachedClientServerList"}
+_CANONICAL = {name.lower(): name for name in MEMCACHED_ATTRIBUTES}
+
+
+def parse_localconfig(text):
+    root = ET.fromstring(text)
+    return {key.get("name"): (key.findtext("value") or "") for key in root.iter("key")}
+
+
+def parse_ldif(text):
+    """`ldapsearch -LLL -o ldif-wrap=no` output → list of (dn, {attribute: [values]})."""
+    entries = []
+    for block in text.strip().split("\n\n"):
+        dn, attrs = None, {}
+        for line in block.splitlines():
+            name, sep, value = line.partition(":")
+            if not sep or line.startswith("#"):
+                continue
+            if value.startswith(":"):
+                value = base64.b64decode(value[1:].strip()).decode()
+            elif value.startswith(" "):
+                value = value[1:]
+            if name.lower() == "dn":
+                dn = value
+            else:
+                attrs.setdefault(_CANONICAL.get(name.lower(), name), []).append(value)
+        if dn:
+            entries.append((dn, attrs))
+    return entries
+
+
+def memcached_from_ldap(entries, server_dn):
+    """The values `zmprov gs` shows: the server's own, else those it inherits from the global config."""
+    server = next((attrs for dn, attrs in entries if dn.lower() == server_dn.lower()), None)
+    if server is None:
+        raise ValueError(f"no server entry {server_dn} in Zimbra's LDAP")
+    config = next((attrs for dn, attrs in entries if dn.lower() == "cn=config,cn=zimbra"), {})
+    values = {name: config[name] for name in INHERITED if name in config}
+    values.update({name: server[name] for name in MEMCACHED_ATTRIBUTES if name in server})
+    return values
+
+
+def parse_zmprov_gs(text):
+    """`zmprov gs SERVER attr…` stdout → {attribute: [values]}."""
+    values = {}
+    for line in text.splitlines():
+        if not line or line.startswith("# name "):
+            continue
+        name, sep, value = line.partition(": ")
+        if sep:
+            values.setdefault(_CANONICAL.get(name.lower(), name), []).append(value)
+    return values
+
+
+def memcached_changes(current, desired):
+    """Attributes whose values differ (order aside) → `zmprov ms` arguments ('' deletes)."""
+    args = []
+    for name, wanted in desired.items():
+        if sorted(current.get(name, [])) == sorted(wanted):
+            continue
+        if wanted:
+            for value in wanted:
+                args += [name, value]
+        else:
+            args += [name, ""]
+    return args
