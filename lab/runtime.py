@@ -143,7 +143,8 @@ def build_layers():
     base = os.path.join(layers, "base")
     os.makedirs(os.path.join(base, "opt/lab"))
     os.makedirs(os.path.join(base, "etc/ssh"))
-    shutil.copy(os.path.join(GUEST_DIR, "init.py"), os.path.join(base, "opt/lab/init.py"))
+    for script in ("init.py", "probe.py"):
+        shutil.copy(os.path.join(GUEST_DIR, script), os.path.join(base, "opt/lab", script))
     shutil.copy(os.path.join(GUEST_DIR, "sshd_config"), os.path.join(base, "etc/ssh/sshd_config"))
     zimbra = os.path.join(layers, "zimbra")
     shutil.copytree(os.path.join(GUEST_DIR, "zimbra"), os.path.join(zimbra, "opt/zimbra"),
@@ -218,7 +219,24 @@ def start_host(host, folder, lower):
         stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
     )
     log.close()
+    wait_for_own_netns(proc.pid)
     return proc.pid
+
+
+def wait_for_own_netns(pid, timeout=10):
+    """Until `unshare` has made the host's network namespace, its pid still points at ours: a veth
+    attached then would land in the machine's own namespace."""
+    own = os.readlink("/proc/self/ns/net")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if os.readlink(f"/proc/{pid}/ns/net") != own:
+                return
+        except FileNotFoundError:
+            raise LabError(f"host process {pid} exited while starting") from None
+        if time.monotonic() > deadline:
+            raise LabError(f"host process {pid} made no network namespace in {timeout} s")
+        time.sleep(0.005)
 
 
 def init_pid(unshare_pid):

@@ -1,0 +1,52 @@
+"""Probe ports of one address from inside a lab host, all at once:
+    python3 /opt/lab/probe.py ADDRESS PORT/PROTO… → JSON {"25/tcp": "open" | "closed" | "filtered"}
+TCP: connected = open, refused = closed, no answer = filtered. UDP: the lab's listeners echo, so a reply
+= open, an ICMP refusal = closed, silence = filtered.
+"""
+
+import json
+import selectors
+import socket
+import sys
+import time
+
+TIMEOUT = 1.5
+
+
+def main(address, specs):
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    selector = selectors.DefaultSelector()
+    results = {}
+    for spec in specs:
+        port, proto = spec.split("/")
+        sock = socket.socket(family, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        if proto == "tcp":
+            sock.connect_ex((address, int(port)))
+            selector.register(sock, selectors.EVENT_WRITE, spec)
+        else:
+            sock.connect((address, int(port)))
+            sock.send(b"probe")
+            selector.register(sock, selectors.EVENT_READ, spec)
+    deadline = time.monotonic() + TIMEOUT
+    while len(results) < len(specs) and time.monotonic() < deadline:
+        for key, _ in selector.select(max(0.0, deadline - time.monotonic())):
+            sock, spec = key.fileobj, key.data
+            if sock.type == socket.SOCK_STREAM:
+                error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                results[spec] = "open" if error == 0 else "closed"
+            else:
+                try:
+                    sock.recv(64)
+                    results[spec] = "open"
+                except ConnectionRefusedError:
+                    results[spec] = "closed"
+            selector.unregister(sock)
+            sock.close()
+    for spec in specs:
+        results.setdefault(spec, "filtered")
+    print(json.dumps(results, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2:])
