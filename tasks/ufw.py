@@ -11,6 +11,16 @@ from zimbra_firewall.policy import PROFILE_PATH
 from zimbra_firewall.ufw import plan_rules, render_profiles
 
 
+_reported = set()
+
+
+def _report_once(level, message):
+    """Planning and execution both read the rules: say each finding once per host."""
+    if (host.name, message) not in _reported:
+        _reported.add((host.name, message))
+        getattr(logger, level)(f"{host.name}: {message}")
+
+
 def _ufw(*words):
     return StringCommand("LC_ALL=C", "ufw", *[QuoteString(w) for w in words])
 
@@ -56,11 +66,12 @@ def rules(policy):
         ufw.rules(policy=policy)
     """
     plan = plan_rules(host.get_fact(UfwRules), policy)
-    if not host.state.is_executing:
-        for rule in plan.delete_widening:
-            logger.warning(f"{host.name}: removing unmanaged rule that opens a restricted port: ufw {' '.join(rule)}")
-        for rule in plan.kept_unmanaged:
-            logger.info(f"{host.name}: keeping unmanaged rule: ufw {' '.join(rule)}")
+    for rule in plan.delete_widening:
+        _report_once("warning", f"removing unmanaged rule that opens a restricted port: ufw {' '.join(rule)}")
+    for rule in plan.delete_unmanaged:
+        _report_once("warning", f"removing unmanaged rule (purge_unmanaged_rules): ufw {' '.join(rule)}")
+    for rule in plan.kept_unmanaged:
+        _report_once("info", f"keeping unmanaged rule: ufw {' '.join(rule)}")
     if not plan.changes:
         host.noop("ufw rules match the policy")
         return

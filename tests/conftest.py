@@ -28,10 +28,12 @@ def fresh_lab():
     return client.status()
 
 
-def deploy(*args, inventory="inventories/lab.py"):
-    result = subprocess.run([PYINFRA, "-y", inventory, "deploy.py", *args], cwd=REPO, capture_output=True,
-                            text=True, timeout=600)
-    result.ops = operation_results(result.stdout)
+def deploy(*args, inventory="inventories/lab.py", yes=True):
+    """Run the deploy as a user does; without `yes`, pyinfra detects changes first (what --dry shows)."""
+    command = [PYINFRA, *(["-y"] if yes else []), inventory, "deploy.py", *args]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600,
+                            stdin=subprocess.DEVNULL)
+    result.ops = operation_results(result.stderr + result.stdout)
     return result
 
 

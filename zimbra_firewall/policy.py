@@ -216,7 +216,7 @@ def seed_profile_entries(text):
     return text
 
 
-def build_profiles(data, classes):
+def build_profiles(data, classes, with_intra):
     names = data["profile_names"]
     if not isinstance(names, dict):
         raise PolicyError("profile_names", f"must be a mapping of exposure class to profile name, not {names!r}")
@@ -235,7 +235,7 @@ def build_profiles(data, classes):
     profiles = {}
     for exposure, (title, description) in descriptions.items():
         ports = [p for p, c in classes.items() if c == exposure]
-        if ports:
+        if ports and (exposure != "intra" or with_intra):
             if exposure not in names:
                 raise PolicyError("profile_names", f"needs a name for the {exposure!r} profile")
             profiles[exposure] = Profile(names[exposure], title, description, chunk_ports(ports))
@@ -307,7 +307,7 @@ def build_policy(host_data, catalogue=None):
     if any(c == "local-only" for c in classes.values()) and not management:
         raise PolicyError("management_subnets", "is empty, so the local-only ports (and SSH) would be closed "
                           "to everyone: list the admins' subnets")
-    profiles = build_profiles(data, classes)
+    profiles = build_profiles(data, classes, with_intra=bool(nodes))
     warnings = []
     if data["profile_mode"] == "seed":
         opened = [p for p, c in classes.items() if c != "public" and any(

@@ -1,0 +1,103 @@
+"""The deploy on the lab: a fresh Zimbra host hardened, proven by probes from other hosts."""
+
+import pytest
+from conftest import ZIMBRA_FQDN, deploy, zmprov, zmprov_calls
+
+from lab import client
+from scripts.reachability import catalogue_specs
+
+PUBLIC = {"25/tcp", "443/tcp", "465/tcp", "587/tcp", "993/tcp", "995/tcp"}
+LOCAL_ONLY = {"22/tcp", "80/tcp", "110/tcp", "143/tcp", "389/tcp", "7025/tcp", "7071/tcp", "7073/tcp"}
+OPERATIONS = ["Zimbra ufw profiles", "ufw rules", "ufw default policies", "ufw enabled", "memcached binding",
+              "memcached restart"]
+
+
+def zimbra_address(lab, family):
+    return next(h[family] for h in lab["hosts"] if h["name"] == "zimbra")
+
+
+def answering(viewer, address):
+    return {spec for spec, state in client.probe(viewer, address, catalogue_specs()).items() if state == "open"}
+
+
+@pytest.fixture(scope="module")
+def deployed():
+    """One fresh lab, deployed once; the read-only tests below share it."""
+    client.lab("down")
+    client.lab("up")
+    first = deploy()
+    assert first.returncode == 0, first.stdout + first.stderr
+    first.zmprov_calls = zmprov_calls()
+    return client.status(), first
+
+
+@pytest.mark.parametrize("family", ["ipv4", "ipv6"])
+def test_outside_reaches_exactly_the_public_mail_ports(deployed, family):
+    lab, _ = deployed
+    assert answering("outside", zimbra_address(lab, family)) == PUBLIC
+    filtered = client.probe("outside", zimbra_address(lab, family), ["11211/tcp", "11211/udp", "7071/tcp"])
+    assert set(filtered.values()) == {"filtered"}
+
+
+@pytest.mark.parametrize("family", ["ipv4", "ipv6"])
+def test_management_reaches_local_only_ports_and_ssh_but_not_internal_ones(deployed, family):
+    lab, _ = deployed
+    assert answering("mgmt", zimbra_address(lab, family)) == PUBLIC | LOCAL_ONLY
+
+
+def test_memcached_listens_on_loopback_only_without_udp(deployed):
+    listening = client.run("zimbra", "ss", "-Hlnt", "sport = :11211").stdout.split()
+    assert [w for w in listening if w.endswith(":11211")] == ["127.0.0.1:11211"]
+    assert client.run("zimbra", "ss", "-Hlnu", "sport = :11211").stdout == ""
+
+
+def test_zmprov_shows_the_new_values(deployed):
+    assert zmprov("-l", "gs", ZIMBRA_FQDN, "zimbraMemcachedBindAddress",
+                  "zimbraMemcachedClientServerList").stdout == (
+        f"# name {ZIMBRA_FQDN}\nzimbraMemcachedBindAddress: 127.0.0.1\n"
+        "zimbraMemcachedClientServerList: 127.0.0.1\n\n")
+
+
+def test_first_run_changed_every_step_and_called_zmprov_once(deployed):
+    _, first = deployed
+    assert {op: r["success"] for op, r in first.ops.items()} == {
+        op: 0 if op == "ufw default policies" else 1 for op in OPERATIONS}  # a fresh ufw already denies
+    own = [c["argv"][:2] for c in first.zmprov_calls if c["caller"] == ""]
+    assert own == [["-l", "ms"]]
+
+
+def test_second_run_changes_nothing_and_runs_no_zmprov(deployed):
+    calls = len(zmprov_calls())
+    again = deploy()
+    assert again.returncode == 0
+    assert {op: r["no_change"] for op, r in again.ops.items()} == {op: 1 for op in OPERATIONS}
+    assert zmprov_calls()[calls:] == []  # neither zmprov nor zmmemcachedctl (which calls zmprov) ran
+
+
+def test_zmprov_read_path_costs_exactly_one_call_and_agrees_with_ldap(deployed):
+    calls = len(zmprov_calls())
+    again = deploy("--data", "memcached_read=zmprov")
+    assert again.returncode == 0
+    assert all(r["no_change"] == 1 for r in again.ops.values())
+    assert [c["argv"][:2] for c in zmprov_calls()[calls:]] == [["-l", "gs"]]
+
+
+def test_drift_is_repaired_and_reported(deployed):
+    lab, _ = deployed
+    client.run("zimbra", "ufw", "allow", "7071")
+    client.run("zimbra", "ufw", "allow", "OpenSSH")
+    zmprov("-l", "ms", ZIMBRA_FQDN, "zimbraMemcachedBindAddress", "0.0.0.0")
+    client.run("zimbra", "sed", "-i", "s/^ports=25,/ports=7072,25,/", "/etc/ufw/applications.d/zimbra")
+    assert "7071/tcp" in answering("outside", zimbra_address(lab, "ipv4"))
+    repaired = deploy()
+    assert repaired.returncode == 0
+    changed = {op for op, r in repaired.ops.items() if r["success"]}
+    assert changed == {"Zimbra ufw profiles", "ufw rules", "memcached binding", "memcached restart"}
+    output = repaired.stdout + repaired.stderr
+    assert "removing unmanaged rule that opens a restricted port: ufw allow 7071" in output
+    assert "keeping unmanaged rule: ufw allow OpenSSH" in output
+    assert answering("outside", zimbra_address(lab, "ipv4")) == PUBLIC | {"22/tcp"}  # OpenSSH stays, as listed
+    client.run("zimbra", "ufw", "delete", "allow", "OpenSSH")
+    listening = client.run("zimbra", "ss", "-Hlnt", "sport = :11211").stdout.split()
+    assert [w for w in listening if w.endswith(":11211")] == ["127.0.0.1:11211"]
+    assert all(r["no_change"] == 1 for r in deploy().ops.values())
