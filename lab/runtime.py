@@ -345,8 +345,34 @@ def up(topology_name="single", zimbra_hosts=1, zmprov_delay=0.0, timeout=120, lo
     except BaseException:
         down(log=open(os.devnull, "w"))
         raise
-    print(f"lab: {len(hosts)} hosts up in {time.monotonic() - started:.1f} s", file=log)
+    print(f"lab: {len(hosts)} hosts up in {time.monotonic() - started:.1f} s, "
+          f"{memory_in_use(state) / 1024:.0f} MiB in use (PSS)", file=log)
     return state
+
+
+def process_tree(pid):
+    pids = [pid]
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                for child in f.read().split():
+                    pids += process_tree(int(child))
+    except FileNotFoundError:
+        pass
+    return pids
+
+
+def memory_in_use(state):
+    """KiB of proportional set size of every process of every host (shared pages counted once)."""
+    total = 0
+    for host in state["hosts"]:
+        for pid in process_tree(host["pid"]):
+            try:
+                with open(f"/proc/{pid}/smaps_rollup") as f:
+                    total += sum(int(line.split()[1]) for line in f if line.startswith("Pss:"))
+            except (FileNotFoundError, ProcessLookupError):
+                pass
+    return total
 
 
 def down(log=sys.stderr):
