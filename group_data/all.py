@@ -50,3 +50,11 @@ memcached_client_servers = ["127.0.0.1"]
 # How current memcached values are read: "ldap" (one ldapsearch against Zimbra's LDAP, no JVM;
 # falls back to zmprov when LDAP cannot be read) or "zmprov" (one `zmprov -l gs`).
 memcached_read = "ldap"
+
+# Before the firewall changes, ufw is snapshotted and a timer armed that restores the snapshot after
+# this many seconds unless the controller then gets through on a NEW SSH connection.
+rollback_seconds = 120
+
+# The preflight refuses a host (untouched) when the controller's own address, as the host sees it, is
+# outside management_subnets or SSH runs on another port than firewall_ssh_port. True skips that check.
+allow_lockout_risk = False

@@ -3,22 +3,13 @@ Operations for ufw: Zimbra's application profiles, the policy's rules, default p
 Each reads the host's state first and yields only the difference.
 """
 
-from pyinfra import host, logger
+from pyinfra import host
 from pyinfra.api import OperationValueError, QuoteString, StringCommand, operation
 
 from facts.ufw import FileText, UfwRules, UfwStatus
+from tasks.report import report_once
 from zimbra_firewall.policy import PROFILE_PATH
 from zimbra_firewall.ufw import plan_rules, render_profiles
-
-
-_reported = set()
-
-
-def _report_once(level, message):
-    """Planning and execution both read the rules: say each finding once per host."""
-    if (host.name, message) not in _reported:
-        _reported.add((host.name, message))
-        getattr(logger, level)(f"{host.name}: {message}")
 
 
 def _ufw(*words):
@@ -67,11 +58,11 @@ def rules(policy):
     """
     plan = plan_rules(host.get_fact(UfwRules), policy)
     for rule in plan.delete_widening:
-        _report_once("warning", f"removing unmanaged rule that opens a restricted port: ufw {' '.join(rule)}")
+        report_once("warning", f"removing unmanaged rule that opens a restricted port: ufw {' '.join(rule)}")
     for rule in plan.delete_unmanaged:
-        _report_once("warning", f"removing unmanaged rule (purge_unmanaged_rules): ufw {' '.join(rule)}")
+        report_once("warning", f"removing unmanaged rule (purge_unmanaged_rules): ufw {' '.join(rule)}")
     for rule in plan.kept_unmanaged:
-        _report_once("info", f"keeping unmanaged rule: ufw {' '.join(rule)}")
+        report_once("info", f"keeping unmanaged rule: ufw {' '.join(rule)}")
     if not plan.changes:
         host.noop("ufw rules match the policy")
         return

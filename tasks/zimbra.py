@@ -6,12 +6,17 @@ from pyinfra.api import OperationValueError, QuoteString, StringCommand, operati
 from facts.zimbra import ZIMBRA_HOME, ZimbraMemcached
 from zimbra_firewall.zimbra import MEMCACHED_ATTRIBUTES, memcached_changes
 
+ZMPROV = f"{ZIMBRA_HOME}/bin/zmprov"
+ZMMEMCACHEDCTL = f"{ZIMBRA_HOME}/bin/zmmemcachedctl"
+
 
 @operation()
 def memcached_binding(attributes, read="ldap"):
     """
-    Set memcached's Zimbra attributes with ONE ``zmprov -l ms``, only those that differ (multi-valued
-    values compare without regard to order). Run as the zimbra user.
+    Set memcached's Zimbra attributes with ONE ``zmprov -l ms`` (only those that differ; multi-valued
+    values compare without regard to order), then restart memcached. When memcached does not start
+    with the new binding, the previous values are put back, memcached restarted, and the step fails.
+    Run as the zimbra user.
 
     + attributes: ``{"zimbraMemcachedBindAddress": ["127.0.0.1"], ...}``; an empty list unsets
     + read: "ldap" (one ldapsearch, no JVM) or "zmprov" (one ``zmprov -l gs``)
@@ -29,24 +34,15 @@ def memcached_binding(attributes, read="ldap"):
     if unknown:
         raise OperationValueError(f"not memcached attributes: {', '.join(sorted(unknown))}")
     current = host.get_fact(ZimbraMemcached, read=read)
-    args = memcached_changes(current["values"], attributes)
-    if not args:
+    change = memcached_changes(current["values"], attributes)
+    if not change:
         host.noop("memcached attributes already set")
         return
-    yield StringCommand(f"{ZIMBRA_HOME}/bin/zmprov", "-l", "ms", QuoteString(current["hostname"]),
-                        *[QuoteString(a) for a in args])
-
-
-@operation()
-def memcached_restart():
-    """
-    Restart Zimbra's memcached so it listens where its attributes say. Run as the zimbra user, and
-    only when the binding changed (``_if=binding.did_change``).
-
-    **Example:**
-
-    .. code:: python
-
-        zimbra.memcached_restart(_if=binding.did_change, _sudo=True, _sudo_user="zimbra")
-    """
-    yield StringCommand(f"{ZIMBRA_HOME}/bin/zmmemcachedctl", "restart")
+    previous = {name: current["values"].get(name, []) for name in attributes}
+    undo = memcached_changes(attributes, previous)
+    server = QuoteString(current["hostname"])
+    yield StringCommand(ZMPROV, "-l", "ms", server, *[QuoteString(a) for a in change])
+    restore = StringCommand(ZMPROV, "-l", "ms", server, *[QuoteString(a) for a in undo]).get_raw_value()
+    yield StringCommand("sh", "-c", QuoteString(
+        f"{ZMMEMCACHEDCTL} restart || {{ {restore}; {ZMMEMCACHEDCTL} restart; "
+        "echo 'memcached did not start with the new binding: the previous binding is restored' >&2; exit 1; }"))

@@ -8,8 +8,8 @@ from scripts.reachability import catalogue_specs
 
 PUBLIC = {"25/tcp", "443/tcp", "465/tcp", "587/tcp", "993/tcp", "995/tcp"}
 LOCAL_ONLY = {"22/tcp", "80/tcp", "110/tcp", "143/tcp", "389/tcp", "7025/tcp", "7071/tcp", "7073/tcp"}
-OPERATIONS = ["Zimbra ufw profiles", "ufw rules", "ufw default policies", "ufw enabled", "memcached binding",
-              "memcached restart"]
+OPERATIONS = ["Earlier rollbacks", "Rollback armed", "Zimbra ufw profiles", "ufw rules", "ufw default policies",
+              "ufw enabled", "New SSH connection", "Rollback disarmed", "memcached binding"]
 
 
 def zimbra_address(lab, family):
@@ -61,7 +61,8 @@ def test_zmprov_shows_the_new_values(deployed):
 def test_first_run_changed_every_step_and_called_zmprov_once(deployed):
     _, first = deployed
     assert {op: r["success"] for op, r in first.ops.items()} == {
-        op: 0 if op == "ufw default policies" else 1 for op in OPERATIONS}  # a fresh ufw already denies
+        op: 0 if op in ("Earlier rollbacks", "ufw default policies") else 1  # a fresh ufw already denies
+        for op in OPERATIONS}
     own = [c["argv"][:2] for c in first.zmprov_calls if c["caller"] == ""]
     assert own == [["-l", "ms"]]
 
@@ -92,7 +93,8 @@ def test_drift_is_repaired_and_reported(deployed):
     repaired = deploy()
     assert repaired.returncode == 0
     changed = {op for op, r in repaired.ops.items() if r["success"]}
-    assert changed == {"Zimbra ufw profiles", "ufw rules", "memcached binding", "memcached restart"}
+    assert changed == {"Rollback armed", "Zimbra ufw profiles", "ufw rules", "New SSH connection",
+                       "Rollback disarmed", "memcached binding"}
     output = repaired.stdout + repaired.stderr
     assert "removing unmanaged rule that opens a restricted port: ufw allow 7071" in output
     assert "keeping unmanaged rule: ufw allow OpenSSH" in output

@@ -28,7 +28,7 @@ KEYS = (
     "management_subnets", "zimbra_nodes", "optional_groups", "exposure_overrides", "profile_mode",
     "profile_names", "allow_management_all_ports", "purge_unmanaged_rules", "firewall_ssh_port",
     "default_incoming", "default_outgoing", "rule_comment", "memcached_bind_addresses",
-    "memcached_client_servers", "memcached_read",
+    "memcached_client_servers", "memcached_read", "rollback_seconds", "allow_lockout_risk",
 )
 # pyinfra's own host data, never a typo of ours
 FOREIGN_KEY = re.compile(r"^(_|ssh_|winrm_|docker|chroot_|local_|vagrant|terraform|podman|lab_)")
@@ -78,6 +78,8 @@ class Policy:
     purge_unmanaged: bool
     memcached: dict  # zimbra attribute → list of desired values
     memcached_read: str
+    rollback_seconds: int
+    allow_lockout_risk: bool
     warnings: tuple = field(default=())
 
     @property
@@ -291,12 +293,15 @@ def build_policy(host_data, catalogue=None):
     nodes = tuple(parse_subnet(s, "zimbra_nodes") for s in require_list(data, "zimbra_nodes"))
     if data["profile_mode"] not in ("split", "seed"):
         raise PolicyError("profile_mode", f"{data['profile_mode']!r}: use 'split' or 'seed'")
-    for key in ("allow_management_all_ports", "purge_unmanaged_rules"):
+    for key in ("allow_management_all_ports", "purge_unmanaged_rules", "allow_lockout_risk"):
         if not isinstance(data[key], bool):
             raise PolicyError(key, f"must be True or False, not {data[key]!r}")
     ssh_port = data["firewall_ssh_port"]
     if isinstance(ssh_port, bool) or not isinstance(ssh_port, int) or not 1 <= ssh_port <= 65535:
         raise PolicyError("firewall_ssh_port", f"{ssh_port!r} is not a port number 1-65535")
+    rollback = data["rollback_seconds"]
+    if isinstance(rollback, bool) or not isinstance(rollback, int) or not 5 <= rollback <= 3600:
+        raise PolicyError("rollback_seconds", f"{rollback!r} is not a number of seconds from 5 to 3600")
     if data["default_incoming"] not in ("deny", "reject", "allow"):
         raise PolicyError("default_incoming", f"{data['default_incoming']!r}: use deny, reject or allow")
     if data["default_outgoing"] not in ("deny", "reject", "allow"):
@@ -329,5 +334,7 @@ def build_policy(host_data, catalogue=None):
         purge_unmanaged=data["purge_unmanaged_rules"],
         memcached=check_memcached(data),
         memcached_read=data["memcached_read"],
+        rollback_seconds=rollback,
+        allow_lockout_risk=data["allow_lockout_risk"],
         warnings=tuple(warnings),
     )

@@ -1,0 +1,197 @@
+"""Never lock the operator out, never leave a host half-open: preflight, rollback, bad input, faults."""
+
+import os
+import subprocess
+import tempfile
+import threading
+import time
+
+import pytest
+from conftest import PYINFRA, REPO, ZIMBRA_FQDN, deploy, zmprov, zmprov_calls
+from test_deploy import PUBLIC, answering, zimbra_address
+
+from lab import client
+
+LAB_MGMT = ["10.77.1.0/24", "fd5a:7e3c:91b2:1::/64"]
+
+
+def group_data(**values):
+    """A --group-data folder whose lab.py overrides the given keys (written as Python literals)."""
+    folder = tempfile.mkdtemp(prefix="zfw-group-data-")
+    with open(os.path.join(folder, "lab.py"), "w") as f:
+        f.write("".join(f"{key} = {value!r}\n" for key, value in values.items()))
+    return folder
+
+
+def host_state():
+    """What a refused run must leave exactly as it was."""
+    return (
+        client.run("zimbra", "ufw", "status", "verbose").stdout,
+        client.run("zimbra", "ufw", "show", "added").stdout,
+        client.run("zimbra", "sh", "-c", "ls /etc/ufw/applications.d; cat /etc/default/ufw").stdout,
+        zmprov("-l", "gs", "-e", ZIMBRA_FQDN).stdout,
+        [c for c in zmprov_calls() if c["argv"] != ["-l", "gs", "-e", ZIMBRA_FQDN]],
+    )
+
+
+def ssh_works():
+    ssh = client.status()["ssh"]
+    return subprocess.run(["ssh", "-F", ssh["config"], "-o", "BatchMode=yes", "-o", "ConnectTimeout=2", "zimbra",
+                           "true"], capture_output=True, timeout=10).returncode == 0
+
+
+HOSTILE = [
+    ("management_subnets", ["10.77.1.1/24"]),
+    ("management_subnets", ["10.77.1.0/33"]),
+    ("management_subnets", ["zimbra.example.com/24"]),
+    ("management_subnets", "10.77.1.0/24"),
+    ("management_subnets", []),
+    ("exposure_overrides", {"public": ["0/tcp"]}),
+    ("exposure_overrides", {"public": ["65536/tcp"]}),
+    ("exposure_overrides", {"public": ["abc"]}),
+    ("exposure_overrides", {"public": ["7071/tcp"], "local-only": ["7071/tcp"]}),
+    ("exposure_overrides", ["80/tcp"]),
+    ("optional_groups", ["chatt"]),
+    ("profile_names", {"public": "Zimbra/Public", "local-only": "Zimbra Local", "intra": "Zimbra Intra"}),
+    ("profile_names", {"public": "Z" * 65, "local-only": "Zimbra Local", "intra": "Zimbra Intra"}),
+    ("managment_subnets", LAB_MGMT),
+    ("optional_groups", "chat"),
+    ("rule_comment", "zfw'; ufw disable; '"),
+    ("profile_names", {"public": "Zimbra $(reboot)", "local-only": "Zimbra Local", "intra": "Zimbra Intra"}),
+    ("memcached_bind_addresses", ["127.0.0.1 -l 0.0.0.0"]),
+    ("memcached_client_servers", ["`id`"]),
+    ("firewall_ssh_port", 0),
+    ("rollback_seconds", "120"),
+    ("default_incoming", "drop"),
+    ("zimbra_nodes", ["10.77.0.0/16", "::/0"]),
+]
+
+
+@pytest.mark.parametrize("key, value", HOSTILE, ids=[f"{k}={v!r}"[:60] for k, v in HOSTILE])
+def test_hostile_input_stops_the_run_before_any_command(fresh_lab, key, value):
+    before = host_state()
+    result = deploy("--group-data", group_data(**{key: value}))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"group_data {key}" in output, output[-2000:]
+    assert "Starting operation" not in output
+    assert host_state() == before
+
+
+def test_a_profile_entry_never_exceeds_fifteen_ports_on_a_real_ufw(fresh_lab):
+    """16 intra ports are split into two entries that ufw loads (the case above only lacks zimbra_nodes)."""
+    ports = [f"{p}/tcp" for p in range(20000, 20016)]
+    result = deploy("--group-data", group_data(exposure_overrides={"intra": ports}, zimbra_nodes=["10.77.2.0/24"]))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert client.probe("outside", "10.77.0.10", ["7072/tcp", "8080/tcp"]) == {"7072/tcp": "open",
+                                                                               "8080/tcp": "open"}
+
+
+def test_ipv6_subnet_while_ufw_ipv6_is_off_fails_that_host_untouched(fresh_lab):
+    client.run("zimbra", "sed", "-i", "s/^IPV6=yes/IPV6=no/", "/etc/default/ufw")
+    before = host_state()
+    result = deploy()
+    assert result.returncode != 0 and "IPV6=no" in result.stdout + result.stderr
+    assert host_state() == before
+
+
+def test_preflight_refuses_when_the_controller_is_outside_the_management_subnets(fresh_lab):
+    before = host_state()
+    result = deploy("--group-data", group_data(management_subnets=["10.77.2.0/24"]))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "outside management_subnets" in output and "10.77.1.1" in output
+    assert host_state() == before
+
+
+def test_preflight_refuses_a_firewall_ssh_port_other_than_the_one_in_use(fresh_lab):
+    result = deploy("--group-data", group_data(firewall_ssh_port=2222))
+    assert result.returncode != 0 and "port 22" in result.stdout + result.stderr
+    assert client.run("zimbra", "ufw", "status").stdout.strip() == "Status: inactive"
+
+
+def test_a_change_that_cuts_ssh_off_is_rolled_back_and_reported(fresh_lab):
+    cutting = group_data(management_subnets=["10.77.2.0/24"], allow_lockout_risk=True, rollback_seconds=5)
+    started = time.monotonic()
+    result = deploy("--group-data", cutting)
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert "rollback timer fired before the change was confirmed" in result.stdout + result.stderr
+    deadline = time.monotonic() + 30
+    while not ssh_works():
+        assert time.monotonic() < deadline, "SSH never came back"
+        time.sleep(0.2)
+    print(f"access restored {time.monotonic() - started:.1f} s after the deploy started (rollback_seconds=5)")
+    assert client.run("zimbra", "ufw", "status").stdout.strip() == "Status: inactive"
+    assert client.run("zimbra", "test", "-e", "/var/lib/zimbra-firewall/armed", check=False).returncode == 1
+    rerun = deploy()
+    assert rerun.returncode == 0
+    assert "ROLLBACK happened" in rerun.stdout + rerun.stderr
+    assert answering("outside", zimbra_address(fresh_lab, "ipv4")) == PUBLIC
+    assert all(r["no_change"] == 1 for r in deploy().ops.values())
+
+
+def test_ufw_is_never_active_without_the_ssh_rule(fresh_lab):
+    """Watch the host through a whole first deploy: whenever ufw is active, SSH from mgmt is allowed."""
+    seen, done = [], threading.Event()
+
+    def watch():
+        while not done.is_set():
+            out = client.run("zimbra", "sh", "-c", "ufw status | head -1; ufw show added", check=False).stdout
+            seen.append(out)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        assert deploy().returncode == 0
+    finally:
+        done.set()
+        watcher.join()
+    active = [s for s in seen if s.startswith("Status: active")]
+    assert active, "the watcher never saw ufw active"
+    assert all("allow from 10.77.1.0/24 to any port 22 proto tcp" in s for s in active)
+
+
+def test_a_second_deploy_while_one_is_changing_the_firewall_refuses_clearly(fresh_lab):
+    client.run("zimbra", "sh", "-c", "mkdir -p /var/lib/zimbra-firewall/armed && date -u +%FT%TZ "
+                                     "> /var/lib/zimbra-firewall/armed/since")
+    before = host_state()
+    result = deploy()
+    assert result.returncode != 0
+    assert "another deploy is changing this firewall" in result.stdout + result.stderr
+    assert host_state() == before
+    client.run("zimbra", "rm", "-r", "/var/lib/zimbra-firewall/armed")
+
+
+def test_two_deploys_at_once_end_converged(fresh_lab):
+    runs = [subprocess.Popen([PYINFRA, "-y", "inventories/lab.py", "deploy.py"], cwd=REPO, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(2)]
+    outputs = [(run.wait(timeout=300), run.stdout.read()) for run in runs]
+    assert any(code == 0 for code, _ in outputs)
+    for code, output in outputs:
+        assert code == 0 or "another deploy is changing this firewall" in output, output[-2000:]
+    assert all(r["no_change"] == 1 for r in deploy().ops.values())
+
+
+def test_zmprov_failing_fails_the_memcached_step_and_a_rerun_converges(fresh_lab):
+    slapd = client.run("zimbra", "cat", "/opt/zimbra/data/ldap/slapd.pid").stdout.strip()
+    client.run("zimbra", "kill", slapd)
+    result = deploy()
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "ERROR: service.FAILURE" in output  # Zimbra's own message, as zmprov printed it
+    assert "Starting operation: memcached binding" in output
+    assert answering("outside", zimbra_address(fresh_lab, "ipv4")) == PUBLIC  # the firewall is complete
+    client.run("zimbra", "/usr/sbin/slapd", "-f", "/opt/zimbra/conf/slapd.conf", "-h", "ldap:///",
+               "-u", "zimbra", "-g", "zimbra")
+    assert deploy().returncode == 0
+    assert all(r["no_change"] == 1 for r in deploy().ops.values())
+
+
+def test_memcached_that_cannot_start_gets_its_previous_binding_back(fresh_lab):
+    result = deploy("--group-data", group_data(memcached_bind_addresses=["192.0.2.99"]))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "the previous binding is restored" in output
+    assert zmprov("-l", "gs", ZIMBRA_FQDN, "zimbraMemcachedBindAddress").stdout == f"# name {ZIMBRA_FQDN}\n\n"
+    listening = client.run("zimbra", "ss", "-Hlnt", "sport = :11211").stdout
+    assert "*:11211" in listening or "0.0.0.0:11211" in listening
