@@ -63,7 +63,8 @@ def hosts_for(topology="single", zimbra_hosts=1):
         raise LabError(f"unknown topology {topology!r}; known: {', '.join(TOPOLOGIES)}")
     if not 1 <= zimbra_hosts <= MAX_ZIMBRA_HOSTS:
         raise LabError(f"--zimbra-hosts must be 1 to {MAX_ZIMBRA_HOSTS}, not {zimbra_hosts}")
-    hosts = [Host(zimbra_host_name(i), "zimbra", *_subnet_address("servers", 9 + i)) for i in range(1, zimbra_hosts + 1)]
+    hosts = [Host(zimbra_host_name(i), "zimbra", *_subnet_address("servers", 9 + i))
+             for i in range(1, zimbra_hosts + 1)]
     hosts.append(Host("mgmt", "mgmt", *_subnet_address("management", 10)))
     hosts.append(Host("outside", "outside", *_subnet_address("outside", 10)))
     return hosts

@@ -5,7 +5,6 @@ import os
 import shutil
 import subprocess
 
-import pytest
 from conftest import ZIMBRA_FQDN, zmprov, zmprov_calls
 
 from lab import client

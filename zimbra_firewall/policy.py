@@ -211,13 +211,6 @@ def chunk_ports(ports):
     return "|".join(entries)
 
 
-def seed_profile_entries(text):
-    ports = text.split("/")[0].split(",")
-    if len(ports) > MULTIPORT_LIMIT:
-        raise PolicyError("profile_mode", f"the seed profile has {len(ports)} ports, over the multiport limit")
-    return text
-
-
 def build_profiles(data, classes, with_intra):
     names = data["profile_names"]
     if not isinstance(names, dict):
@@ -243,7 +236,7 @@ def build_profiles(data, classes, with_intra):
             profiles[exposure] = Profile(names[exposure], title, description, chunk_ports(ports))
     if data["profile_mode"] == "seed":
         profiles["public"] = Profile(SEED_PROFILE["name"], SEED_PROFILE["title"], SEED_PROFILE["description"],
-                                     seed_profile_entries(SEED_PROFILE["ports"]))
+                                     SEED_PROFILE["ports"])
     return profiles
 
 

@@ -368,11 +368,8 @@ def main_zmlocalconfig(argv):
         else:
             keys.append(arg)
     config = read_localconfig()
-    for key in keys or sorted(config):
-        if key not in config:
-            if keys:
-                continue
-        value = config.get(key, "")
+    for key in [k for k in keys if k in config] if keys else sorted(config):
+        value = config[key]
         if SECRET_KEYS.search(key) and not show_secrets:
             value = "*" * len(value) if fmt == "nokey" else "*"
         if fmt == "nokey":
