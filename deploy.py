@@ -32,14 +32,15 @@ elif server:
     # Snapshot ufw and arm a rollback timer, only when the firewall is about to change
     armed = safety.arm_rollback(name="Rollback armed", policy=policy, seconds=policy.rollback_seconds)
     # 1. ufw application profiles for Zimbra: one public, one local-only
-    ufw.app_profiles(name="Zimbra ufw profiles", profiles=policy.profiles)
+    wait = policy.xtables_lock_wait
+    ufw.app_profiles(name="Zimbra ufw profiles", profiles=policy.profiles, lock_wait=wait)
     # 2. SSH first, then the public profile from anywhere and the local-only one from the management subnets
-    ufw.rules(name="ufw rules", policy=policy)
+    ufw.rules(name="ufw rules", policy=policy, lock_wait=wait)
     # 3. Default deny incoming, allow outgoing
     ufw.default_policy(name="ufw default policies", incoming=policy.default_incoming,
-                       outgoing=policy.default_outgoing)
+                       outgoing=policy.default_outgoing, lock_wait=wait)
     # 4. Enable ufw, last; then prove a NEW connection gets through before the rollback is disarmed
-    ufw.enabled(name="ufw enabled")
+    ufw.enabled(name="ufw enabled", lock_wait=wait)
     python.call(name="New SSH connection", function=safety.confirm_new_connection, _if=armed.did_change)
     safety.disarm_rollback(name="Rollback disarmed", _if=armed.did_change)
     # 5. memcached bound where configured (127.0.0.1), restarted only when that changed

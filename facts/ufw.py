@@ -2,7 +2,7 @@
 
 from pyinfra.api import FactBase, QuoteString, StringCommand
 
-from zimbra_firewall.ufw import parse_defaults, parse_show_added, parse_status
+from zimbra_firewall.ufw import parse_defaults, parse_show_added, parse_status, wait_for_xtables_lock
 
 SECTION = "@@zimbra-firewall@@"
 
@@ -29,14 +29,16 @@ class UfwStatus(FactBase):
     """
     Whether ufw is active, its default policies and IPv6 setting:
     ``{"active": True, "incoming": "deny", "outgoing": "allow", "ipv6": True}``. Policies come from
-    /etc/default/ufw, which holds them while ufw is inactive too.
+    /etc/default/ufw, which holds them while ufw is inactive too. ``ufw status`` reads the kernel's
+    rules, so it first waits at most ``lock_wait`` seconds for the xtables lock.
     """
 
-    def requires_command(self):
+    def requires_command(self, lock_wait=60):
         return "ufw"
 
-    def command(self):
-        return f"LC_ALL=C ufw status && echo {SECTION} && cat /etc/default/ufw"
+    def command(self, lock_wait=60):
+        return (f"{wait_for_xtables_lock(lock_wait)}; LC_ALL=C ufw status && echo {SECTION} && "
+                "cat /etc/default/ufw")
 
     def process(self, output):
         status_text, _, defaults_text = "\n".join(output).partition(SECTION)

@@ -58,3 +58,6 @@ rollback_seconds = 120
 # The preflight refuses a host (untouched) when the controller's own address, as the host sees it, is
 # outside management_subnets or SSH runs on another port than firewall_ssh_port. True skips that check.
 allow_lockout_risk = False
+
+# Seconds to wait for another program's xtables lock (iptables-legacy hosts) before a ufw step fails.
+xtables_lock_wait = 60

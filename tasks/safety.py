@@ -18,7 +18,7 @@ def _sh(script):
 
 
 def firewall_will_change(policy):
-    status = host.get_fact(UfwStatus)
+    status = host.get_fact(UfwStatus, lock_wait=policy.xtables_lock_wait)
     return (
         not status["active"]
         or (status["incoming"], status["outgoing"]) != (policy.default_incoming, policy.default_outgoing)

@@ -9,20 +9,25 @@ from pyinfra.api import OperationValueError, QuoteString, StringCommand, operati
 from facts.ufw import FileText, UfwRules, UfwStatus
 from tasks.report import report_once
 from zimbra_firewall.policy import PROFILE_PATH
-from zimbra_firewall.ufw import plan_rules, render_profiles
+from zimbra_firewall.ufw import plan_rules, render_profiles, wait_for_xtables_lock
 
 
 def _ufw(*words):
     return StringCommand("LC_ALL=C", "ufw", *[QuoteString(w) for w in words])
 
 
+def _wait_for_xtables_lock(seconds):
+    return StringCommand("sh", "-c", QuoteString(wait_for_xtables_lock(seconds)))
+
+
 @operation()
-def app_profiles(profiles, path=PROFILE_PATH):
+def app_profiles(profiles, path=PROFILE_PATH, lock_wait=60):
     """
     Write ufw application profiles and let ufw reload the rules that use them.
 
     + profiles: ``Profile`` objects (name, title, description, ports) from the policy
     + path: the profile file under /etc/ufw/applications.d
+    + lock_wait: seconds to wait for another program's xtables lock before failing
 
     **Example:**
 
@@ -36,19 +41,21 @@ def app_profiles(profiles, path=PROFILE_PATH):
     if host.get_fact(FileText, path=path) == text.rstrip("\n"):
         host.noop(f"ufw profiles in {path} are up to date")
         return
+    yield _wait_for_xtables_lock(lock_wait)
     yield StringCommand("printf", "%s", QuoteString(text), ">", QuoteString(path))
     for profile in profiles:
         yield _ufw("app", "update", profile.name)
 
 
 @operation()
-def rules(policy):
+def rules(policy, lock_wait=60):
     """
     Make ufw's user rules match the policy: add the missing ones (SSH first), delete owned rules no
     longer wanted and unmanaged rules that open a restricted port wider than the policy allows;
     list the other unmanaged rules (or delete them when the policy purges).
 
     + policy: the host's ``Policy``
+    + lock_wait: seconds to wait for another program's xtables lock before failing
 
     **Example:**
 
@@ -66,6 +73,7 @@ def rules(policy):
     if not plan.changes:
         host.noop("ufw rules match the policy")
         return
+    yield _wait_for_xtables_lock(lock_wait)
     for rule in plan.add:
         yield _ufw(*rule)
     for rule in plan.delete_owned + plan.delete_widening + plan.delete_unmanaged:
@@ -73,12 +81,13 @@ def rules(policy):
 
 
 @operation()
-def default_policy(incoming="deny", outgoing="allow"):
+def default_policy(incoming="deny", outgoing="allow", lock_wait=60):
     """
     Set ufw's default policies, only where they differ (an unchanged ``ufw default`` still reloads).
 
     + incoming: deny, reject or allow
     + outgoing: deny, reject or allow
+    + lock_wait: seconds to wait for another program's xtables lock before failing
 
     **Example:**
 
@@ -89,20 +98,23 @@ def default_policy(incoming="deny", outgoing="allow"):
     for value in (incoming, outgoing):
         if value not in ("deny", "reject", "allow"):
             raise OperationValueError(f"invalid default policy: {value}")
-    status = host.get_fact(UfwStatus)
+    status = host.get_fact(UfwStatus, lock_wait=lock_wait)
     changes = [(value, direction) for direction, value in (("incoming", incoming), ("outgoing", outgoing))
                if status[direction] != value]
     if not changes:
         host.noop(f"ufw defaults are already {incoming} incoming, {outgoing} outgoing")
         return
+    yield _wait_for_xtables_lock(lock_wait)
     for value, direction in changes:
         yield _ufw("default", value, direction)
 
 
 @operation()
-def enabled():
+def enabled(lock_wait=60):
     """
     Enable ufw (and on boot) unless it is active already. Run it after the SSH rules.
+
+    + lock_wait: seconds to wait for another program's xtables lock before failing
 
     **Example:**
 
@@ -110,7 +122,8 @@ def enabled():
 
         ufw.enabled()
     """
-    if host.get_fact(UfwStatus)["active"]:
+    if host.get_fact(UfwStatus, lock_wait=lock_wait)["active"]:
         host.noop("ufw is already active")
         return
+    yield _wait_for_xtables_lock(lock_wait)
     yield _ufw("--force", "enable")

@@ -195,3 +195,32 @@ def test_memcached_that_cannot_start_gets_its_previous_binding_back(fresh_lab):
     assert zmprov("-l", "gs", ZIMBRA_FQDN, "zimbraMemcachedBindAddress").stdout == f"# name {ZIMBRA_FQDN}\n\n"
     listening = client.run("zimbra", "ss", "-Hlnt", "sport = :11211").stdout
     assert "*:11211" in listening or "0.0.0.0:11211" in listening
+
+
+def use_iptables_legacy():
+    """ufw on iptables-legacy (Ubuntu 20.04's default) takes the xtables lock; iptables-nft does not."""
+    for tool in ("iptables", "ip6tables"):
+        client.run("zimbra", "update-alternatives", "--quiet", "--set", tool, f"/usr/sbin/{tool}-legacy")
+
+
+def hold_xtables_lock(seconds):
+    client.run("zimbra", "sh", "-c", f"flock /run/xtables.lock sleep {seconds} </dev/null >/dev/null 2>&1 &")
+
+
+def test_a_briefly_held_xtables_lock_is_waited_for(fresh_lab):
+    use_iptables_legacy()
+    hold_xtables_lock(4)
+    result = deploy()
+    assert result.returncode == 0, (result.stdout + result.stderr)[-2000:]
+    assert answering("outside", zimbra_address(fresh_lab, "ipv4")) == PUBLIC
+
+
+def test_an_xtables_lock_held_too_long_stops_with_a_clear_error(fresh_lab):
+    use_iptables_legacy()
+    hold_xtables_lock(30)
+    result = deploy("--group-data", group_data(xtables_lock_wait=2))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "stayed held by another process for 2 s" in output
+    assert client.run("zimbra", "ufw", "status").stdout.strip() == "Status: inactive"
+    assert client.run("zimbra", "test", "-e", "/etc/ufw/applications.d/zimbra", check=False).returncode == 1

@@ -29,6 +29,7 @@ KEYS = (
     "profile_names", "allow_management_all_ports", "purge_unmanaged_rules", "firewall_ssh_port",
     "default_incoming", "default_outgoing", "rule_comment", "memcached_bind_addresses",
     "memcached_client_servers", "memcached_read", "rollback_seconds", "allow_lockout_risk",
+    "xtables_lock_wait",
 )
 # pyinfra's own host data, never a typo of ours
 FOREIGN_KEY = re.compile(r"^(_|ssh_|winrm_|docker|chroot_|local_|vagrant|terraform|podman|lab_)")
@@ -80,6 +81,7 @@ class Policy:
     memcached_read: str
     rollback_seconds: int
     allow_lockout_risk: bool
+    xtables_lock_wait: int
     warnings: tuple = field(default=())
 
     @property
@@ -295,6 +297,9 @@ def build_policy(host_data, catalogue=None):
     rollback = data["rollback_seconds"]
     if isinstance(rollback, bool) or not isinstance(rollback, int) or not 5 <= rollback <= 3600:
         raise PolicyError("rollback_seconds", f"{rollback!r} is not a number of seconds from 5 to 3600")
+    lock_wait = data["xtables_lock_wait"]
+    if isinstance(lock_wait, bool) or not isinstance(lock_wait, int) or not 1 <= lock_wait <= 3600:
+        raise PolicyError("xtables_lock_wait", f"{lock_wait!r} is not a number of seconds from 1 to 3600")
     if data["default_incoming"] not in ("deny", "reject", "allow"):
         raise PolicyError("default_incoming", f"{data['default_incoming']!r}: use deny, reject or allow")
     if data["default_outgoing"] not in ("deny", "reject", "allow"):
@@ -329,5 +334,6 @@ def build_policy(host_data, catalogue=None):
         memcached_read=data["memcached_read"],
         rollback_seconds=rollback,
         allow_lockout_risk=data["allow_lockout_risk"],
+        xtables_lock_wait=lock_wait,
         warnings=tuple(warnings),
     )

@@ -9,6 +9,17 @@ from dataclasses import dataclass
 
 from .policy import Port
 
+XTABLES_LOCK = "/run/xtables.lock"
+
+
+def wait_for_xtables_lock(seconds):
+    """Shell that waits at most `seconds` for the xtables lock, else fails saying why. ufw (through
+    iptables-legacy's -w) would wait without end; the lock is only waited for, never held."""
+    return (f"flock -w {int(seconds)} {XTABLES_LOCK} true || {{ echo 'the xtables lock ({XTABLES_LOCK}) stayed "
+            f"held by another process for {int(seconds)} s: another firewall tool is running; retry when it is "
+            "done' >&2; exit 1; }")
+
+
 POLICY_WORDS = {"DROP": "deny", "REJECT": "reject", "ACCEPT": "allow"}
 ANYWHERE = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
 
