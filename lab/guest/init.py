@@ -102,6 +102,7 @@ def main():
     with open(CONFIG) as f:
         host = json.load(f)
     write_hosts_file(host)
+    run("usermod", "--shell", "/opt/lab/login-shell", "root")
     configure_network(host)
     sockets = []
     if host["role"] == "zimbra":
