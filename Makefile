@@ -40,5 +40,13 @@ test: setup
 	$(PY) -m lab build
 	$(PY) -m pytest -q
 
-vm-test bench:
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(VENV)/bin/pip install -q --disable-pip-version-check ".[bench]"
+	touch $@
+
+bench: setup $(VENV)/.bench-installed
+	$(PY) -m lab build
+	$(PY) bench/run.py
+
+vm-test:
 	@echo "make $@: not built yet (see the open issues)"; exit 1
