@@ -198,7 +198,8 @@ def main():
                 for r in runs:
                     if r["state"] != reference:
                         raise SystemExit(f"N={n}: {tool} left another end state than pyinfra; no times reported\n"
-                                         f"pyinfra: {json.dumps(reference)[:1500]}\n{tool}: {json.dumps(r['state'])[:1500]}")
+                                         f"pyinfra: {json.dumps(reference)[:1500]}\n"
+                                         f"{tool}: {json.dumps(r['state'])[:1500]}")
             for tool, runs in results.items():
                 rows.append({"n": n, "tool": tool if tool != "ansible-forks=N" else f"ansible forks={n}",
                              **{k: median_of(runs, k) for k in ("converge", "noop", "zmprov_converge", "zmprov_noop",
@@ -244,7 +245,8 @@ before any time was reported. "commands" counts the SSH commands each host recei
 
 Machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}.
 
-Reproduce (as root): `make bench` (or `.venv/bin/python bench/run.py --hosts {' '.join(map(str, args.hosts))} --runs {args.runs}`).
+Reproduce (as root): `make bench`, or
+`.venv/bin/python bench/run.py --hosts {' '.join(map(str, args.hosts))} --runs {args.runs}`.
 """
 
 
