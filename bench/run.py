@@ -106,6 +106,7 @@ def timed(command, env=None):
     sampler.join()
     wall = time.monotonic() - started
     if proc.returncode:
+        client.lab("down", check=False)
         raise SystemExit(f"{' '.join(command[:3])}… failed:\n{output[-3000:]}")
     return wall, peak[0] / 1024
 
