@@ -416,7 +416,12 @@ def stray_host_pids():
 
 def release_netns_mount():
     """`ip netns add` bind-mounts /run/netns; drop it once no namespace is left in it."""
-    if os.path.isdir("/run/netns") and not os.listdir("/run/netns") and os.path.ismount("/run/netns"):
+    if not os.path.isdir("/run/netns") or os.listdir("/run/netns"):
+        return
+    # a bind mount of the folder onto itself, which os.path.ismount cannot see: ask the mount table
+    with open("/proc/self/mountinfo") as f:
+        mounted = any(line.split()[4] == "/run/netns" for line in f)
+    if mounted:
         subprocess.run(["umount", "/run/netns"], capture_output=True)
 
 

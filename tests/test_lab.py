@@ -31,7 +31,7 @@ def lab_leftovers():
     """Processes and mounts that belong to a lab."""
     state_dir = "/run/zimbra-firewall-lab"
     with open("/proc/self/mountinfo") as f:
-        mounts = [line for line in f if state_dir in line or "zfwlab" in line]
+        mounts = [line for line in f if state_dir in line or "zfwlab" in line or line.split()[4] == "/run/netns"]
     procs = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
