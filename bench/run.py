@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -111,27 +112,29 @@ def timed(command, env=None):
     return wall, peak[0] / 1024
 
 
+def on_each(hosts, read):
+    """read(host) for every host, ten at a time (zmprov's delay would make 30 hosts one after another slow)."""
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        return dict(zip(hosts, pool.map(read, hosts)))
+
+
 def counters(zimbra_hosts):
     """Per host: zmprov calls made by the tool itself (not by zmmemcachedctl) and SSH commands so far."""
-    result = {}
-    for name in zimbra_hosts:
+    def read(name):
         calls = client.run(name, "cat", "/opt/zimbra/log/zmprov-calls.log", check=False).stdout.splitlines()
         own = [c for c in map(json.loads, filter(None, calls)) if c["caller"] == ""]
         commands = client.run(name, "sh", "-c", "cat /var/log/lab-ssh-commands.log 2>/dev/null | wc -l").stdout
-        result[name] = (len(own), int(commands))
-    return result
+        return len(own), int(commands)
+    return on_each(zimbra_hosts, read)
 
 
-def end_state(zimbra_hosts):
+def end_state(lab):
     """What both tools must leave behind: ufw rules, policies and status, zmprov's values, memcached."""
-    state = {}
-    for name in zimbra_hosts:
-        fqdn = next(h["fqdn"] for h in client.status()["hosts"] if h["name"] == name)
-        state[name] = client.run(name, "sh", "-c", (
-            "ufw status verbose; ufw show added | sort; "
-            f"runuser -u zimbra -- /opt/zimbra/bin/zmprov -l gs {fqdn} zimbraMemcachedBindAddress "
-            "zimbraMemcachedClientServerList; ss -Hlnt 'sport = :11211' | awk '{print $4}'")).stdout
-    return state
+    fqdns = {h["name"]: h["fqdn"] for h in lab["hosts"] if h["role"] == "zimbra"}
+    return on_each(list(fqdns), lambda name: client.run(name, "sh", "-c", (
+        "ufw status verbose; ufw show added | sort; "
+        f"runuser -u zimbra -- /opt/zimbra/bin/zmprov -l gs {fqdns[name]} zimbraMemcachedBindAddress "
+        "zimbraMemcachedClientServerList; ss -Hlnt 'sport = :11211' | awk '{print $4}'")).stdout)
 
 
 def measure(tool, n, delay, workdir, policy):
@@ -167,7 +170,7 @@ def measure(tool, n, delay, workdir, policy):
         "commands_converge": per_host(after_converge, 1),
         "commands_noop": per_host(after_noop, 1) - per_host(after_converge, 1),
         "memory_mib": max(converge_mem, noop_mem),
-        "state": end_state(zimbra_hosts),
+        "state": end_state(lab),
     }
 
 
@@ -205,12 +208,13 @@ def main():
                 rows.append({"n": n, "tool": tool if tool != "ansible-forks=N" else f"ansible forks={n}",
                              **{k: median_of(runs, k) for k in ("converge", "noop", "zmprov_converge", "zmprov_noop",
                                                                "commands_converge", "commands_noop", "memory_mib")}})
+            # each N is printed and written as soon as it is measured: a long run that stops keeps its results
+            table = render(rows, args)
+            print(table, flush=True)
+            os.makedirs(os.path.dirname(args.output), exist_ok=True)
+            with open(args.output, "w") as f:
+                f.write(document(table, args, done=[r["n"] for r in rows]))
     client.lab("down")
-    table = render(rows, args)
-    print(table)
-    os.makedirs(os.path.dirname(args.output), exist_ok=True)
-    with open(args.output, "w") as f:
-        f.write(document(table, args))
 
 
 def render(rows, args):
@@ -232,7 +236,7 @@ def render(rows, args):
     return "\n".join(lines)
 
 
-def document(table, args):
+def document(table, args, done):
     return f"""# Benchmarks
 
 pyinfra deploy (`deploy.py`) against the idiomatic Ansible playbook (`bench/playbook.yml`:
@@ -244,6 +248,7 @@ before any time was reported. "commands" counts the SSH commands each host recei
 
 {table}
 
+Measured: N = {', '.join(map(str, sorted(set(done))))} of {', '.join(map(str, args.hosts))}.
 Machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}.
 
 Reproduce (as root): `make bench`, or

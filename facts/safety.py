@@ -1,14 +1,23 @@
-"""Facts for the safety steps: the controller's SSH connection as the host sees it."""
+"""Facts for the safety steps: what the preflight check needs to know, in one command."""
 
 from pyinfra.api import FactBase
 
+from facts.zimbra import ZIMBRA_HOME
+from zimbra_firewall.safety import parse_preflight
+from zimbra_firewall.ufw import SECTION
 
-class SshConnection(FactBase):
-    """``$SSH_CONNECTION`` on the host ("client-ip client-port server-ip server-port"), or None.
-    Read it with ``_sudo=False``: sudo drops the variable."""
+
+class Preflight(FactBase):
+    """
+    Whether the host is a Zimbra server with ufw, ufw's IPv6 setting, and the controller's SSH connection
+    as the host sees it: ``{"zimbra": True, "ufw": True, "ipv6": True, "ssh_connection": "10.0.0.5 50022
+    10.0.0.10 22"}`` (None when unknown). Read it with ``_sudo=False``: sudo drops ``$SSH_CONNECTION``.
+    """
 
     def command(self):
-        return 'echo "$SSH_CONNECTION"'
+        return (f'echo "ssh_connection=$SSH_CONNECTION"; test -d {ZIMBRA_HOME} && echo zimbra=yes; '
+                'PATH="$PATH:/usr/sbin:/sbin" command -v ufw >/dev/null && echo ufw=yes; '
+                f"echo {SECTION}; cat /etc/default/ufw 2>/dev/null; true")
 
     def process(self, output):
-        return " ".join(output).strip() or None
+        return parse_preflight("\n".join(output))

@@ -1,52 +1,47 @@
-"""Facts about ufw: its rules, status and defaults, and the Zimbra profile file. Each is one command."""
+"""Facts about ufw (its state, in one command) and the text of a file."""
 
-from pyinfra.api import FactBase, QuoteString, StringCommand
+from pyinfra.api import FactBase, FactProcessError, QuoteString, StringCommand
 
-from zimbra_firewall.ufw import parse_defaults, parse_show_added, parse_status, wait_for_xtables_lock
-
-SECTION = "@@zimbra-firewall@@"
+from zimbra_firewall.ufw import NO_FILE, SECTION, parse_state, wait_for_xtables_lock
 
 
-class UfwRules(FactBase):
+class UfwState(FactBase):
     """
-    The user rules ufw holds, as `ufw show added` prints them (readable while ufw is inactive):
-    a list of argument tuples such as ``("allow", "from", "10.0.0.0/24", "to", "any", "app", "Zimbra Local")``.
+    Everything the ufw operations compare against, in ONE command (reads are what a no-op run costs):
+    ``{"active": True, "incoming": "deny", "outgoing": "allow", "ipv6": True, "rules": [("allow", "22/tcp"),
+    ...], "profiles": "<text of the profile file>" or None}``. Rules are those of `ufw show added` (readable
+    while ufw is inactive), policies come from /etc/default/ufw (which holds them while inactive too).
+    Whether ufw is active is tested as ``ufw status`` does (is its chain loaded?) without starting
+    ufw's Python a second time; that reads the kernel's rules, so the command first waits at most
+    ``lock_wait`` seconds for the xtables lock.
     """
 
-    default = list
+    @staticmethod
+    def default():
+        """What a host without ufw has (during planning; the preflight fails such a host before anything runs)."""
+        return {"active": False, "incoming": "unknown", "outgoing": "unknown", "ipv6": True, "rules": [],
+                "profiles": None}
 
-    def requires_command(self):
+    def requires_command(self, profile_path, lock_wait=60):
         return "ufw"
 
-    def command(self):
-        return "LC_ALL=C ufw show added"
+    def command(self, profile_path, lock_wait=60):
+        return StringCommand(
+            f"{wait_for_xtables_lock(lock_wait)}; iptables -n -L ufw-user-input >/dev/null 2>&1; echo $?; "
+            f"echo {SECTION} && "
+            f"cat /etc/default/ufw && echo {SECTION} && LC_ALL=C ufw show added && echo {SECTION} && "
+            "{ cat", QuoteString(profile_path), "2>/dev/null || echo", NO_FILE, "; }",
+        )
 
     def process(self, output):
-        return parse_show_added("\n".join(output))
-
-
-class UfwStatus(FactBase):
-    """
-    Whether ufw is active, its default policies and IPv6 setting:
-    ``{"active": True, "incoming": "deny", "outgoing": "allow", "ipv6": True}``. Policies come from
-    /etc/default/ufw, which holds them while ufw is inactive too. ``ufw status`` reads the kernel's
-    rules, so it first waits at most ``lock_wait`` seconds for the xtables lock.
-    """
-
-    def requires_command(self, lock_wait=60):
-        return "ufw"
-
-    def command(self, lock_wait=60):
-        return (f"{wait_for_xtables_lock(lock_wait)}; LC_ALL=C ufw status && echo {SECTION} && "
-                "cat /etc/default/ufw")
-
-    def process(self, output):
-        status_text, _, defaults_text = "\n".join(output).partition(SECTION)
-        return {**parse_defaults(defaults_text), "active": parse_status(status_text)["active"]}
+        try:
+            return parse_state("\n".join(output))
+        except ValueError as error:
+            raise FactProcessError(str(error)) from None
 
 
 class FileText(FactBase):
-    """The text of a file (without its final newline), or None when it does not exist."""
+    """The text of a file (without its final newline), empty when it does not exist."""
 
     def command(self, path):
         return StringCommand("cat", QuoteString(path), "2>/dev/null", "||", "true")

@@ -1,43 +1,18 @@
-"""Facts about Zimbra: whether a host is a Zimbra server, and its memcached attributes."""
+"""Facts about Zimbra: its memcached attributes, read without starting a JVM where possible."""
 
 from pyinfra.api import FactBase, FactProcessError
 
-from zimbra_firewall.ufw import parse_defaults
+from zimbra_firewall.ufw import SECTION
 from zimbra_firewall.zimbra import MEMCACHED_ATTRIBUTES, memcached_from_ldap, parse_ldif, parse_zmprov_gs
 
 ZIMBRA_HOME = "/opt/zimbra"
 LOCALCONFIG = f"{ZIMBRA_HOME}/conf/localconfig.xml"
-SECTION = "@@zimbra-firewall@@"
 
 # Prints one localconfig.xml value (XML entities decoded) without starting Zimbra's JVM.
 LOCALCONFIG_VALUE = (
     "lc() { sed -n \"/<key name=\\\"$1\\\">/{n;s:.*<value>\\(.*\\)</value>.*:\\1:p;q}\" " + LOCALCONFIG
     + " | sed -e 's/&lt;/</g; s/&gt;/>/g; s/&quot;/\"/g; s/&apos;/'\"'\"'/g; s/&amp;/\\&/g'; }"
 )
-
-
-class ZimbraServer(FactBase):
-    """
-    Fails the host (alone, untouched) unless it is a Zimbra server with ufw, and with IPv6 enabled in
-    ufw when ``needs_ipv6``; else returns ``{"ipv6": bool}`` (ufw's IPV6 setting).
-    """
-
-    def command(self, needs_ipv6=False):
-        self.needs_ipv6 = needs_ipv6
-        return (f"test -d {ZIMBRA_HOME} && echo zimbra; command -v ufw >/dev/null && echo ufw; "
-                f"echo {SECTION}; cat /etc/default/ufw 2>/dev/null; true")
-
-    def process(self, output):
-        head, _, defaults = "\n".join(output).partition(SECTION)
-        if "zimbra" not in head.split():
-            raise FactProcessError(f"not a Zimbra server: {ZIMBRA_HOME} is missing; this host is left untouched")
-        if "ufw" not in head.split():
-            raise FactProcessError("ufw is not installed (apt-get install ufw); this host is left untouched")
-        ipv6 = parse_defaults(defaults)["ipv6"]
-        if self.needs_ipv6 and not ipv6:
-            raise FactProcessError("IPv6 subnets are configured but /etc/default/ufw has IPV6=no, so ufw would "
-                                   "ignore their rules; set IPV6=yes; this host is left untouched")
-        return {"ipv6": ipv6}
 
 
 def _ldap_read():

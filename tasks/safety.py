@@ -3,13 +3,14 @@ Operations of the dead-man's switch: snapshot ufw and arm a rollback timer befor
 disarm it once the controller got through on a new connection, and report rollbacks that happened.
 """
 
-from pyinfra import host
-from pyinfra.api import OperationValueError, QuoteString, StringCommand, operation
+from pyinfra import host, logger
+from pyinfra.api import FunctionCommand, OperationValueError, QuoteString, StringCommand, operation
 
-from facts.ufw import FileText, UfwRules, UfwStatus
+from facts.safety import Preflight
+from facts.ufw import FileText
 from tasks.report import report_once
-from zimbra_firewall.policy import PROFILE_PATH
-from zimbra_firewall.safety import DISARM_SCRIPT, ROLLBACK_LOG, arm_script
+from tasks.ufw import current_state, forget_state
+from zimbra_firewall.safety import DISARM_SCRIPT, ROLLBACK_LOG, arm_script, preflight_problem
 from zimbra_firewall.ufw import plan_rules, render_profiles
 
 
@@ -17,13 +18,40 @@ def _sh(script):
     return StringCommand("sh", "-c", QuoteString(script))
 
 
+@operation()
+def preflight(policy):
+    """
+    Fail this host, untouched, unless it is a Zimbra server with ufw (IPv6 on when the policy has IPv6
+    subnets) that the controller reaches from a management subnet on ``firewall_ssh_port``; the last
+    check is skipped when the policy allows the lockout risk. Run it first: a failed host runs nothing more.
+
+    + policy: the host's ``Policy``
+
+    **Example:**
+
+    .. code:: python
+
+        safety.preflight(policy=policy)
+    """
+    problem = preflight_problem(policy, host.get_fact(Preflight, _sudo=False))
+    if not problem:
+        host.noop("a Zimbra server with ufw, reached from a management subnet on the firewall's SSH port")
+        return
+    yield FunctionCommand(_refuse, (problem,), {})
+
+
+def _refuse(state, host, problem):
+    host.log_styled(f"{problem}; this host is left untouched", fg="red", log_func=logger.error)
+    return False
+
+
 def firewall_will_change(policy):
-    status = host.get_fact(UfwStatus, lock_wait=policy.xtables_lock_wait)
+    state = current_state(policy.xtables_lock_wait)
     return (
-        not status["active"]
-        or (status["incoming"], status["outgoing"]) != (policy.default_incoming, policy.default_outgoing)
-        or plan_rules(host.get_fact(UfwRules), policy).changes
-        or host.get_fact(FileText, path=PROFILE_PATH) != render_profiles(policy.profiles).rstrip("\n")
+        not state["active"]
+        or (state["incoming"], state["outgoing"]) != (policy.default_incoming, policy.default_outgoing)
+        or plan_rules(state["rules"], policy).changes
+        or state["profiles"] != render_profiles(policy.profiles).rstrip("\n")
     )
 
 
@@ -48,6 +76,8 @@ def arm_rollback(policy, seconds=120):
     if not firewall_will_change(policy):
         host.noop("firewall already as wanted: no rollback needed")
         return
+    # the snapshot is also the host's deploy lock: what was read before taking it is read again
+    forget_state()
     yield _sh(arm_script(seconds))
 
 

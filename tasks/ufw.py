@@ -6,10 +6,27 @@ Each reads the host's state first and yields only the difference.
 from pyinfra import host
 from pyinfra.api import OperationValueError, QuoteString, StringCommand, operation
 
-from facts.ufw import FileText, UfwRules, UfwStatus
+from facts.ufw import UfwState
 from tasks.report import report_once
 from zimbra_firewall.policy import PROFILE_PATH
 from zimbra_firewall.ufw import plan_rules, render_profiles, wait_for_xtables_lock
+
+# One read of ufw's state serves every operation until one of them changes ufw (a no-op run is then one
+# command, not one per operation). Kept apart per phase: a plan-time read never stands in for execution.
+_states = {}
+
+
+def current_state(lock_wait, profile_path=PROFILE_PATH):
+    key = (id(host.state), host.name, host.state.is_executing, lock_wait, profile_path)
+    if key not in _states:
+        _states[key] = host.get_fact(UfwState, profile_path=profile_path, lock_wait=lock_wait)
+    return _states[key]
+
+
+def forget_state():
+    """Called by every operation before it changes ufw (or takes the deploy lock)."""
+    for key in [key for key in _states if key[:2] == (id(host.state), host.name)]:
+        del _states[key]
 
 
 def _ufw(*words):
@@ -38,9 +55,10 @@ def app_profiles(profiles, path=PROFILE_PATH, lock_wait=60):
     if not profiles:
         raise OperationValueError("no profiles to write")
     text = render_profiles(profiles)
-    if host.get_fact(FileText, path=path) == text.rstrip("\n"):
+    if current_state(lock_wait, path)["profiles"] == text.rstrip("\n"):
         host.noop(f"ufw profiles in {path} are up to date")
         return
+    forget_state()
     yield _wait_for_xtables_lock(lock_wait)
     yield StringCommand("printf", "%s", QuoteString(text), ">", QuoteString(path))
     for profile in profiles:
@@ -63,7 +81,7 @@ def rules(policy, lock_wait=60):
 
         ufw.rules(policy=policy)
     """
-    plan = plan_rules(host.get_fact(UfwRules), policy)
+    plan = plan_rules(current_state(lock_wait)["rules"], policy)
     for rule in plan.delete_widening:
         report_once("warning", f"removing unmanaged rule that opens a restricted port: ufw {' '.join(rule)}")
     for rule in plan.delete_unmanaged:
@@ -73,6 +91,7 @@ def rules(policy, lock_wait=60):
     if not plan.changes:
         host.noop("ufw rules match the policy")
         return
+    forget_state()
     yield _wait_for_xtables_lock(lock_wait)
     for rule in plan.add:
         yield _ufw(*rule)
@@ -98,12 +117,13 @@ def default_policy(incoming="deny", outgoing="allow", lock_wait=60):
     for value in (incoming, outgoing):
         if value not in ("deny", "reject", "allow"):
             raise OperationValueError(f"invalid default policy: {value}")
-    status = host.get_fact(UfwStatus, lock_wait=lock_wait)
+    status = current_state(lock_wait)
     changes = [(value, direction) for direction, value in (("incoming", incoming), ("outgoing", outgoing))
                if status[direction] != value]
     if not changes:
         host.noop(f"ufw defaults are already {incoming} incoming, {outgoing} outgoing")
         return
+    forget_state()
     yield _wait_for_xtables_lock(lock_wait)
     for value, direction in changes:
         yield _ufw("default", value, direction)
@@ -122,8 +142,9 @@ def enabled(lock_wait=60):
 
         ufw.enabled()
     """
-    if host.get_fact(UfwStatus, lock_wait=lock_wait)["active"]:
+    if current_state(lock_wait)["active"]:
         host.noop("ufw is already active")
         return
+    forget_state()
     yield _wait_for_xtables_lock(lock_wait)
     yield _ufw("--force", "enable")

@@ -8,8 +8,8 @@ from scripts.reachability import catalogue_specs
 
 PUBLIC = {"25/tcp", "443/tcp", "465/tcp", "587/tcp", "993/tcp", "995/tcp"}
 LOCAL_ONLY = {"22/tcp", "80/tcp", "110/tcp", "143/tcp", "389/tcp", "7025/tcp", "7071/tcp", "7073/tcp"}
-OPERATIONS = ["Earlier rollbacks", "Rollback armed", "Zimbra ufw profiles", "ufw rules", "ufw default policies",
-              "ufw enabled", "New SSH connection", "Rollback disarmed", "memcached binding"]
+OPERATIONS = ["Preflight", "Earlier rollbacks", "Rollback armed", "Zimbra ufw profiles", "ufw rules",
+              "ufw default policies", "ufw enabled", "New SSH connection", "Rollback disarmed", "memcached binding"]
 
 
 def zimbra_address(lab, family):
@@ -61,7 +61,7 @@ def test_zmprov_shows_the_new_values(deployed):
 def test_first_run_changed_every_step_and_called_zmprov_once(deployed):
     _, first = deployed
     assert {op: r["success"] for op, r in first.ops.items()} == {
-        op: 0 if op in ("Earlier rollbacks", "ufw default policies") else 1  # a fresh ufw already denies
+        op: 0 if op in ("Preflight", "Earlier rollbacks", "ufw default policies") else 1  # a fresh ufw already denies
         for op in OPERATIONS}
     own = [c["argv"][:2] for c in first.zmprov_calls if c["caller"] == ""]
     assert own == [["-l", "ms"]]

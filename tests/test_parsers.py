@@ -4,7 +4,8 @@ import os
 
 from test_policy import policy
 
-from zimbra_firewall.ufw import parse_defaults, parse_show_added, parse_status, plan_rules, render_profiles
+from zimbra_firewall.safety import parse_preflight, preflight_problem
+from zimbra_firewall.ufw import parse_defaults, parse_show_added, parse_state, plan_rules, render_profiles
 from zimbra_firewall.zimbra import (memcached_changes, memcached_from_ldap, parse_ldif, parse_localconfig,
                                     parse_zmprov_gs)
 
@@ -17,11 +18,40 @@ def fixture(name):
         return f.read()
 
 
-def test_status_verbose_active_and_inactive():
-    assert parse_status(fixture("ufw/status-verbose-active.txt")) == {
-        "active": True, "incoming": "deny", "outgoing": "allow"}
-    assert parse_status(fixture("ufw/status-verbose-inactive.txt")) == {"active": False}
+def test_state_of_a_fresh_host_and_of_a_deployed_host_with_drift():
+    assert parse_state(fixture("ufw/state-fresh.txt")) == {
+        "active": False, "incoming": "deny", "outgoing": "allow", "ipv6": True, "rules": [], "profiles": None}
+    state = parse_state(fixture("ufw/state-deployed-and-drift.txt"))
+    assert (state["active"], state["incoming"], state["outgoing"], state["ipv6"]) == (True, "deny", "allow", True)
+    assert state["rules"][3:6] == [("allow", "7071"), ("allow", "OpenSSH"), ("deny", "out", "25/tcp")]
+    assert state["profiles"].startswith("# Managed by zimbra-firewall") and state["profiles"].endswith("7073/tcp")
     assert parse_defaults(fixture("ufw/default-ufw.txt")) == {"ipv6": True, "incoming": "deny", "outgoing": "allow"}
+
+
+def test_a_state_read_that_went_wrong_is_an_error_not_an_empty_firewall():
+    for broken in ("", fixture("ufw/state-fresh.txt").replace("1\n", "4\n", 1)):
+        try:
+            parse_state(broken)
+        except ValueError:
+            continue
+        raise AssertionError(f"accepted {broken[:20]!r}")
+
+
+def test_preflight_on_the_zimbra_host_and_on_a_host_that_is_not_zimbra():
+    zimbra = parse_preflight(fixture("ufw/preflight-zimbra.txt"))
+    assert zimbra == {"zimbra": True, "ufw": True, "ipv6": True, "ssh_connection": zimbra["ssh_connection"]}
+    assert zimbra["ssh_connection"].startswith("10.77.1.1 ") and zimbra["ssh_connection"].endswith(" 22")
+    lab = policy(management_subnets=["10.77.1.0/24"])
+    assert preflight_problem(lab, zimbra) is None
+    assert "outside management_subnets" in preflight_problem(policy(), zimbra)
+    assert preflight_problem(policy(allow_lockout_risk=True), zimbra) is None
+    assert "port 22" in preflight_problem(policy(management_subnets=["10.77.1.0/24"], firewall_ssh_port=2222), zimbra)
+    assert "IPV6=no" in preflight_problem(policy(management_subnets=["10.77.1.0/24", "fd00:1::/64"]),
+                                          {**zimbra, "ipv6": False})
+    other = parse_preflight(fixture("ufw/preflight-not-zimbra.txt"))
+    assert (other["zimbra"], other["ufw"]) == (False, True)
+    assert "not a Zimbra server" in preflight_problem(lab, other)
+    assert "not installed" in preflight_problem(lab, {**zimbra, "ufw": False})
 
 
 def test_show_added_gives_one_rule_per_line_with_comments_and_v6_twins_folded():

@@ -91,7 +91,8 @@ class Policy:
 
 def load_catalogue(path=CATALOGUE):
     with open(path) as f:
-        catalogue = yaml.safe_load(f)
+        # libyaml's loader when PyYAML has it: pyinfra builds a policy per host, and 30 hosts notice
+        catalogue = yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     seen = {}
     for entry in catalogue["ports"]:
         port = parse_port(f"{entry['port']}/{entry['proto']}", "catalogue")

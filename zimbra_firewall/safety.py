@@ -4,6 +4,8 @@
 
 import ipaddress
 
+from .ufw import SECTION, parse_defaults
+
 STATE_DIR = "/var/lib/zimbra-firewall"
 ARMED = f"{STATE_DIR}/armed"
 # the restore and the disarm each claim ARMED by renaming it: whichever renames first decides
@@ -11,6 +13,34 @@ RESTORING = f"{STATE_DIR}/restoring"
 DISARMING = f"{STATE_DIR}/disarming"
 ROLLBACK_LOG = f"{STATE_DIR}/rollbacks.log"
 TIMER_UNIT = "zimbra-firewall-rollback"
+
+
+def parse_preflight(text):
+    """The preflight read (key=value lines, a SECTION line, /etc/default/ufw) → {'zimbra', 'ufw', 'ipv6',
+    'ssh_connection'}."""
+    head, _, defaults = text.partition(SECTION)
+    values = dict(line.split("=", 1) for line in head.splitlines() if "=" in line)
+    return {
+        "zimbra": values.get("zimbra") == "yes",
+        "ufw": values.get("ufw") == "yes",
+        "ipv6": parse_defaults(defaults)["ipv6"],
+        "ssh_connection": values.get("ssh_connection", "").strip() or None,
+    }
+
+
+def preflight_problem(policy, found):
+    """Why this host must be left untouched, or None. found: the Preflight fact."""
+    if not found["zimbra"]:
+        return "not a Zimbra server: /opt/zimbra is missing"
+    if not found["ufw"]:
+        return "ufw is not installed (apt-get install ufw)"
+    if policy.needs_ipv6 and not found["ipv6"]:
+        return ("IPv6 subnets are configured but /etc/default/ufw has IPV6=no, so ufw would ignore their rules; "
+                "set IPV6=yes")
+    risk = lockout_risk(policy, found["ssh_connection"])
+    if risk and not policy.allow_lockout_risk:
+        return f"refusing to touch the firewall: {risk} (allow_lockout_risk overrides)"
+    return None
 
 
 def lockout_risk(policy, ssh_connection):

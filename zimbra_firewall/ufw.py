@@ -1,5 +1,5 @@
-"""ufw's text in and out: profile rendering, `ufw show added` / `ufw status verbose` /
-/etc/default/ufw parsing, and the rule plan. Pure functions, tested on output captured from ufw 0.36.
+"""ufw's text in and out: profile rendering, `ufw show added` / /etc/default/ufw / state parsing,
+and the rule plan. Pure functions, tested on output captured from ufw 0.36.
 """
 
 import ipaddress
@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from .policy import Port
 
 XTABLES_LOCK = "/run/xtables.lock"
+# separates the parts of a read that takes one command (a line no ufw output or file holds)
+SECTION = "@@zimbra-firewall@@"
+NO_FILE = "@@zimbra-firewall-no-file@@"
 
 
 def wait_for_xtables_lock(seconds):
@@ -38,15 +41,6 @@ def parse_show_added(text):
     return rules
 
 
-def parse_status(text):
-    """`ufw status verbose` → {'active': bool, 'incoming': …, 'outgoing': …} (policies only while active)."""
-    status = {"active": bool(re.search(r"^Status: active", text, re.MULTILINE))}
-    match = re.search(r"^Default: (\w+) \(incoming\), (\w+) \(outgoing\)", text, re.MULTILINE)
-    if match:
-        status["incoming"], status["outgoing"] = match.groups()
-    return status
-
-
 def parse_defaults(text):
     """/etc/default/ufw → {'ipv6': bool, 'incoming': …, 'outgoing': …}; readable while ufw is inactive."""
     values = dict(re.findall(r'^([A-Z_0-9]+)="?([^"\n]*)"?', text, re.MULTILINE))
@@ -54,6 +48,26 @@ def parse_defaults(text):
         "ipv6": values.get("IPV6", "yes").lower() == "yes",
         "incoming": POLICY_WORDS.get(values.get("DEFAULT_INPUT_POLICY", ""), "unknown"),
         "outgoing": POLICY_WORDS.get(values.get("DEFAULT_OUTPUT_POLICY", ""), "unknown"),
+    }
+
+
+def parse_state(text):
+    """The state read's output (exit status of `iptables -L ufw-user-input`, /etc/default/ufw, `ufw show added`,
+    the profile file, separated by SECTION lines) → {'active', 'incoming', 'outgoing', 'ipv6', 'rules',
+    'profiles'}; 'profiles' is the profile file's text without its final newline, or None when there is none."""
+    parts = re.split(rf"^{SECTION}$\n?", text, maxsplit=3, flags=re.MULTILINE)
+    if len(parts) != 4:
+        raise ValueError(f"expected 4 parts in ufw's state, got {len(parts)}")
+    chain_status, defaults, added, profiles = parts
+    # the test `ufw status` makes: its user chain is loaded while ufw is active, missing (1) when not
+    if chain_status.strip() not in ("0", "1"):
+        raise ValueError(f"iptables could not list ufw's chain (exit status {chain_status.strip()})")
+    profiles = profiles.rstrip("\n")
+    return {
+        **parse_defaults(defaults),
+        "active": chain_status.strip() == "0",
+        "rules": parse_show_added(added),
+        "profiles": None if profiles == NO_FILE else profiles,
     }
 
 
