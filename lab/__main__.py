@@ -5,7 +5,7 @@ import json
 import os
 import sys
 
-from . import rootfs, runtime
+from . import box, rootfs, runtime, vms
 from .errors import LabError
 
 
@@ -26,6 +26,15 @@ def parse_args(argv):
     exec_ = sub.add_parser("exec", help="run a command inside a host: exec HOST -- CMD…")
     exec_.add_argument("host")
     exec_.add_argument("cmd", nargs=argparse.REMAINDER)
+    vm = sub.add_parser("vms", help="Vagrant VMs: libvirt in a namespace of its own (see lab/vms.py)")
+    vm_sub = vm.add_subparsers(dest="vms_command", required=True)
+    vm_sub.add_parser("box", help="build (or reuse) the cached Vagrant box")
+    vm_sub.add_parser("up", help="start libvirt in the VM namespace and add the box to Vagrant")
+    vm_sub.add_parser("down", help="destroy the VMs and stop everything in the VM namespace")
+    vm_status = vm_sub.add_parser("status", help="show the namespace and the Vagrant machines")
+    vm_status.add_argument("--json", action="store_true")
+    vm_run = vm_sub.add_parser("run", help="run a command in the VM namespace: run -- CMD…")
+    vm_run.add_argument("cmd", nargs=argparse.REMAINDER)
     return parser.parse_args(argv)
 
 
@@ -37,6 +46,25 @@ def print_status(info):
     for host in info["hosts"]:
         state = "running" if host["running"] else "STOPPED"
         print(f"  {host['name']:<12} {host['role']:<8} {host['ipv4']:<12} {host['ipv6']:<24} {state}")
+
+
+def vms_command(args):
+    if args.vms_command == "box":
+        vms.require_root_and_tools()
+        print(box.build())
+    elif args.vms_command == "up":
+        vms.up()
+    elif args.vms_command == "down":
+        vms.down()
+    elif args.vms_command == "status":
+        info = vms.status()
+        print(json.dumps(info, indent=1) if args.json else f"VM lab: {info['status']} {info.get('machines', '')}")
+    elif args.vms_command == "run":
+        command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+        if not command:
+            raise LabError("nothing to run: python -m lab vms run -- CMD")
+        return vms.run_argv(command).returncode
+    return 0
 
 
 def main(argv=None):
@@ -53,6 +81,8 @@ def main(argv=None):
         elif args.command == "status":
             info = runtime.status()
             print(json.dumps(info, indent=1)) if args.json else print_status(info)
+        elif args.command == "vms":
+            return vms_command(args)
         elif args.command == "exec":
             command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
             argv = runtime.exec_argv(args.host, command)

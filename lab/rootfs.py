@@ -97,10 +97,11 @@ def debian_mirror(apt_dir="/etc/apt"):
     raise LabError("no Debian mirror found in apt's configuration; set LAB_MIRROR")
 
 
-def _run(cmd, **kwargs):
+def run_step(cmd, what="rootfs", **kwargs):
+    """One step of building an image (`what`): a failure stops the build naming the command."""
     result = subprocess.run(cmd, **kwargs)
     if result.returncode:
-        raise LabError(f"rootfs build failed: {' '.join(cmd)} exited {result.returncode}")
+        raise LabError(f"{what} build failed: {' '.join(cmd)} exited {result.returncode}")
 
 
 def build(force=False, log=sys.stderr):
@@ -115,7 +116,7 @@ def build(force=False, log=sys.stderr):
     work = target + ".partial"
     shutil.rmtree(work, ignore_errors=True)
     print(f"lab: building the {SUITE} rootfs in {target} (a few minutes, once)", file=log, flush=True)
-    _run(["debootstrap", "--variant=minbase", SUITE, work, mirror], stdout=log, stderr=log)
+    run_step(["debootstrap", "--variant=minbase", SUITE, work, mirror], stdout=log, stderr=log)
     os.makedirs(os.path.join(work, "usr/sbin"), exist_ok=True)
     with open(os.path.join(work, "usr/sbin/policy-rc.d"), "w") as f:
         f.write("#!/bin/sh\nexit 101\n")
@@ -123,10 +124,10 @@ def build(force=False, log=sys.stderr):
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", LC_ALL="C")
     # the chroot gets its own mount and pid namespaces, so nothing it starts outlives the build
     chroot = ["unshare", "--mount", "--pid", "--fork", "--kill-child", "chroot", work]
-    _run(chroot + ["debconf-set-selections"], input=DEBCONF_SELECTIONS.encode(), stdout=log, stderr=log, env=env)
-    _run(chroot + ["apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES],
+    run_step(chroot + ["debconf-set-selections"], input=DEBCONF_SELECTIONS.encode(), stdout=log, stderr=log, env=env)
+    run_step(chroot + ["apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES],
          stdout=log, stderr=log, env=env)
-    _run(chroot + ["sh", "-c", SETUP_SCRIPT], stdout=log, stderr=log, env=env)
+    run_step(chroot + ["sh", "-c", SETUP_SCRIPT], stdout=log, stderr=log, env=env)
     os.rename(work, target)
     for old in glob.glob(os.path.join(cache_dir(), f"rootfs-{SUITE}-*")):
         if old != target and not old.endswith(".partial"):

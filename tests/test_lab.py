@@ -219,3 +219,19 @@ def test_fresh_zimbra_host_looks_like_a_fresh_install(fresh_lab):
     hostname = client.run("zimbra", "runuser", "-u", "zimbra", "--", "/opt/zimbra/bin/zmhostname").stdout
     assert hostname.strip() == ZIMBRA_FQDN
     assert json.loads(client.lab("status", "--json").stdout)["zmprov_delay"] == 0
+
+
+# --- the VM lab (python -m lab vms): what needs no VM -----------------------------------------------
+
+def test_vm_lab_without_its_tools_says_what_to_install_and_starts_nothing():
+    result = subprocess.run([client.sys.executable, "-m", "lab", "vms", "up"], cwd=client.REPO,
+                            capture_output=True, text=True, env=dict(os.environ, PATH="/nonexistent"))
+    assert result.returncode == 1 and len(result.stderr.splitlines()) == 1
+    assert all(words in result.stderr for words in ("apt-get install", "vagrant", "libvirt-daemon-system"))
+    assert not os.path.exists("/run/zimbra-firewall-vms")
+
+
+def test_vm_lab_commands_before_up_fail_clearly():
+    result = client.lab("vms", "run", "--", "true", check=False)
+    assert result.returncode == 1 and "not up" in result.stderr and "vms up" in result.stderr
+    assert json.loads(client.lab("vms", "status", "--json").stdout) == {"status": "down"}

@@ -8,7 +8,7 @@ import time
 
 import pytest
 from conftest import PYINFRA, REPO, ZIMBRA_FQDN, deploy, zmprov, zmprov_calls
-from test_deploy import PUBLIC, answering, zimbra_address
+from test_deploy import LOCAL_ONLY, OPERATIONS, PUBLIC, answering, zimbra_address
 
 from lab import client
 
@@ -128,6 +128,24 @@ def test_a_change_that_cuts_ssh_off_is_rolled_back_and_reported(fresh_lab):
     assert "ROLLBACK happened" in rerun.stdout + rerun.stderr
     assert answering("outside", zimbra_address(fresh_lab, "ipv4")) == PUBLIC
     assert all(r["no_change"] == 1 for r in deploy().ops.values())
+
+
+def test_a_cut_on_an_active_firewall_is_rolled_back_to_the_rules_the_kernel_had(fresh_lab):
+    """The usual case in production: the firewall is up and a policy change cuts SSH off. The restored
+    files are not enough: the kernel's rules must be the old ones again (found on a VM)."""
+    assert deploy().returncode == 0
+    cutting = group_data(management_subnets=["10.77.2.0/24"], allow_lockout_risk=True, rollback_seconds=5)
+    assert deploy("--group-data", cutting).returncode != 0
+    deadline = time.monotonic() + 30
+    while not ssh_works():
+        assert time.monotonic() < deadline, "SSH never came back"
+        time.sleep(0.2)
+    assert answering("mgmt", zimbra_address(fresh_lab, "ipv4")) == PUBLIC | LOCAL_ONLY
+    assert answering("outside", zimbra_address(fresh_lab, "ipv4")) == PUBLIC
+    rerun = deploy()
+    assert "ROLLBACK happened" in rerun.stdout + rerun.stderr
+    assert {op: r["no_change"] for op, r in rerun.ops.items()} == {
+        op: 0 if op == "Earlier rollbacks" else 1 for op in OPERATIONS}
 
 
 def test_ufw_is_never_active_without_the_ssh_rule(fresh_lab):

@@ -67,7 +67,8 @@ def restore_script(seconds):
     return f"""d={RESTORING}
 mv {ARMED} "$d" 2>/dev/null || exit 0
 tar -C / -xf "$d/snapshot.tar"
-if [ "$(cat "$d/was")" = active ]; then ufw --force enable; else ufw --force disable; fi
+# `enable` on an active ufw leaves the kernel's rules as they are: `reload` loads the restored files
+if [ "$(cat "$d/was")" = active ]; then ufw --force enable && ufw reload; else ufw --force disable; fi
 echo "$(date -u +%FT%TZ) restored the ufw rules and policies of $(cat "$d/since"): no new SSH connection \
 from the controller confirmed the change within {seconds} s" >> {ROLLBACK_LOG}
 rm -rf "$d"
@@ -90,7 +91,10 @@ tar -C / -cf {ARMED}/snapshot.tar etc/ufw etc/default/ufw
 if LC_ALL=C ufw status | grep -q '^Status: active'; then echo active; else echo inactive; fi > {ARMED}/was
 printf '%s' '{restore}' > {STATE_DIR}/restore.sh
 if [ -d /run/systemd/system ] && command -v systemd-run >/dev/null; then
-  systemd-run --quiet --unit={TIMER_UNIT} --on-active={seconds}s /bin/sh {STATE_DIR}/restore.sh
+  # --collect: a restore that failed must not keep the unit's name from the next run;
+  # AccuracySec: systemd would otherwise fire up to a minute late
+  systemd-run --quiet --collect --unit={TIMER_UNIT} --on-active={seconds}s --timer-property=AccuracySec=1s \\
+    /bin/sh {STATE_DIR}/restore.sh
   echo systemd > {ARMED}/timer
 else
   setsid sh -c 'sleep {seconds}; exec /bin/sh {STATE_DIR}/restore.sh' </dev/null >/dev/null 2>&1 &

@@ -7,12 +7,13 @@ Runs inside the host's own namespaces and root, with the host's python3.
 
 import json
 import os
-import selectors
 import signal
 import socket
 import subprocess
 import sys
 import time
+
+from listeners import open_listeners, serve
 
 CONFIG = "/etc/lab-host.json"
 READY = "/var/lib/lab/ready"
@@ -61,41 +62,6 @@ def reap_children(*_):
             return
         if pid == 0:
             return
-
-
-def open_listeners(ports):
-    """One dual-stack socket per port, bound to every address like a fresh Zimbra install."""
-    sockets = []
-    for entry in ports:
-        kind = socket.SOCK_STREAM if entry["proto"] == "tcp" else socket.SOCK_DGRAM
-        sock = socket.socket(socket.AF_INET6, kind)
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("::", entry["port"]))
-        if kind == socket.SOCK_STREAM:
-            sock.listen(16)
-        sock.setblocking(False)
-        sockets.append(sock)
-    return sockets
-
-
-def serve(sockets):
-    """Accept and close TCP connections; echo UDP datagrams so a probe can tell "answered" from "dropped"."""
-    selector = selectors.DefaultSelector()
-    for sock in sockets:
-        selector.register(sock, selectors.EVENT_READ)
-    while True:
-        for key, _ in selector.select():
-            sock = key.fileobj
-            try:
-                if sock.type == socket.SOCK_STREAM:
-                    conn, _ = sock.accept()
-                    conn.close()
-                else:
-                    data, peer = sock.recvfrom(2048)
-                    sock.sendto(data, peer)
-            except OSError:
-                pass
 
 
 def main():

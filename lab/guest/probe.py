@@ -1,5 +1,6 @@
 """Probe ports of one address from inside a lab host, all at once:
-    python3 /opt/lab/probe.py ADDRESS PORT/PROTO… → JSON {"25/tcp": "open" | "closed" | "filtered"}
+    python3 /opt/lab/probe.py [--source ADDRESS] ADDRESS PORT/PROTO… → JSON {"25/tcp": "open" | …}
+--source sends from one of several local addresses (the VM tests stand for two networks at once).
 TCP: connected = open, refused = closed, no answer = filtered. UDP: the lab's listeners echo, so a reply
 = open, an ICMP refusal = closed, silence = filtered.
 """
@@ -13,7 +14,7 @@ import time
 TIMEOUT = 1.5
 
 
-def main(address, specs):
+def main(address, specs, source=None):
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     selector = selectors.DefaultSelector()
     results = {}
@@ -21,6 +22,8 @@ def main(address, specs):
         port, proto = spec.split("/")
         sock = socket.socket(family, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
         sock.setblocking(False)
+        if source:
+            sock.bind((source, 0))
         if proto == "tcp":
             sock.connect_ex((address, int(port)))
             selector.register(sock, selectors.EVENT_WRITE, spec)
@@ -49,4 +52,7 @@ def main(address, specs):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2:])
+    if sys.argv[1] == "--source":
+        main(sys.argv[3], sys.argv[4:], source=sys.argv[2])
+    else:
+        main(sys.argv[1], sys.argv[2:])

@@ -1,0 +1,129 @@
+"""The deploy on a real VM (own kernel, systemd, boot): one Zimbra VM of the Vagrantfile with the stand-in,
+driven by python-vagrant. Run by `make vm-test` inside the VM lab's namespace (python -m lab vms run);
+the namespace side is both the controller (management network) and, from a second address, the internet.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+import testinfra
+import vagrant
+from conftest import REPO, ZIMBRA_FQDN, deploy
+
+from scripts.reachability import catalogue_specs
+
+PROBE = os.path.join(REPO, "lab/guest/probe.py")
+PUBLIC = {"25/tcp", "443/tcp", "465/tcp", "587/tcp", "993/tcp", "995/tcp"}
+LOCAL_ONLY = {"22/tcp", "80/tcp", "110/tcp", "143/tcp", "389/tcp", "7025/tcp", "7071/tcp", "7073/tcp"}
+# an address of this side standing for the internet: outside every subnet of group_data/vagrant.py
+OUTSIDE = "192.168.57.1"
+OPERATIONS = ["Preflight", "Earlier rollbacks", "Rollback armed", "Zimbra ufw profiles", "ufw rules",
+              "ufw default policies", "ufw enabled", "New SSH connection", "Rollback disarmed", "memcached binding"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def lab_teardown():
+    """These tests never start the container lab: nothing of it to tear down."""
+    yield
+
+
+@pytest.fixture(scope="module")
+def vm():
+    """`vagrant up` of the Zimbra VM (stand-in provisioned); destroyed at the end whatever happens."""
+    machine = vagrant.Vagrant(root=REPO, quiet_stdout=False, quiet_stderr=False)
+    try:
+        machine.up(vm_name="zimbra")
+        ssh_config = tempfile.NamedTemporaryFile("w", suffix=".ssh_config", delete=False)
+        with ssh_config:
+            ssh_config.write(machine.ssh_config(vm_name="zimbra"))
+        address = machine.hostname(vm_name="zimbra")
+        management = json.loads(subprocess.run(["ip", "-j", "route", "get", address], check=True,
+                                               capture_output=True, text=True).stdout)[0]
+        # the VM answers OUTSIDE through its default route, which is this side
+        subprocess.run(["ip", "addr", "replace", f"{OUTSIDE}/24", "dev", management["dev"]], check=True)
+        host = testinfra.get_host("paramiko://zimbra", ssh_config=ssh_config.name, sudo=True)
+        yield {"address": address, "management": management["prefsrc"], "host": host}
+    finally:
+        machine.destroy()
+
+
+def answering(vm, source):
+    out = subprocess.run([sys.executable, PROBE, "--source", source, vm["address"], *catalogue_specs()],
+                         check=True, capture_output=True, text=True).stdout
+    return {spec for spec, state in json.loads(out).items() if state == "open"}
+
+
+@pytest.fixture(scope="module")
+def deployed(vm):
+    before = answering(vm, OUTSIDE)
+    first = deploy(inventory="inventories/vagrant.py")
+    assert first.returncode == 0, first.stdout + first.stderr
+    return {**vm, "first": first, "before": before}
+
+
+def test_before_the_deploy_the_admin_console_is_open_to_the_internet(deployed):
+    assert {"7071/tcp", "11211/tcp"} <= deployed["before"]
+
+
+def test_first_run_changed_every_step(deployed):
+    assert {op: r["success"] for op, r in deployed["first"].ops.items()} == {
+        op: 0 if op in ("Preflight", "Earlier rollbacks", "ufw default policies") else 1 for op in OPERATIONS}
+
+
+def test_the_internet_reaches_exactly_the_public_mail_ports(deployed):
+    assert answering(deployed, OUTSIDE) == PUBLIC
+
+
+def test_the_management_network_reaches_local_only_ports_and_ssh(deployed):
+    assert answering(deployed, deployed["management"]) == PUBLIC | LOCAL_ONLY
+
+
+def test_rules_are_in_the_kernel_and_ufw_starts_on_boot(deployed):
+    host = deployed["host"]
+    assert host.service("ufw").is_enabled
+    assert "ENABLED=yes" in host.file("/etc/ufw/ufw.conf").content_string
+    chain = host.check_output("iptables -S ufw-user-input")
+    assert "--dports 25,443,465,587,993,995" in chain and "-s 192.168.56.0/24" in chain
+    assert host.check_output("ufw status verbose").startswith("Status: active")
+
+
+def test_memcached_is_rebound_to_loopback(deployed):
+    host = deployed["host"]
+    assert host.socket("tcp://127.0.0.1:11211").is_listening
+    assert not host.socket("tcp://0.0.0.0:11211").is_listening
+    shown = host.check_output(f"runuser -u zimbra -- /opt/zimbra/bin/zmprov -l gs {ZIMBRA_FQDN} "
+                              "zimbraMemcachedBindAddress zimbraMemcachedClientServerList")
+    assert "zimbraMemcachedBindAddress: 127.0.0.1" in shown and "zimbraMemcachedClientServerList: 127.0.0.1" in shown
+
+
+def test_second_run_changes_nothing(deployed):
+    again = deploy(inventory="inventories/vagrant.py")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert {op: r["no_change"] for op, r in again.ops.items()} == {op: 1 for op in OPERATIONS}
+
+
+def test_a_change_that_cuts_ssh_off_is_rolled_back_by_a_systemd_timer(deployed, tmp_path):
+    """The dead-man's switch on systemd: the timer is a transient unit (systemd-run), not a process."""
+    host = deployed["host"]
+    # overrides group_data/vagrant.py: the controller's network is no longer a management subnet
+    (tmp_path / "vagrant.py").write_text(
+        "management_subnets = ['192.168.56.0/24']\nallow_lockout_risk = True\nrollback_seconds = 20\n")
+    cut = deploy("--group-data", str(tmp_path), inventory="inventories/vagrant.py")
+    assert cut.returncode != 0
+    log = host.file("/var/lib/zimbra-firewall/rollbacks.log")
+    deadline = time.monotonic() + 180
+    # the restore writes its log line last, once ufw has reloaded the old rules
+    while not log.exists:
+        assert time.monotonic() < deadline, "the rollback did not fire"
+        time.sleep(5)
+    assert "restored the ufw rules" in log.content_string
+    assert answering(deployed, deployed["management"]) == PUBLIC | LOCAL_ONLY
+    assert "-- No entries --" not in host.check_output("journalctl --no-pager -u zimbra-firewall-rollback.service")
+    again = deploy(inventory="inventories/vagrant.py")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "ROLLBACK happened" in again.stdout + again.stderr
