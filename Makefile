@@ -42,6 +42,7 @@ rehearse: setup
 	$(PY) scripts/reachability.py --title "before the deploy"
 	$(VENV)/bin/pyinfra -y inventories/lab.py deploy.py
 	$(PY) scripts/reachability.py --title "after the deploy"
+	-$(PY) -m lab flows
 	@echo "The lab stays up: python -m lab exec zimbra -- ufw status verbose; make lab-down when done."
 
 test: setup

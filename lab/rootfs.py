@@ -31,6 +31,7 @@ PACKAGES = [
     "openssl",
     "procps",
     "python3",
+    "python3-yaml",
     "slapd",
     "sudo",
     "ufw",

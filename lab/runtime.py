@@ -8,6 +8,8 @@ its network namespace together. The lab's only named namespace is the one holdin
 import ipaddress
 import json
 import os
+import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -67,7 +69,7 @@ def load_state():
 def save_state(state):
     os.makedirs(state_dir(), exist_ok=True)
     tmp = state_file() + ".tmp"
-    with open(tmp, "w") as f:
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:  # it holds the LDAP password
         json.dump(state, f, indent=1)
     os.replace(tmp, state_file())
 
@@ -136,29 +138,35 @@ def attach_host(host, pid):
 
 # --- layers and per-host files ----------------------------------------------------------------
 
+def layer_paths():
+    layers = os.path.join(state_dir(), "layers")
+    return {"base": os.path.join(layers, "base"), "zimbra": os.path.join(layers, "zimbra")}
+
+
 def build_layers():
     """Files the lab lays over the rootfs: `base` on every host, `zimbra` on Zimbra hosts too."""
-    layers = os.path.join(state_dir(), "layers")
-    shutil.rmtree(layers, ignore_errors=True)
-    base = os.path.join(layers, "base")
+    paths = layer_paths()
+    shutil.rmtree(os.path.dirname(paths["base"]), ignore_errors=True)
+    base = paths["base"]
     os.makedirs(os.path.join(base, "opt/lab"))
     os.makedirs(os.path.join(base, "etc/ssh"))
-    for script in ("init.py", "listeners.py", "probe.py", "login-shell"):
+    for script in ("init.py", "listeners.py", "probe.py", "flowcheck.py", "login-shell"):
         shutil.copy(os.path.join(GUEST_DIR, script), os.path.join(base, "opt/lab", script))
     os.chmod(os.path.join(base, "opt/lab/login-shell"), 0o755)
     shutil.copy(os.path.join(GUEST_DIR, "sshd_config"), os.path.join(base, "etc/ssh/sshd_config"))
-    zimbra = os.path.join(layers, "zimbra")
+    zimbra = paths["zimbra"]
     shutil.copytree(os.path.join(GUEST_DIR, "zimbra"), os.path.join(zimbra, "opt/zimbra"),
                     ignore=shutil.ignore_patterns("__pycache__", "zmtool"))
-    for tool in ("zmprov", "zmlocalconfig", "zmhostname", "zmmemcachedctl"):
-        target = os.path.join(zimbra, "opt/zimbra/bin", tool)
+    os.makedirs(os.path.join(zimbra, "opt/zimbra/libexec"))
+    for tool in ("bin/zmprov", "bin/zmlocalconfig", "bin/zmhostname", "bin/zmmemcachedctl", "libexec/zmproxyconfgen"):
+        target = os.path.join(zimbra, "opt/zimbra", tool)
         shutil.copy(os.path.join(GUEST_DIR, "zimbra/bin/zmtool"), target)
         os.chmod(target, 0o755)
     common_bin = os.path.join(zimbra, "opt/zimbra/common/bin")
     os.makedirs(common_bin)
     os.symlink("/usr/bin/ldapsearch", os.path.join(common_bin, "ldapsearch"))
     make_ca(os.path.join(zimbra, "opt/zimbra/conf/ca"))
-    return {"base": base, "zimbra": zimbra}
+    return paths
 
 
 def make_ca(folder):
@@ -187,7 +195,7 @@ def client_key():
     return key
 
 
-def prepare_host(host, hosts, key, layers, zmprov_delay):
+def prepare_host(host, state, key, layers, register=False):
     folder = os.path.join(state_dir(), "hosts", host["name"])
     upper = os.path.join(folder, "upper")
     for sub in ("upper/etc/ssh", "upper/root/.ssh", "work", "merged"):
@@ -197,16 +205,18 @@ def prepare_host(host, hosts, key, layers, zmprov_delay):
     with open(key + ".pub") as src, open(os.path.join(upper, "root/.ssh/authorized_keys"), "w") as dst:
         dst.write(src.read())
     os.chmod(os.path.join(upper, "root/.ssh"), 0o700)
-    spec = topology.Host(host["name"], host["role"], host["ipv4"], host["ipv6"])
-    config = topology.host_config(spec, [topology.Host(h["name"], h["role"], h["ipv4"], h["ipv6"])
-                                         for h in hosts], zmprov_delay)
+    spec = topology.host_from_dict(host)
+    config = topology.host_config(spec, [topology.host_from_dict(h) for h in state["hosts"]], state["zmprov_delay"],
+                                  state["ldap_password"], state["listen"], register)
     with open(os.path.join(upper, "etc/lab-host.json"), "w") as f:
         json.dump(config, f)
+    os.chmod(os.path.join(upper, "etc/lab-host.json"), 0o600)
     lower = [layers["base"], rootfs.rootfs_path()]
     if host["role"] == "zimbra":
         conf = os.path.join(upper, "opt/zimbra/conf")
         os.makedirs(conf)
-        host_certificate(host, os.path.join(layers["zimbra"], "opt/zimbra/conf/ca"), conf)
+        if "ldap" in host["services"]:
+            host_certificate(host, os.path.join(layers["zimbra"], "opt/zimbra/conf/ca"), conf)
         lower.insert(0, layers["zimbra"])
     return folder, ":".join(lower)
 
@@ -249,11 +259,11 @@ def init_pid(unshare_pid):
     return int(children[0]) if children else None
 
 
-def wait_until_ready(state, timeout):
+def wait_until_ready(hosts, timeout):
     deadline = time.monotonic() + timeout
-    waiting = {h["name"] for h in state["hosts"]}
+    waiting = {h["name"] for h in hosts}
     while waiting:
-        for host in state["hosts"]:
+        for host in hosts:
             name = host["name"]
             if name not in waiting:
                 continue
@@ -307,9 +317,11 @@ def write_ssh_files(state, key):
 
 # --- the commands -----------------------------------------------------------------------------
 
-def up(topology_name="single", zimbra_hosts=1, zmprov_delay=0.0, timeout=120, log=sys.stderr):
+def up(topology_name="single", zimbra_hosts=1, zmprov_delay=0.0, timeout=120, proxies=1, mailboxes=2,
+       listen="roles", log=sys.stderr):
     require_root_and_tools()
-    hosts = [h.to_dict() for h in topology.hosts_for(topology_name, zimbra_hosts)]
+    hosts = [h.to_dict() for h in topology.hosts_for(topology_name, zimbra_hosts, proxies, mailboxes)]
+    topology.check_listen_mode(listen)
     if zmprov_delay < 0:
         raise LabError("--zmprov-delay must be 0 or more seconds")
     state = load_state()
@@ -328,18 +340,18 @@ def up(topology_name="single", zimbra_hosts=1, zmprov_delay=0.0, timeout=120, lo
     rootfs.build(log=log)
     started = time.monotonic()
     state = {"status": "starting", "netns": netns_name(), "topology": topology_name, "hosts": hosts,
-             "zmprov_delay": zmprov_delay}
+             "zmprov_delay": zmprov_delay, "listen": listen, "ldap_password": secrets.token_urlsafe(18)}
     save_state(state)
     try:
         create_network()
         key = client_key()
         layers = build_layers()
-        prepared = [prepare_host(h, hosts, key, layers, zmprov_delay) for h in hosts]
+        prepared = [prepare_host(h, state, key, layers) for h in hosts]
         for host, (folder, lower) in zip(hosts, prepared):
             host["pid"] = start_host(host, folder, lower)
             save_state(state)
             attach_host(host, host["pid"])
-        wait_until_ready(state, timeout)
+        wait_until_ready(hosts, timeout)
         write_ssh_files(state, key)
         state["status"] = "up"
         save_state(state)
@@ -349,6 +361,109 @@ def up(topology_name="single", zimbra_hosts=1, zmprov_delay=0.0, timeout=120, lo
     print(f"lab: {len(hosts)} hosts up in {time.monotonic() - started:.1f} s, "
           f"{memory_in_use(state) / 1024:.0f} MiB in use (PSS)", file=log)
     return state
+
+
+def running_cluster():
+    state = load_state()
+    if not state or state.get("status") != "up":
+        raise LabError("the lab is not up: run `python -m lab up --topology cluster`")
+    if state["topology"] != "cluster":
+        raise LabError("nodes are added to and removed from a cluster: this lab is a "
+                       f"{state['topology']} topology (python -m lab up --topology cluster)")
+    return state
+
+
+def add(name, roles, timeout=120, log=sys.stderr):
+    """Start one more Zimbra node in the running cluster; it registers itself in the cluster's LDAP as
+    an installer does. Every node learns its name (/etc/hosts) and the proxies regenerate their view of
+    memcached, as zmconfigd does."""
+    require_root_and_tools()
+    state = running_cluster()
+    existing = [topology.host_from_dict(h) for h in state["hosts"]]
+    if not re.fullmatch(r"[a-z][a-z0-9-]{0,11}", name):
+        raise LabError(f"node name {name!r}: lower-case letters, digits and '-', at most 12 characters")
+    if any(h.name == name for h in existing):
+        raise LabError(f"the lab has a host {name} already")
+    zimbra_nodes = [h for h in existing if h.role == "zimbra"]
+    if len(zimbra_nodes) >= topology.MAX_CLUSTER_NODES:
+        raise LabError(f"the cluster has {topology.MAX_CLUSTER_NODES} Zimbra nodes already")
+    if "ldap" in roles:
+        raise LabError("the lab's cluster has one LDAP master; add nodes of other roles")
+    node = topology.Host(name, "zimbra", *topology.server_address(topology.free_server_index(existing)),
+                         topology.services_for(roles))
+    host = node.to_dict()
+    started = time.monotonic()
+    state["hosts"].insert(len(zimbra_nodes), host)
+    save_state(state)
+    try:
+        folder, lower = prepare_host(host, state, client_key(), layer_paths(), register=True)
+        host["pid"] = start_host(host, folder, lower)
+        save_state(state)
+        attach_host(host, host["pid"])
+        wait_until_ready([host], timeout)
+        save_state(state)
+    except BaseException:
+        stop_hosts([host])
+        state["hosts"].remove(host)
+        save_state(state)
+        raise
+    peers_changed(state, key=client_key())
+    print(f"lab: {name} ({' '.join(roles)}) up and registered in {time.monotonic() - started:.1f} s", file=log)
+
+
+def remove(name, log=sys.stderr):
+    """Unregister a node from the cluster's LDAP (`zmprov ds`), stop it, and forget it everywhere."""
+    require_root_and_tools()
+    state = running_cluster()
+    host = next((h for h in state["hosts"] if h["name"] == name), None)
+    if host is None or host["role"] != "zimbra":
+        raise LabError(f"no Zimbra node {name!r} in the cluster")
+    if "ldap" in host["services"]:
+        raise LabError("the LDAP master cannot be removed")
+    master = next(h for h in state["hosts"] if "ldap" in h.get("services", ()))
+    zmprov_as_zimbra(master["name"], "-l", "ds", host["fqdn"])
+    stop_hosts([host])
+    state["hosts"].remove(host)
+    save_state(state)
+    shutil.rmtree(os.path.join(state_dir(), "hosts", name), ignore_errors=True)
+    peers_changed(state, key=client_key())
+    print(f"lab: {name} removed", file=log)
+
+
+def zmprov_as_zimbra(host_name, *args):
+    argv = exec_argv(host_name, ["runuser", "-u", "zimbra", "--", "/opt/zimbra/bin/zmprov", *args])
+    result = subprocess.run(argv, capture_output=True, text=True,
+                            env=dict(os.environ, LAB_ZMPROV_CALLER="lab"))
+    if result.returncode:
+        raise LabError(f"zmprov {' '.join(args)} on {host_name}: {result.stderr.strip()}")
+
+
+def peers_changed(state, key):
+    """After a node came or went: every host's /etc/hosts, the proxies' nginx.conf.memcache, SSH files."""
+    hosts_file = topology.render_hosts_file([topology.host_from_dict(h) for h in state["hosts"]])
+    for host in state["hosts"]:
+        argv = exec_argv(host["name"], ["sh", "-c", "cat > /etc/hosts"])
+        run(argv, input=hosts_file)
+    for host in state["hosts"]:
+        if "proxy" in host.get("services", ()):
+            run(exec_argv(host["name"], ["runuser", "-u", "zimbra", "--", "/opt/zimbra/libexec/zmproxyconfgen"]))
+    write_ssh_files(state, key)
+    save_state(state)
+
+
+def stop_hosts(hosts, timeout=10):
+    """SIGKILL each host's unshare (it ignores SIGTERM; its --kill-child then takes the host's whole pid
+    namespace down), then wait until every process is gone."""
+    pids = [h["pid"] for h in hosts if h.get("pid")]
+    for pid in pids:
+        if process_alive(pid, "unshare"):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    for pid in [*pids, *[h.get("init_pid") for h in hosts if h.get("init_pid")]]:
+        while process_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if process_alive(pid):
+            raise LabError(f"process {pid} of the lab did not stop")
 
 
 def process_tree(pid):
@@ -379,17 +494,7 @@ def memory_in_use(state):
 def down(log=sys.stderr):
     require_root_and_tools()
     state = load_state() or {"hosts": []}
-    pids = [h["pid"] for h in state["hosts"] if h.get("pid")] + stray_host_pids()
-    for pid in set(pids):
-        if process_alive(pid, "unshare"):
-            # unshare ignores SIGTERM; SIGKILL makes --kill-child take the whole pid namespace down
-            os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    for pid in [*pids, *[h.get("init_pid") for h in state["hosts"] if h.get("init_pid")]]:
-        while process_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if process_alive(pid):
-            raise LabError(f"process {pid} of the lab did not stop")
+    stop_hosts(state["hosts"] + [{"pid": pid} for pid in stray_host_pids()])
     if netns_exists(netns_name()):
         run(["ip", "netns", "del", netns_name()])
     release_netns_mount()
@@ -433,6 +538,7 @@ def status():
     for host in state["hosts"]:
         running = bool(host.get("pid")) and process_alive(host["pid"], "unshare")
         entry = {k: host[k] for k in ("name", "role", "fqdn", "ipv4", "ipv6")}
+        entry["roles"] = host.get("services", [])
         entry["running"] = running
         entry["ssh_target"] = f"root@{host['ipv4']}"
         hosts.append(entry)
@@ -441,6 +547,7 @@ def status():
         "netns": state.get("netns"),
         "topology": state.get("topology"),
         "zmprov_delay": state.get("zmprov_delay"),
+        "listen": state.get("listen"),
         "networks": {name: {"ipv4": v4, "ipv6": v6} for name, (v4, v6) in topology.SUBNETS.items()},
         "controller": {"ipv4": topology.CONTROLLER[0], "ipv6": topology.CONTROLLER[1]},
         "ssh": state.get("ssh"),

@@ -1,11 +1,20 @@
-"""What a lab consists of: hosts, roles and addresses. Pure data, no I/O.
+"""What a lab consists of: hosts, their Zimbra roles, addresses and listeners. Pure data, no I/O but
+reading the port catalogue.
 
 All hosts share one layer-2 segment (a bridge in the lab's namespace); the "subnets" below are what a
-firewall on a Zimbra host sees as the source of a connection: the controller and `mgmt` in the
-management subnet, `outside` in a subnet that stands for the internet.
+firewall on a Zimbra host sees as the source of a connection: the Zimbra nodes in the servers subnet,
+the controller and `mgmt` in the management subnet, `outside` in a subnet that stands for the internet.
+
+Topologies:
+- `single`: every Zimbra host is a complete single-server install (all roles, its own LDAP); N of them
+  with --zimbra-hosts N.
+- `cluster`: one Zimbra install spread over nodes that talk to each other: `ldap`, `mta`, `proxy`
+  (proxy + memcached), `mailbox` (mailbox + logger) and `mailbox-2`; --proxies and --mailboxes size it.
 """
 
+import functools
 import ipaddress
+import os
 import uuid
 from dataclasses import asdict, dataclass
 
@@ -21,17 +30,26 @@ SUBNETS = {
 CONTROLLER = ("10.77.1.1", "fd5a:7e3c:91b2:1::1")
 DOMAIN = "zfw.test"
 MAX_ZIMBRA_HOSTS = 200
-TOPOLOGIES = ("single",)
+MAX_CLUSTER_NODES = 30
+TOPOLOGIES = ("single", "cluster")
+LISTEN_MODES = ("roles", "all")
+CATALOGUE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                         "zimbra_firewall", "catalogue.yaml")
 
-# What a fresh single-server Zimbra install listens on, on every address (Zimbra's sources, see
-# shared/reference/zimbra-ports.md). sshd, slapd (389) and memcached (11211) are the real services.
-ZIMBRA_TCP_PORTS = [
-    25, 80, 110, 143, 443, 465, 587, 636, 993, 995, 3310, 3443, 5222, 5223, 5269, 7025, 7026, 7047, 7071,
-    7072, 7073, 7074, 7110, 7143, 7171, 7285, 7306, 7780, 7993, 7995, 8080, 8443, 8465, 8735, 8736, 9071,
-    9443, 10024, 10025, 10026, 10027, 10028, 10029, 10030, 10031, 10032, 10663, 23232, 23233,
-]
-ZIMBRA_UDP_PORTS = [53, 514]
-REAL_SERVICE_PORTS = {"tcp": [22, 389, 11211], "udp": []}
+# zimbraServiceEnabled of each kind of node, as a real install writes it (Zimbra/zm-docker
+# _misc/reference/SLDAP.txt, a 4-node dump; `imapd` left out: the standalone IMAP server is optional).
+ROLE_SERVICES = {
+    "ldap": ["ldap", "stats"],
+    "mta": ["amavis", "opendkim", "stats", "mta"],
+    "proxy": ["stats", "memcached", "proxy"],
+    "mailbox": ["spell", "stats", "service", "zimbra", "zimbraAdmin", "zimlet", "mailbox"],
+    "logger": ["logger"],
+    "memcached": ["memcached"],
+    "dnscache": ["dnscache"],
+}
+SINGLE_SERVER_ROLES = ["ldap", "mta", "mailbox", "logger", "proxy", "dnscache"]
+# Ports that the lab's real services hold (sshd everywhere, slapd, memcached): no stand-in listener.
+REAL_SERVICES = {"ldap": [(389, "tcp")], "memcached": [(11211, "tcp")]}
 
 
 @dataclass(frozen=True)
@@ -40,34 +58,74 @@ class Host:
     role: str  # zimbra | mgmt | outside
     ipv4: str
     ipv6: str
+    services: tuple = ()  # zimbraServiceEnabled, on Zimbra hosts
 
     @property
     def fqdn(self):
         return f"{self.name}.{DOMAIN}"
 
     def to_dict(self):
-        return dict(asdict(self), fqdn=self.fqdn)
+        return dict(asdict(self), services=list(self.services), fqdn=self.fqdn)
 
 
-def _subnet_address(subnet, index):
+def host_from_dict(data):
+    return Host(data["name"], data["role"], data["ipv4"], data["ipv6"], tuple(data.get("services", ())))
+
+
+def services_for(roles):
+    """zimbraServiceEnabled for a node of these roles (ROLE_SERVICES' keys), in a stable order."""
+    unknown = [r for r in roles if r not in ROLE_SERVICES]
+    if unknown or not roles:
+        raise LabError(f"unknown roles {', '.join(unknown) or '(none)'}; known: {', '.join(ROLE_SERVICES)}")
+    return tuple(dict.fromkeys(s for role in roles for s in ROLE_SERVICES[role]))
+
+
+def subnet_address(subnet, index):
     ipv4, ipv6 = SUBNETS[subnet]
     return (str(ipaddress.ip_network(ipv4)[index]), str(ipaddress.ip_network(ipv6)[index]))
 
 
-def zimbra_host_name(index):
-    return "zimbra" if index == 1 else f"zimbra-{index}"
+def server_address(index):
+    """The servers subnet's address number `index` (1-based) for Zimbra nodes: .10, .11, …"""
+    return subnet_address("servers", 9 + index)
 
 
-def hosts_for(topology="single", zimbra_hosts=1):
+def numbered(base, index):
+    return base if index == 1 else f"{base}-{index}"
+
+
+def cluster_nodes(proxies, mailboxes):
+    """(name, roles) of a cluster's Zimbra nodes."""
+    nodes = [("ldap", ["ldap"]), ("mta", ["mta"])]
+    nodes += [(numbered("proxy", i), ["proxy"]) for i in range(1, proxies + 1)]
+    nodes += [(numbered("mailbox", i), ["mailbox", "logger"] if i == 1 else ["mailbox"])
+              for i in range(1, mailboxes + 1)]
+    return nodes
+
+
+def hosts_for(topology="single", zimbra_hosts=1, proxies=1, mailboxes=2):
     if topology not in TOPOLOGIES:
         raise LabError(f"unknown topology {topology!r}; known: {', '.join(TOPOLOGIES)}")
-    if not 1 <= zimbra_hosts <= MAX_ZIMBRA_HOSTS:
-        raise LabError(f"--zimbra-hosts must be 1 to {MAX_ZIMBRA_HOSTS}, not {zimbra_hosts}")
-    hosts = [Host(zimbra_host_name(i), "zimbra", *_subnet_address("servers", 9 + i))
-             for i in range(1, zimbra_hosts + 1)]
-    hosts.append(Host("mgmt", "mgmt", *_subnet_address("management", 10)))
-    hosts.append(Host("outside", "outside", *_subnet_address("outside", 10)))
+    if topology == "single":
+        if not 1 <= zimbra_hosts <= MAX_ZIMBRA_HOSTS:
+            raise LabError(f"--zimbra-hosts must be 1 to {MAX_ZIMBRA_HOSTS}, not {zimbra_hosts}")
+        nodes = [(numbered("zimbra", i), SINGLE_SERVER_ROLES) for i in range(1, zimbra_hosts + 1)]
+    else:
+        if proxies < 1 or mailboxes < 1 or 2 + proxies + mailboxes > MAX_CLUSTER_NODES:
+            raise LabError(f"a cluster has at least one proxy and one mailbox and at most {MAX_CLUSTER_NODES} "
+                           f"Zimbra nodes (ldap + mta + proxies + mailboxes), not --proxies {proxies} "
+                           f"--mailboxes {mailboxes}")
+        nodes = cluster_nodes(proxies, mailboxes)
+    hosts = [Host(name, "zimbra", *server_address(i), services_for(roles))
+             for i, (name, roles) in enumerate(nodes, start=1)]
+    hosts.append(Host("mgmt", "mgmt", *subnet_address("management", 10)))
+    hosts.append(Host("outside", "outside", *subnet_address("outside", 10)))
     return hosts
+
+
+def free_server_index(hosts):
+    taken = {h.ipv4 for h in hosts}
+    return next(i for i in range(1, 240) if server_address(i)[0] not in taken)
 
 
 def zimbra_id(host):
@@ -75,24 +133,136 @@ def zimbra_id(host):
     return str(uuid.uuid5(uuid.NAMESPACE_DNS, host.fqdn))
 
 
-def listen_ports():
-    return [{"port": p, "proto": "tcp"} for p in ZIMBRA_TCP_PORTS] + [
-        {"port": p, "proto": "udp"} for p in ZIMBRA_UDP_PORTS
-    ]
+@functools.lru_cache(maxsize=None)
+def load_catalogue_ports(path=CATALOGUE):
+    """The deploy's port catalogue, read as data: [{port, proto, role, exposure}] with ranges expanded."""
+    import yaml  # noqa: PLC0415 (hosts never need it: the controller computes their listeners)
+
+    with open(path) as f:
+        entries = yaml.safe_load(f)["ports"]
+    ports = []
+    for entry in entries:
+        first, _, last = str(entry["port"]).partition(":")
+        for port in range(int(first), int(last or first) + 1):
+            ports.append({"port": port, "proto": entry["proto"], "role": entry["role"],
+                          "exposure": entry["exposure"]})
+    return tuple(ports)
 
 
-def host_config(host, hosts, zmprov_delay):
-    """The /etc/lab-host.json a host's init reads at start."""
+def check_listen_mode(mode):
+    if mode not in LISTEN_MODES:
+        raise LabError(f"--listen must be one of {', '.join(LISTEN_MODES)}, not {mode!r}")
+
+
+def listen_ports(services=None, mode="roles", catalogue=None):
+    """The stand-in listeners of a node: the catalogue's ports of its services ("all" on every node),
+    bound as the real services bind (loopback-only ports on 127.0.0.1, the rest on every address); with
+    mode "all", every catalogue port on every address (the harshest case). Ports a real service of the
+    node holds are left out. services=None: a single server with every role."""
+    check_listen_mode(mode)
+    services = set(services_for(SINGLE_SERVER_ROLES) if services is None else services)
+    held = {spec for service, specs in REAL_SERVICES.items() if service in services for spec in specs}
+    listeners = []
+    for entry in catalogue if catalogue is not None else load_catalogue_ports():
+        if (entry["port"], entry["proto"]) in held:
+            continue
+        if mode == "all":
+            bind = "::"
+        elif entry["role"] == "all" or entry["role"] in services:
+            bind = "127.0.0.1" if entry["exposure"] == "loopback-only" else "::"
+        else:
+            continue
+        listeners.append({"port": entry["port"], "proto": entry["proto"], "bind": bind})
+    return listeners
+
+
+def host_config(host, hosts, zmprov_delay, ldap_password, listen_mode="roles", register=False):
+    """The /etc/lab-host.json a host's init reads at start. Each install's LDAP master is its `ldap`
+    node (a cluster) or the server itself (single servers); the master loads every server of its install."""
     config = dict(
         host.to_dict(),
         ipv4_prefixlen=LAB_IPV4.prefixlen,
         ipv6_prefixlen=LAB_IPV6.prefixlen,
-        peers=[h.to_dict() for h in hosts],
+        hosts_file=render_hosts_file(hosts),
     )
     if host.role == "zimbra":
-        config["zimbra"] = {"fqdn": host.fqdn, "id": zimbra_id(host), "zmprov_delay": zmprov_delay}
-        config["listen"] = listen_ports()
+        install = install_of(host, hosts)
+        master = next(h for h in install if "ldap" in h.services)
+        config["zimbra"] = {
+            "fqdn": host.fqdn, "id": zimbra_id(host), "services": list(host.services), "zmprov_delay": zmprov_delay,
+            "ldap_master": master.fqdn, "ldap_password": ldap_password, "register": register,
+        }
+        if register:
+            config["zimbra"]["entry"] = server_entry(host)
+        if host == master:
+            config["zimbra"]["directory"] = directory(install)
+        config["listen"] = listen_ports(host.services, listen_mode)
     return config
+
+
+def render_hosts_file(hosts):
+    """Every lab name on both addresses: Zimbra requires its host names to resolve on every node."""
+    lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
+    for host in hosts:
+        names = f"{host.fqdn} {host.name}"
+        lines += [f"{host.ipv4}\t{names}", f"{host.ipv6}\t{names}"]
+    return "\n".join(lines) + "\n"
+
+
+def install_of(host, hosts):
+    """The Zimbra hosts that share `host`'s LDAP: all Zimbra hosts of a cluster, or the host alone."""
+    zimbra = [h for h in hosts if h.role == "zimbra"]
+    masters = [h for h in zimbra if "ldap" in h.services]
+    return zimbra if len(masters) == 1 else [host]
+
+
+def directory(install):
+    """What a fresh install's LDAP holds: global config and one entry per server (see server_entry)."""
+    def first_with(service):
+        return next((h.fqdn for h in install if service in h.services), None)
+
+    config = dict(GLOBAL_CONFIG)
+    for attr, service in (("zimbraLogHostname", "logger"), ("zimbraSmtpHostname", "mta")):
+        if first_with(service):
+            config[attr] = [first_with(service)]
+    return {"config": config, "servers": [server_entry(h) for h in install]}
+
+
+def server_entry(host):
+    attrs = {
+        "zimbraId": [zimbra_id(host)],
+        "zimbraServiceHostname": [host.fqdn],
+        "zimbraServiceEnabled": list(host.services),
+        "zimbraServiceInstalled": list(host.services),
+    }
+    if "mailbox" in host.services:
+        # zmsetup.pl points each mailbox at its own spell checker and makes it a proxy lookup target
+        attrs["zimbraReverseProxyLookupTarget"] = ["TRUE"]
+        if "spell" in host.services:
+            attrs["zimbraSpellCheckURL"] = [f"http://{host.fqdn}:7780/aspell.php"]
+    return {"name": host.fqdn, "attrs": attrs}
+
+
+# cn=config as a fresh install writes it (Zimbra/zm-mailbox store/conf/attrs/zimbra-attrs.xml defaults;
+# backend ports as zm-core-utils zmproxyconfig sets them once a proxy is configured).
+GLOBAL_CONFIG = {
+    "zimbraAdminPort": ["7071"],
+    "zimbraExtensionBindPort": ["7072"],
+    "zimbraImapBindPort": ["7143"],
+    "zimbraImapSSLBindPort": ["7993"],
+    "zimbraLdapPort": ["389"],
+    "zimbraLmtpBindPort": ["7025"],
+    "zimbraMailPort": ["8080"],
+    "zimbraMailSSLPort": ["8443"],
+    "zimbraMemcachedBindPort": ["11211"],
+    "zimbraMtaAuthPort": ["7073"],
+    "zimbraPop3BindPort": ["7110"],
+    "zimbraPop3SSLBindPort": ["7995"],
+    "zimbraRemoteManagementPort": ["22"],
+    "zimbraReverseProxyAdminEnabled": ["FALSE"],
+    "zimbraReverseProxySSLToUpstreamEnabled": ["TRUE"],
+    "zimbraSmtpPort": ["25"],
+}
 
 
 def overlapping_networks(machine_networks):

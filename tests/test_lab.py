@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 
+import pytest
 from conftest import ZIMBRA_FQDN, zmprov, zmprov_calls
 
 from lab import client
@@ -43,13 +44,18 @@ def lab_leftovers():
     return mounts, procs, os.path.exists(state_dir)
 
 
-def test_lab_changes_nothing_in_the_machine_and_leaves_nothing_behind():
+@pytest.mark.parametrize("shape", [["--zimbra-hosts", "2"], ["--topology", "cluster"]], ids=["single", "cluster"])
+def test_lab_changes_nothing_in_the_machine_and_leaves_nothing_behind(shape):
     client.lab("down")
     before = machine_network_state()
-    client.lab("up", "--zimbra-hosts", "2")
+    client.lab("up", *shape)
+    if "cluster" in shape:
+        client.lab("add", "mailbox-3", "--roles", "mailbox")
+        client.lab("remove", "mailbox-2")
     during = machine_network_state()
-    client.run("zimbra", "ufw", "--force", "enable")
-    client.run("zimbra", "ufw", "deny", "7071/tcp")
+    zimbra = next(h["name"] for h in client.status()["hosts"] if h["role"] == "zimbra")
+    client.run(zimbra, "ufw", "--force", "enable")
+    client.run(zimbra, "ufw", "deny", "7071/tcp")
     assert machine_network_state() == during, "ufw inside a lab host changed the machine's own firewall"
     client.lab("down")
     assert machine_network_state() == before
@@ -70,6 +76,8 @@ def test_up_and_down_are_idempotent(fresh_lab):
 def test_status_json_lists_every_host_with_addresses_and_ssh_target(fresh_lab):
     hosts = {h["name"]: h for h in fresh_lab["hosts"]}
     assert {n: h["role"] for n, h in hosts.items()} == {"zimbra": "zimbra", "mgmt": "mgmt", "outside": "outside"}
+    # a single server holds every role, proxy and memcached included
+    assert {"ldap", "mta", "mailbox", "logger", "proxy", "memcached"} <= set(hosts["zimbra"]["roles"])
     for host in hosts.values():
         assert host["running"]
         assert host["ipv4"].startswith("10.77.") and host["ipv6"].startswith("fd5a:7e3c:91b2:")

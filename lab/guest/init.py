@@ -43,12 +43,8 @@ def configure_network(host):
 
 
 def write_hosts_file(host):
-    lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
-    for peer in host["peers"]:
-        names = f"{peer['fqdn']} {peer['name']}"
-        lines += [f"{peer['ipv4']}\t{names}", f"{peer['ipv6']}\t{names}"]
     with open("/etc/hosts", "w") as f:
-        f.write("\n".join(lines) + "\n")
+        f.write(host["hosts_file"])
     with open("/etc/hostname", "w") as f:
         f.write(host["name"] + "\n")
     socket.sethostname(host["name"])
@@ -71,7 +67,7 @@ def main():
     run("usermod", "--shell", "/opt/lab/login-shell", "root")
     configure_network(host)
     sockets = []
-    if host["role"] == "zimbra":
+    if "zimbra" in host:
         sys.path.insert(0, "/opt/zimbra/common/lib/lab")
         import standin
 

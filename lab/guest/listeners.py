@@ -1,22 +1,29 @@
-"""The Zimbra stand-in's listeners: a socket on every Zimbra port no real service of the host serves,
-so reachability through the firewall can be probed. Used by the lab's init and by the VMs' service."""
+"""The Zimbra stand-in's listeners: a socket on every Zimbra port of the host's roles that no real service
+of the host serves, bound where the real service binds, so reachability through the firewall can be
+probed. Used by the lab's init and by the VMs' service."""
 
+import datetime
 import selectors
 import socket
 import sys
 
+UDP_RECORD = "/var/log/lab-udp.log"
+
 
 def open_listeners(ports, skip_busy=False):
-    """One dual-stack socket per port, bound to every address like a fresh Zimbra install. With
-    skip_busy, a port some real service of the host holds already (a VM's resolver on 53) is left to it."""
+    """One socket per port: dual-stack on every address ("bind": "::", the default, as most Zimbra
+    services bind), or on one IPv4 address ("127.0.0.1" for loopback-only services). With skip_busy, a
+    port some real service of the host holds already (a VM's resolver on 53) is left to it."""
     sockets = []
     for entry in ports:
         kind = socket.SOCK_STREAM if entry["proto"] == "tcp" else socket.SOCK_DGRAM
-        sock = socket.socket(socket.AF_INET6, kind)
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        bind = entry.get("bind", "::")
+        sock = socket.socket(socket.AF_INET6 if ":" in bind else socket.AF_INET, kind)
+        if ":" in bind:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind(("::", entry["port"]))
+            sock.bind((bind, entry["port"]))
         except OSError:
             if not skip_busy:
                 raise
@@ -25,14 +32,16 @@ def open_listeners(ports, skip_busy=False):
             sock.close()
             continue
         if kind == socket.SOCK_STREAM:
-            sock.listen(16)
+            sock.listen(socket.SOMAXCONN)  # flows from 30 nodes arrive at once
         sock.setblocking(False)
         sockets.append(sock)
     return sockets
 
 
 def serve(sockets):
-    """Accept and close TCP connections; echo UDP datagrams so a probe can tell "answered" from "dropped"."""
+    """Accept and close TCP connections. UDP datagrams are recorded (one line each in UDP_RECORD, as the
+    logger's syslog records what it receives) and then echoed, so a probe can tell "answered" from
+    "dropped"."""
     selector = selectors.DefaultSelector()
     for sock in sockets:
         selector.register(sock, selectors.EVENT_READ)
@@ -45,6 +54,14 @@ def serve(sockets):
                     conn.close()
                 else:
                     data, peer = sock.recvfrom(2048)
+                    record_datagram(sock.getsockname()[1], peer[0], data)
                     sock.sendto(data, peer)
             except OSError:
                 pass
+
+
+def record_datagram(port, peer, data):
+    stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
+    text = data.decode(errors="replace").replace("\n", " ")
+    with open(UDP_RECORD, "a") as f:
+        f.write(f"{stamp} {port}/udp from {peer}: {text}\n")

@@ -9,20 +9,20 @@ Idempotent. Runs as root inside the VM, from the lab folder the Vagrantfile uplo
 import argparse
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
-import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 
 from lab import runtime, topology  # noqa: E402
 
-PACKAGES = ["slapd", "ldap-utils", "memcached", "ufw", "openssl", "python3", "netcat-openbsd"]
+PACKAGES = ["slapd", "ldap-utils", "memcached", "ufw", "openssl", "python3", "python3-yaml", "netcat-openbsd"]
 ZIMBRA_HOME = "/opt/zimbra"
 CONFIG = "/etc/zimbra-standin.json"
-TOOLS = ("zmprov", "zmlocalconfig", "zmhostname", "zmmemcachedctl")
+TOOLS = ("bin/zmprov", "bin/zmlocalconfig", "bin/zmhostname", "bin/zmmemcachedctl", "libexec/zmproxyconfgen")
 
 STANDIN_UNIT = f"""[Unit]
 Description=Zimbra stand-in of zimbra-firewall's lab (slapd, memcached)
@@ -72,10 +72,10 @@ def install_standin(fqdn):
     lib = f"{ZIMBRA_HOME}/common/lib/lab"
     os.makedirs(lib, exist_ok=True)
     shutil.copy(os.path.join(guest, "zimbra/common/lib/lab/standin.py"), lib)
-    os.makedirs(f"{ZIMBRA_HOME}/bin", exist_ok=True)
     for tool in TOOLS:
-        shutil.copy(os.path.join(guest, "zimbra/bin/zmtool"), f"{ZIMBRA_HOME}/bin/{tool}")
-        os.chmod(f"{ZIMBRA_HOME}/bin/{tool}", 0o755)
+        os.makedirs(os.path.dirname(f"{ZIMBRA_HOME}/{tool}"), exist_ok=True)
+        shutil.copy(os.path.join(guest, "zimbra/bin/zmtool"), f"{ZIMBRA_HOME}/{tool}")
+        os.chmod(f"{ZIMBRA_HOME}/{tool}", 0o755)
     os.makedirs(f"{ZIMBRA_HOME}/common/bin", exist_ok=True)
     if not os.path.lexists(f"{ZIMBRA_HOME}/common/bin/ldapsearch"):
         os.symlink("/usr/bin/ldapsearch", f"{ZIMBRA_HOME}/common/bin/ldapsearch")
@@ -119,10 +119,15 @@ def main():
     allow_slapd_outside_its_apparmor_profile()
     install_standin(args.fqdn)
     resolve_fqdn_locally(args.fqdn)
+    name, _, domain = args.fqdn.partition(".")
+    if domain != topology.DOMAIN:
+        sys.exit(f"--fqdn must be NAME.{topology.DOMAIN}, not {args.fqdn}")
+    # a single server with every role; the password counts only at the first provisioning
+    server = topology.Host(name, "zimbra", "", "", topology.services_for(topology.SINGLE_SERVER_ROLES))
+    config = topology.host_config(server, [server], args.zmprov_delay, secrets.token_urlsafe(18))
     with open(CONFIG, "w") as f:
-        json.dump({"zimbra": {"fqdn": args.fqdn, "id": str(uuid.uuid5(uuid.NAMESPACE_DNS, args.fqdn)),
-                              "zmprov_delay": args.zmprov_delay},
-                   "listen": topology.listen_ports()}, f)
+        json.dump(config, f)
+    os.chmod(CONFIG, 0o600)
     for name, text in (("zimbra-standin", STANDIN_UNIT), ("zimbra-listeners", LISTENERS_UNIT)):
         with open(f"/etc/systemd/system/{name}.service", "w") as f:
             f.write(text)

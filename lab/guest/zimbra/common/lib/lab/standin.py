@@ -11,9 +11,9 @@ import json
 import os
 import pwd
 import re
-import secrets
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -33,20 +33,32 @@ CONFIG_DN = "cn=config,cn=zimbra"
 SERVERS_DN = "cn=servers,cn=zimbra"
 ADMIN_DN = "uid=zimbra,cn=admins,cn=zimbra"
 
-# The Zimbra attributes the stand-in knows: multi-valued?, inherited from the global config?
+# The Zimbra attributes the stand-in knows: multi-valued?, inherited from cn=config when the server has
+# none? (server attributes that zimbra-attrs.xml also declares optionalIn globalConfig, as zmprov gs shows)
+PORT_ATTRIBUTES = [
+    "zimbraAdminPort", "zimbraExtensionBindPort", "zimbraImapBindPort", "zimbraImapSSLBindPort", "zimbraLdapPort",
+    "zimbraLmtpBindPort", "zimbraMailPort", "zimbraMailSSLPort", "zimbraMemcachedBindPort", "zimbraMtaAuthPort",
+    "zimbraPop3BindPort", "zimbraPop3SSLBindPort", "zimbraRemoteManagementPort", "zimbraSmtpPort",
+]
 ATTRIBUTES = {
-    "zimbraAdminPort": (False, True),
+    **{name: (False, True) for name in PORT_ATTRIBUTES},
     "zimbraId": (False, False),
-    "zimbraLmtpBindPort": (False, True),
+    "zimbraLogHostname": (True, False),
     "zimbraMemcachedBindAddress": (True, False),
-    "zimbraMemcachedBindPort": (False, True),
     "zimbraMemcachedClientServerList": (True, True),
+    "zimbraReverseProxyAdminEnabled": (False, True),
+    "zimbraReverseProxyLookupTarget": (False, False),
+    "zimbraReverseProxySSLToUpstreamEnabled": (False, True),
+    "zimbraServiceEnabled": (True, False),
     "zimbraServiceHostname": (False, False),
+    "zimbraServiceInstalled": (True, False),
+    "zimbraSmtpHostname": (True, True),
+    "zimbraSpellCheckURL": (True, True),
 }
 ENTRY_ATTRIBUTES = {"cn": False, "objectClass": True}
-GLOBAL_DEFAULTS = {"zimbraAdminPort": ["7071"], "zimbraLmtpBindPort": ["7025"], "zimbraMemcachedBindPort": ["11211"]}
 CANONICAL = {name.lower(): name for name in [*ATTRIBUTES, *ENTRY_ATTRIBUTES]}
-INTEGER_ATTRIBUTES = {"zimbraAdminPort", "zimbraLmtpBindPort", "zimbraMemcachedBindPort"}
+INTEGER_ATTRIBUTES = set(PORT_ATTRIBUTES)
+NGINX_MEMCACHE = f"{ZIMBRA_HOME}/conf/nginx/includes/nginx.conf.memcache"
 
 
 class ZimbraError(Exception):
@@ -107,17 +119,25 @@ directory {DATA_DIR}
 """
 
 
-def render_initial_ldif(fqdn, zimbra_id):
+def ldif_entry(dn, object_class, cn, attrs):
+    lines = [f"dn: {dn}", f"objectClass: {object_class}", f"cn: {cn}"]
+    return "\n".join(lines + [f"{name}: {value}" for name, values in attrs.items() for value in values])
+
+
+def render_initial_ldif(directory):
+    """The directory a fresh install writes: cn=zimbra, cn=config and one entry per server."""
     entries = [
-        [f"dn: {BASE_DN}", "objectClass: organizationalRole", "cn: zimbra"],
-        ["dn: cn=admins,cn=zimbra", "objectClass: organizationalRole", "cn: admins"],
-        [f"dn: {SERVERS_DN}", "objectClass: organizationalRole", "cn: servers"],
-        [f"dn: {CONFIG_DN}", "objectClass: zimbraGlobalConfig", "cn: config"]
-        + [f"{name}: {value}" for name, values in GLOBAL_DEFAULTS.items() for value in values],
-        [f"dn: cn={fqdn},{SERVERS_DN}", "objectClass: zimbraServer", f"cn: {fqdn}",
-         f"zimbraId: {zimbra_id}", f"zimbraServiceHostname: {fqdn}"],
+        f"dn: {BASE_DN}\nobjectClass: organizationalRole\ncn: zimbra",
+        "dn: cn=admins,cn=zimbra\nobjectClass: organizationalRole\ncn: admins",
+        f"dn: {SERVERS_DN}\nobjectClass: organizationalRole\ncn: servers",
+        ldif_entry(CONFIG_DN, "zimbraGlobalConfig", "config", directory["config"]),
     ]
-    return "\n\n".join("\n".join(entry) for entry in entries) + "\n"
+    entries += [server_ldif(server) for server in directory["servers"]]
+    return "\n\n".join(entries) + "\n"
+
+
+def server_ldif(server):
+    return ldif_entry(f"cn={server['name']},{SERVERS_DN}", "zimbraServer", server["name"], server["attrs"])
 
 
 def parse_ldif(text):
@@ -182,6 +202,17 @@ class Directory:
             lines += [f"{attr}:: {base64.b64encode(v.encode()).decode()}" for v in values]
             lines.append("-")
         self._run("ldapmodify", [], stdin="\n".join(lines) + "\n")
+
+    def add(self, ldif):
+        self._run("ldapadd", [], stdin=ldif + "\n")
+
+    def delete(self, dn):
+        self._run("ldapdelete", [dn])
+
+    def servers(self, service=None):
+        """Every server entry (those with `service` in zimbraServiceEnabled), in the directory's order."""
+        wanted = f"(zimbraServiceEnabled={ldap_escape(service)})" if service else ""
+        return self.search(SERVERS_DN, "one", f"(&(objectClass=zimbraServer){wanted})")
 
 
 def ldap_escape(value):
@@ -295,6 +326,9 @@ ZMPROV_USAGE = """usage:  zmprov [args] [cmd] [cmd-args ...]
   getAllConfig(gacf) [attr1 [attr2...]]
   getConfig(gcf) {name}
   modifyConfig(mcf) attr1 value1 [attr2 value2...]
+  getAllServers(gas) [service]
+  getAllMemcachedServers(gamcs)
+  deleteServer(ds) {name|id}
 """
 
 
@@ -329,8 +363,30 @@ def zmprov(argv, out=sys.stdout):
         out.write(format_attributes(select_attributes(get_config(directory), args)))
     elif command in ("mcf", "modifyconfig"):
         apply_modifications(directory, CONFIG_DN, get_config(directory), parse_modifications(args))
+    elif command in ("gas", "getallservers"):
+        if len(args) > 1:
+            raise UsageError()
+        out.write("".join(f"{attrs['cn'][0]}\n" for _dn, attrs in directory.servers(*args)))
+    elif command in ("gamcs", "getallmemcachedservers"):
+        out.write(f"{''.join(f'{host}:{port} ' for host, port in memcached_servers(directory))}\n")
+    elif command in ("ds", "deleteserver"):
+        if len(args) != 1:
+            raise UsageError()
+        directory.delete(find_server(directory, args[0])[0])
     else:
         raise UsageError()
+
+
+def memcached_servers(directory):
+    """(zimbraServiceHostname, zimbraMemcachedBindPort) of every memcached server, as `zmprov gamcs`
+    and nginx's configuration list them (Zimbra/zm-mailbox ProvUtil.java, ProxyConfGen.java)."""
+    config = get_config(directory)
+    servers = []
+    for _dn, attrs in directory.servers("memcached"):
+        effective = effective_server_attributes(attrs, config)
+        port = effective.get("zimbraMemcachedBindPort", ["11211"])[0]
+        servers.append((effective.get("zimbraServiceHostname", [""])[0], int(port)))
+    return servers
 
 
 class UsageError(Exception):
@@ -482,44 +538,114 @@ def main_zmmemcachedctl(argv):
     return 1
 
 
+# --- the proxy's view of memcached ------------------------------------------------------------
+
+def render_nginx_memcache(servers, resolve):
+    """nginx.conf.memcache as ProxyConfGen writes it (Zimbra/zm-mailbox ProxyConfGen.java,
+    MemcacheServersVar): one `servers` line per memcached server, at the FIRST IPv4 address its
+    zimbraServiceHostname resolves to (IPv4 mode) and its zimbraMemcachedBindPort; a name that does not
+    resolve is left out. zimbraMemcachedBindAddress plays no part. resolve(name) → IPv4 address or None."""
+    resolved = [(resolve(name), port) for name, port in servers]
+    lines = "".join(f"  servers   {address}:{port};\n" for address, port in resolved if address)
+    return f"# generated like zmproxyconfgen does\nmemcache\n{{\n{lines}}}\n"
+
+
+def first_ipv4(name):
+    try:
+        return socket.getaddrinfo(name, None, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
+    except (socket.gaierror, IndexError):
+        return None
+
+
+def main_zmproxyconfgen(_argv):
+    """Regenerate nginx.conf.memcache, as zmconfigd does when the set of memcached servers changes."""
+    try:
+        servers = memcached_servers(Directory(read_localconfig()))
+    except ZimbraError as error:
+        sys.stderr.write(f"{error}\n")
+        return 2
+    text = render_nginx_memcache(servers, first_ipv4)
+    if "  servers " not in text:
+        sys.stderr.write("No available memcached servers could be contacted\n")
+    os.makedirs(os.path.dirname(NGINX_MEMCACHE), exist_ok=True)
+    tmp = NGINX_MEMCACHE + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, NGINX_MEMCACHE)
+    return 0
+
+
 # --- provisioning at host start (run by the lab's init as root) -------------------------------
 
+def wait_for_directory(directory, timeout=60):
+    """Zimbra's services start once LDAP answers (zmcontrol starts ldap first, on every node)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            directory.search(BASE_DN)
+            return
+        except ZimbraError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def install_directory(zimbra, password):
+    with open(SCHEMA, "w") as f:
+        f.write(render_schema())
+    with open(SLAPD_CONF, "w") as f:
+        f.write(render_slapd_conf(password))
+    subprocess.run(["/usr/sbin/slapadd", "-q", "-f", SLAPD_CONF], check=True,
+                   input=render_initial_ldif(zimbra["directory"]), text=True)
+
+
 def provision(host):
-    """Make this host look like a fresh single-server Zimbra install."""
+    """Make this host a fresh Zimbra node: a single server (its own LDAP master) or a cluster node whose
+    localconfig points at the cluster's LDAP master. `register`: a node added later writes its own server
+    entry, as zmsetup.pl does (`zmprov cs`)."""
     zimbra = host["zimbra"]
+    services = zimbra["services"]
+    master = "directory" in zimbra
     if subprocess.run(["id", "zimbra"], capture_output=True).returncode:
         subprocess.run(["useradd", "--system", "--home-dir", ZIMBRA_HOME, "--shell", "/bin/bash",
                         "--user-group", "zimbra"], check=True)
     for folder in ("conf", "log", "data/ldap/mdb/db"):
         os.makedirs(f"{ZIMBRA_HOME}/{folder}", exist_ok=True)
     if not os.path.exists(LOCALCONFIG):
-        password = secrets.token_urlsafe(18)
+        password = zimbra["ldap_password"]
+        ldap_url = f"ldap://{zimbra['ldap_master']}:389"
         with open(LOCALCONFIG, "w") as f:
             f.write(render_localconfig({
-                "ldap_master_url": f"ldap://{zimbra['fqdn']}:389",
+                "ldap_is_master": "true" if master else "false",
+                "ldap_master_url": ldap_url,
                 "ldap_starttls_supported": "1",
-                "ldap_url": f"ldap://{zimbra['fqdn']}:389",
+                "ldap_url": ldap_url,
                 "zimbra_home": ZIMBRA_HOME,
                 "zimbra_ldap_password": password,
                 "zimbra_ldap_userdn": ADMIN_DN,
                 "zimbra_server_hostname": zimbra["fqdn"],
                 "zimbra_user": "zimbra",
             }))
-        with open(SCHEMA, "w") as f:
-            f.write(render_schema())
-        with open(SLAPD_CONF, "w") as f:
-            f.write(render_slapd_conf(password))
         with open(DELAY_FILE, "w") as f:
             f.write(f"{zimbra['zmprov_delay']}\n")
-        subprocess.run(["/usr/sbin/slapadd", "-q", "-f", SLAPD_CONF], check=True,
-                       input=render_initial_ldif(zimbra["fqdn"], zimbra["id"]), text=True)
+        if master:
+            install_directory(zimbra, password)
         subprocess.run(["chown", "-R", "zimbra:zimbra", ZIMBRA_HOME], check=True)
         for secret in (LOCALCONFIG, SLAPD_CONF, f"{ZIMBRA_HOME}/conf/slapd.key"):
-            os.chmod(secret, 0o640)
-    subprocess.run(["/usr/sbin/slapd", "-f", SLAPD_CONF, "-h", "ldap:///", "-u", "zimbra", "-g", "zimbra"],
-                   check=True)
-    subprocess.run(["su", "-s", "/bin/sh", "zimbra", "-c", f"{ZIMBRA_HOME}/bin/zmmemcachedctl start"],
-                   check=True, stdout=subprocess.DEVNULL)
+            if os.path.exists(secret):
+                os.chmod(secret, 0o640)
+    if master:
+        subprocess.run(["/usr/sbin/slapd", "-f", SLAPD_CONF, "-h", "ldap:///", "-u", "zimbra", "-g", "zimbra"],
+                       check=True)
+    directory = Directory(read_localconfig())
+    wait_for_directory(directory)
+    if zimbra["register"]:
+        directory.add(server_ldif(zimbra["entry"]))
+    as_zimbra = ["su", "-s", "/bin/sh", "zimbra", "-c"]
+    if "memcached" in services:
+        subprocess.run([*as_zimbra, f"{ZIMBRA_HOME}/bin/zmmemcachedctl start"], check=True, stdout=subprocess.DEVNULL)
+    if "proxy" in services:
+        subprocess.run([*as_zimbra, f"{ZIMBRA_HOME}/libexec/zmproxyconfgen"], check=True)
 
 
 TOOLS = {
@@ -527,6 +653,7 @@ TOOLS = {
     "zmlocalconfig": main_zmlocalconfig,
     "zmhostname": main_zmhostname,
     "zmmemcachedctl": main_zmmemcachedctl,
+    "zmproxyconfgen": main_zmproxyconfgen,
 }
 
 
