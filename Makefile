@@ -1,12 +1,14 @@
-# zimbra-firewall: `make rehearse` runs the deploy against the local lab, `make test` runs every test.
-# Both need root (the lab makes network namespaces) and install what they need.
+# zimbra-firewall: `make rehearse` runs the deploy against the local lab, `make test` runs every test
+# (lint, unit, lab). Both need root (the lab makes network namespaces) and install what they need.
+# `make unit` runs the unit tests alone: no root, no lab, seconds.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 # command:Debian package, for what the lab and the tests run on this machine
 SYSTEM_TOOLS := debootstrap:debootstrap nc:netcat-openbsd ip:iproute2 openssl:openssl ssh:openssh-client \
-	ssh-keygen:openssh-client unshare:util-linux nsenter:util-linux
+	ssh-keygen:openssh-client unshare:util-linux nsenter:util-linux shellcheck:shellcheck
+SHELL_SCRIPTS := .ci/run scripts/apt-install-missing lab/guest/login-shell
 
 # and for the VM suite (Vagrant with libvirt, software emulation)
 VM_TOOLS := vagrant:vagrant vagrant-libvirt:vagrant-libvirt libvirtd:libvirt-daemon-system virsh:libvirt-clients \
@@ -15,7 +17,7 @@ VM_TOOLS := vagrant:vagrant vagrant-libvirt:vagrant-libvirt libvirtd:libvirt-dae
 # which Vagrant machines the VM suite brings up (one Zimbra VM; the clients are played by the namespace side)
 VM_TEST_VMS ?= zimbra
 
-.PHONY: setup system-tools vm-tools rehearse test vm-test bench lab-up lab-down
+.PHONY: setup system-tools vm-tools rehearse lint unit test vm-test bench lab-up lab-down
 
 setup: system-tools $(VENV)/.installed
 
@@ -45,7 +47,19 @@ rehearse: setup
 	-$(PY) -m lab flows
 	@echo "The lab stays up: python -m lab exec zimbra -- ufw status verbose; make lab-down when done."
 
-test: setup
+$(VENV)/.dev-installed: $(VENV)/.installed
+	$(VENV)/bin/pip install -q --disable-pip-version-check ".[dev]"
+	touch $@
+
+lint: system-tools $(VENV)/.dev-installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	shellcheck $(SHELL_SCRIPTS)
+
+unit: $(VENV)/.installed
+	$(PY) -m pytest -q -m "not lab and not vm"
+
+test: setup lint
 	$(PY) -m lab build
 	$(PY) -m pytest -q
 

@@ -1,6 +1,6 @@
 """Lock down a Zimbra server's network exposure: the seed article's steps, done idempotently and safely.
 
-    pyinfra -y inventories/<env>.py deploy.py        (--dry shows the plan and changes nothing)
+pyinfra -y inventories/<env>.py deploy.py        (--dry shows the plan and changes nothing)
 """
 
 from pyinfra import host, logger
@@ -29,12 +29,14 @@ ufw.app_profiles(name="Zimbra ufw profiles", profiles=policy.profiles, lock_wait
 # 2. SSH first, then the public profile from anywhere and the local-only one from the management subnets
 ufw.rules(name="ufw rules", policy=policy, lock_wait=wait)
 # 3. Default deny incoming, allow outgoing
-ufw.default_policy(name="ufw default policies", incoming=policy.default_incoming,
-                   outgoing=policy.default_outgoing, lock_wait=wait)
+ufw.default_policy(
+    name="ufw default policies", incoming=policy.default_incoming, outgoing=policy.default_outgoing, lock_wait=wait
+)
 # 4. Enable ufw, last; then prove a NEW connection gets through before the rollback is disarmed
 ufw.enabled(name="ufw enabled", lock_wait=wait)
 python.call(name="New SSH connection", function=safety.confirm_new_connection, _if=armed.did_change)
 safety.disarm_rollback(name="Rollback disarmed", _if=armed.did_change)
 # 5. memcached bound where configured (127.0.0.1), restarted only when that changed
-zimbra.memcached_binding(name="memcached binding", attributes=policy.memcached, read=policy.memcached_read,
-                         _sudo=True, _sudo_user="zimbra")
+zimbra.memcached_binding(
+    name="memcached binding", attributes=policy.memcached, read=policy.memcached_read, _sudo=True, _sudo_user="zimbra"
+)

@@ -37,17 +37,24 @@ def lab_policy():
     import runpy
 
     data = {k: v for k, v in runpy.run_path(os.path.join(REPO, "group_data/all.py")).items() if not k.startswith("_")}
-    data.update({k: v for k, v in runpy.run_path(os.path.join(REPO, "group_data/lab.py")).items()
-                 if not k.startswith("_")})
+    data.update(
+        {k: v for k, v in runpy.run_path(os.path.join(REPO, "group_data/lab.py")).items() if not k.startswith("_")}
+    )
     return build_policy(data)
 
 
 def ansible_files(workdir, lab, policy):
     """Inventory and variables for the playbook, from the lab's status and the deploy's policy."""
     ssh = lab["ssh"]
-    inventory = {"zimbra_servers": {"hosts": {
-        h["name"]: {"ansible_host": h["name"], "zimbra_hostname": h["fqdn"]}
-        for h in lab["hosts"] if h["role"] == "zimbra"}}}
+    inventory = {
+        "zimbra_servers": {
+            "hosts": {
+                h["name"]: {"ansible_host": h["name"], "zimbra_hostname": h["fqdn"]}
+                for h in lab["hosts"]
+                if h["role"] == "zimbra"
+            }
+        }
+    }
     names = {p.name for p in policy.profiles}
     public = next(p.name for p in policy.profiles if "public" in p.title)
     local = next(n for n in names if n != public)
@@ -92,8 +99,14 @@ def tree_rss_kib(pid):
 def timed(command, env=None):
     """Run a command; wall seconds and the peak RSS of its whole process tree (sampled)."""
     started = time.monotonic()
-    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=dict(os.environ, **(env or {})))
+    proc = subprocess.Popen(
+        command,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=dict(os.environ, **(env or {})),
+    )
     peak = [0]
 
     def sample():
@@ -115,26 +128,39 @@ def timed(command, env=None):
 def on_each(hosts, read):
     """read(host) for every host, ten at a time (zmprov's delay would make 30 hosts one after another slow)."""
     with ThreadPoolExecutor(max_workers=10) as pool:
-        return dict(zip(hosts, pool.map(read, hosts)))
+        return dict(zip(hosts, pool.map(read, hosts), strict=True))
 
 
 def counters(zimbra_hosts):
     """Per host: zmprov calls made by the tool itself (not by zmmemcachedctl) and SSH commands so far."""
+
     def read(name):
         calls = client.run(name, "cat", "/opt/zimbra/log/zmprov-calls.log", check=False).stdout.splitlines()
         own = [c for c in map(json.loads, filter(None, calls)) if c["caller"] == ""]
         commands = client.run(name, "sh", "-c", "cat /var/log/lab-ssh-commands.log 2>/dev/null | wc -l").stdout
         return len(own), int(commands)
+
     return on_each(zimbra_hosts, read)
 
 
 def end_state(lab):
     """What both tools must leave behind: ufw rules, policies and status, zmprov's values, memcached."""
     fqdns = {h["name"]: h["fqdn"] for h in lab["hosts"] if h["role"] == "zimbra"}
-    return on_each(list(fqdns), lambda name: client.run(name, "sh", "-c", (
-        "ufw status verbose; ufw show added | sort; "
-        f"runuser -u zimbra -- /opt/zimbra/bin/zmprov -l gs {fqdns[name]} zimbraMemcachedBindAddress "
-        "zimbraMemcachedClientServerList; ss -Hlnt 'sport = :11211' | awk '{print $4}'")).stdout)
+    return on_each(
+        list(fqdns),
+        lambda name: (
+            client.run(
+                name,
+                "sh",
+                "-c",
+                (
+                    "ufw status verbose; ufw show added | sort; "
+                    f"runuser -u zimbra -- /opt/zimbra/bin/zmprov -l gs {fqdns[name]} zimbraMemcachedBindAddress "
+                    "zimbraMemcachedClientServerList; ss -Hlnt 'sport = :11211' | awk '{print $4}'"
+                ),
+            ).stdout
+        ),
+    )
 
 
 def measure(tool, n, delay, workdir, policy):
@@ -147,20 +173,35 @@ def measure(tool, n, delay, workdir, policy):
     else:
         forks = ANSIBLE_DEFAULT_FORKS if tool == "ansible" else n
         paths = ansible_files(workdir, lab, policy)
-        command = [os.path.join(BIN, "ansible-playbook"), "-i", paths["inventory"], "-e", f"@{paths['vars']}",
-                   "-f", str(forks), os.path.join(REPO, "bench/playbook.yml")]
+        command = [
+            os.path.join(BIN, "ansible-playbook"),
+            "-i",
+            paths["inventory"],
+            "-e",
+            f"@{paths['vars']}",
+            "-f",
+            str(forks),
+            os.path.join(REPO, "bench/playbook.yml"),
+        ]
         # a fresh control-socket folder per lab: a persisting master from the last lab would hang
         control = tempfile.mkdtemp(prefix="cp-", dir=workdir)
-        env = {"ANSIBLE_PIPELINING": "1", "ANSIBLE_HOST_KEY_CHECKING": "True", "ANSIBLE_NOCOLOR": "1",
-               "ANSIBLE_LOCAL_TEMP": os.path.join(workdir, "ansible-tmp"), "ANSIBLE_SSH_CONTROL_PATH_DIR": control}
+        env = {
+            "ANSIBLE_PIPELINING": "1",
+            "ANSIBLE_HOST_KEY_CHECKING": "True",
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_LOCAL_TEMP": os.path.join(workdir, "ansible-tmp"),
+            "ANSIBLE_SSH_CONTROL_PATH_DIR": control,
+        }
     converge, converge_mem = timed(command, env)
     after_converge = counters(zimbra_hosts)
     noop, noop_mem = timed(command, env)
     after_noop = counters(zimbra_hosts)
     if tool != "pyinfra":
         for socket_name in os.listdir(control):
-            subprocess.run(["ssh", "-o", f"ControlPath={os.path.join(control, socket_name)}", "-O", "exit", "lab"],
-                           capture_output=True)
+            subprocess.run(
+                ["ssh", "-o", f"ControlPath={os.path.join(control, socket_name)}", "-O", "exit", "lab"],
+                capture_output=True,
+            )
     per_host = lambda counts, index: statistics.mean(c[index] for c in counts.values())  # noqa: E731
     return {
         "converge": converge,
@@ -201,13 +242,30 @@ def main():
             for tool, runs in results.items():
                 for r in runs:
                     if r["state"] != reference:
-                        raise SystemExit(f"N={n}: {tool} left another end state than pyinfra; no times reported\n"
-                                         f"pyinfra: {json.dumps(reference)[:1500]}\n"
-                                         f"{tool}: {json.dumps(r['state'])[:1500]}")
+                        raise SystemExit(
+                            f"N={n}: {tool} left another end state than pyinfra; no times reported\n"
+                            f"pyinfra: {json.dumps(reference)[:1500]}\n"
+                            f"{tool}: {json.dumps(r['state'])[:1500]}"
+                        )
             for tool, runs in results.items():
-                rows.append({"n": n, "tool": tool if tool != "ansible-forks=N" else f"ansible forks={n}",
-                             **{k: median_of(runs, k) for k in ("converge", "noop", "zmprov_converge", "zmprov_noop",
-                                                               "commands_converge", "commands_noop", "memory_mib")}})
+                rows.append(
+                    {
+                        "n": n,
+                        "tool": tool if tool != "ansible-forks=N" else f"ansible forks={n}",
+                        **{
+                            k: median_of(runs, k)
+                            for k in (
+                                "converge",
+                                "noop",
+                                "zmprov_converge",
+                                "zmprov_noop",
+                                "commands_converge",
+                                "commands_noop",
+                                "memory_mib",
+                            )
+                        },
+                    }
+                )
             # each N is printed and written as soon as it is measured: a long run that stops keeps its results
             table = render(rows, args)
             print(table, flush=True)
@@ -218,9 +276,11 @@ def main():
 
 
 def render(rows, args):
-    lines = ["| N | tool | converge s | no-op s | converge ratio | no-op ratio | zmprov/host converge | "
-             "zmprov/host no-op | commands/host converge | commands/host no-op | peak MiB |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| N | tool | converge s | no-op s | converge ratio | no-op ratio | zmprov/host converge | "
+        "zmprov/host no-op | commands/host converge | commands/host no-op | peak MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     ours = {r["n"]: r for r in rows if r["tool"] == "pyinfra"}
     for r in rows:
         base = ours[r["n"]]
@@ -228,7 +288,8 @@ def render(rows, args):
             f"| {r['n']} | {r['tool']} | {r['converge']:.1f} | {r['noop']:.1f} | "
             f"{r['converge'] / base['converge']:.1f}x | {r['noop'] / base['noop']:.1f}x | "
             f"{r['zmprov_converge']:.0f} | {r['zmprov_noop']:.0f} | {r['commands_converge']:.0f} | "
-            f"{r['commands_noop']:.0f} | {r['memory_mib']:.0f} |")
+            f"{r['commands_noop']:.0f} | {r['memory_mib']:.0f} |"
+        )
     if 1 in ours and max(ours) > 1:
         top = max(ours)
         lines.append("")
@@ -248,11 +309,11 @@ before any time was reported. "commands" counts the SSH commands each host recei
 
 {table}
 
-Measured: N = {', '.join(map(str, sorted(set(done))))} of {', '.join(map(str, args.hosts))}.
+Measured: N = {", ".join(map(str, sorted(set(done))))} of {", ".join(map(str, args.hosts))}.
 Machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}.
 
 Reproduce (as root): `make bench`, or
-`.venv/bin/python bench/run.py --hosts {' '.join(map(str, args.hosts))} --runs {args.runs}`.
+`.venv/bin/python bench/run.py --hosts {" ".join(map(str, args.hosts))} --runs {args.runs}`.
 """
 
 

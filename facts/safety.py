@@ -15,9 +15,11 @@ class Preflight(FactBase):
     """
 
     def command(self):
-        return (f'echo "ssh_connection=$SSH_CONNECTION"; test -d {ZIMBRA_HOME} && echo zimbra=yes; '
-                'PATH="$PATH:/usr/sbin:/sbin" command -v ufw >/dev/null && echo ufw=yes; '
-                f"echo {SECTION}; cat /etc/default/ufw 2>/dev/null; true")
+        return (
+            f'echo "ssh_connection=$SSH_CONNECTION"; test -d {ZIMBRA_HOME} && echo zimbra=yes; '
+            'PATH="$PATH:/usr/sbin:/sbin" command -v ufw >/dev/null && echo ufw=yes; '
+            f"echo {SECTION}; cat /etc/default/ufw 2>/dev/null; true"
+        )
 
     def process(self, output):
         return parse_preflight("\n".join(output))

@@ -19,8 +19,14 @@ class UfwState(FactBase):
     @staticmethod
     def default():
         """What a host without ufw has (during planning; the preflight fails such a host before anything runs)."""
-        return {"active": False, "incoming": "unknown", "outgoing": "unknown", "ipv6": True, "rules": [],
-                "profiles": None}
+        return {
+            "active": False,
+            "incoming": "unknown",
+            "outgoing": "unknown",
+            "ipv6": True,
+            "rules": [],
+            "profiles": None,
+        }
 
     def requires_command(self, profile_path, lock_wait=60):
         return "ufw"
@@ -30,7 +36,11 @@ class UfwState(FactBase):
             f"{wait_for_xtables_lock(lock_wait)}; iptables -n -L ufw-user-input >/dev/null 2>&1; echo $?; "
             f"echo {SECTION} && "
             f"cat /etc/default/ufw && echo {SECTION} && LC_ALL=C ufw show added && echo {SECTION} && "
-            "{ cat", QuoteString(profile_path), "2>/dev/null || echo", NO_FILE, "; }",
+            "{ cat",
+            QuoteString(profile_path),
+            "2>/dev/null || echo",
+            NO_FILE,
+            "; }",
         )
 
     def process(self, output):

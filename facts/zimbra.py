@@ -10,7 +10,8 @@ LOCALCONFIG = f"{ZIMBRA_HOME}/conf/localconfig.xml"
 
 # Prints one localconfig.xml value (XML entities decoded) without starting Zimbra's JVM.
 LOCALCONFIG_VALUE = (
-    "lc() { sed -n \"/<key name=\\\"$1\\\">/{n;s:.*<value>\\(.*\\)</value>.*:\\1:p;q}\" " + LOCALCONFIG
+    'lc() { sed -n "/<key name=\\"$1\\">/{n;s:.*<value>\\(.*\\)</value>.*:\\1:p;q}" '
+    + LOCALCONFIG
     + " | sed -e 's/&lt;/</g; s/&gt;/>/g; s/&quot;/\"/g; s/&apos;/'\"'\"'/g; s/&amp;/\\&/g'; }"
 )
 
@@ -42,8 +43,10 @@ class ZimbraMemcached(FactBase):
         zmprov = f'echo zmprov; {ZIMBRA_HOME}/bin/zmprov -l gs "$host" {attrs}'
         script = [LOCALCONFIG_VALUE, "host=$(lc zimbra_server_hostname)", f'echo "$host"; echo {SECTION}']
         if read == "ldap":
-            script.append(f"if [ -x {ZIMBRA_HOME}/common/bin/ldapsearch ] && out=$({_ldap_read()}); "
-                          f'then echo ldap; printf "%s\\n" "$out"; else {zmprov}; fi')
+            script.append(
+                f"if [ -x {ZIMBRA_HOME}/common/bin/ldapsearch ] && out=$({_ldap_read()}); "
+                f'then echo ldap; printf "%s\\n" "$out"; else {zmprov}; fi'
+            )
         else:
             script.append(zmprov)
         return "; ".join(script)
@@ -61,4 +64,3 @@ class ZimbraMemcached(FactBase):
         else:
             values = parse_zmprov_gs(text)
         return {"hostname": hostname, "source": source, "values": values}
-

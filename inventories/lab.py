@@ -6,8 +6,9 @@ import subprocess
 import sys
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_status = subprocess.run([sys.executable, "-m", "lab", "status", "--json"], cwd=_REPO, check=True,
-                         capture_output=True, text=True)
+_status = subprocess.run(
+    [sys.executable, "-m", "lab", "status", "--json"], cwd=_REPO, check=True, capture_output=True, text=True
+)
 _lab = json.loads(_status.stdout)
 if _lab["status"] != "up":
     sys.exit("the lab is not up: run `python -m lab up` (as root) first")

@@ -15,30 +15,51 @@ def parse_args(argv):
     build = sub.add_parser("build", help="build (or reuse) the cached host root filesystem")
     build.add_argument("--force", action="store_true", help="rebuild even when a cached one matches")
     up = sub.add_parser("up", help="start the lab's hosts")
-    up.add_argument("--topology", default="single", choices=topology.TOPOLOGIES,
-                    help="single: each Zimbra host a complete single server; cluster: ldap, mta, proxies and "
-                         "mailboxes of one install (default: single)")
-    up.add_argument("--zimbra-hosts", type=int, default=1, metavar="N",
-                    help="single topology: single servers in all (default 1)")
+    up.add_argument(
+        "--topology",
+        default="single",
+        choices=topology.TOPOLOGIES,
+        help="single: each Zimbra host a complete single server; cluster: ldap, mta, proxies and "
+        "mailboxes of one install (default: single)",
+    )
+    up.add_argument(
+        "--zimbra-hosts", type=int, default=1, metavar="N", help="single topology: single servers in all (default 1)"
+    )
     up.add_argument("--proxies", type=int, default=1, metavar="N", help="cluster: proxy + memcached nodes (default 1)")
     up.add_argument("--mailboxes", type=int, default=2, metavar="N", help="cluster: mailbox nodes (default 2)")
-    up.add_argument("--listen", default="roles", choices=topology.LISTEN_MODES,
-                    help="roles: each node listens on its roles' ports, bound as Zimbra binds them; all: every "
-                         "catalogue port on every address of every node (default: roles)")
-    up.add_argument("--zmprov-delay", type=float, default=0.0, metavar="SECONDS",
-                    help="sleep in every zmprov call, as Zimbra's JVM start-up does (default 0)")
+    up.add_argument(
+        "--listen",
+        default="roles",
+        choices=topology.LISTEN_MODES,
+        help="roles: each node listens on its roles' ports, bound as Zimbra binds them; all: every "
+        "catalogue port on every address of every node (default: roles)",
+    )
+    up.add_argument(
+        "--zmprov-delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="sleep in every zmprov call, as Zimbra's JVM start-up does (default 0)",
+    )
     up.add_argument("--timeout", type=float, default=120, help="seconds to wait for the hosts")
     sub.add_parser("down", help="stop every host and remove every trace of the lab")
     status = sub.add_parser("status", help="show the hosts")
     status.add_argument("--json", action="store_true")
-    flows_ = sub.add_parser("flows", help="run every flow between the hosts: the legitimate ones and those "
-                                          "that must fail")
+    flows_ = sub.add_parser(
+        "flows", help="run every flow between the hosts: the legitimate ones and those that must fail"
+    )
     flows_.add_argument("--json", action="store_true")
     flows_.add_argument("--all", action="store_true", help="list every flow, not only the failures")
-    flows_.add_argument("--strict", action="store_true",
-                        help="exit non-zero when a flow that must fail gets through, too")
-    flows_.add_argument("--timeout", type=float, default=flows.TIMEOUT, metavar="SECONDS",
-                        help=f"silence that counts as filtered (default {flows.TIMEOUT})")
+    flows_.add_argument(
+        "--strict", action="store_true", help="exit non-zero when a flow that must fail gets through, too"
+    )
+    flows_.add_argument(
+        "--timeout",
+        type=float,
+        default=flows.TIMEOUT,
+        metavar="SECONDS",
+        help=f"silence that counts as filtered (default {flows.TIMEOUT})",
+    )
     add = sub.add_parser("add", help="start one more Zimbra node in the cluster and register it in LDAP")
     add.add_argument("name")
     add.add_argument("--roles", required=True, help=f"comma-separated, of: {', '.join(topology.ROLE_SERVICES)}")
@@ -109,8 +130,15 @@ def main(argv=None):
             runtime.require_root_and_tools()
             print(rootfs.build(force=args.force))
         elif args.command == "up":
-            runtime.up(args.topology, args.zimbra_hosts, args.zmprov_delay, args.timeout, args.proxies,
-                       args.mailboxes, args.listen)
+            runtime.up(
+                args.topology,
+                args.zimbra_hosts,
+                args.zmprov_delay,
+                args.timeout,
+                args.proxies,
+                args.mailboxes,
+                args.listen,
+            )
             print_status(runtime.status())
         elif args.command == "flows":
             return flows_command(args)

@@ -24,8 +24,13 @@ PARTITION_OFFSET = 1024 * 1024
 LABEL = "zfw-root"
 # Debian's vagrant package ships the well-known insecure key: Vagrant swaps it for a new one at first boot
 INSECURE_KEY_GLOB = "/usr/share/rubygems-integration/all/gems/vagrant-*/keys/vagrant.pub"
-HOST_TOOLS = {"extlinux": "extlinux", "qemu-img": "qemu-utils", "sfdisk": "fdisk", "mke2fs": "e2fsprogs",
-              "vagrant": "vagrant"}
+HOST_TOOLS = {
+    "extlinux": "extlinux",
+    "qemu-img": "qemu-utils",
+    "sfdisk": "fdisk",
+    "mke2fs": "e2fsprogs",
+    "vagrant": "vagrant",
+}
 
 # Runs inside the VM's root (chroot) once the packages are in.
 SETUP_SCRIPT = r"""
@@ -53,7 +58,7 @@ rm /tmp/vagrant.pub
 rm -f /usr/sbin/policy-rc.d
 apt-get clean
 rm -rf /var/lib/apt/lists/*
-""" % {"label": LABEL}
+""" % {"label": LABEL}  # noqa: UP031 (a shell script: %-format keeps its braces literal)
 
 EXTLINUX_CONF = """DEFAULT linux
 PROMPT 0
@@ -132,7 +137,7 @@ def _install_packages(root, insecure_key, log):
 def _write_extlinux_conf(root):
     boot = os.path.join(root, "boot")
     kernel = max(n for n in os.listdir(boot) if n.startswith("vmlinuz-"))
-    initrd = "initrd.img-" + kernel[len("vmlinuz-"):]
+    initrd = "initrd.img-" + kernel[len("vmlinuz-") :]
     if not os.path.exists(os.path.join(boot, initrd)):
         raise LabError(f"box build failed: no {initrd} was made for {kernel}")
     os.makedirs(os.path.join(boot, "extlinux"), exist_ok=True)
@@ -142,17 +147,48 @@ def _write_extlinux_conf(root):
 
 def _make_disk(raw, root, log):
     with open(raw, "wb") as f:
-        f.truncate(DISK_GIB * 1024 ** 3)
+        f.truncate(DISK_GIB * 1024**3)
     _run(["sfdisk", "-q", raw], log, input=f"label: dos\nstart={PARTITION_OFFSET // 512}, type=83, bootable\n".encode())
-    size_kib = (DISK_GIB * 1024 ** 3 - PARTITION_OFFSET) // 1024
+    size_kib = (DISK_GIB * 1024**3 - PARTITION_OFFSET) // 1024
     # syslinux 6.04 cannot boot from 64-bit ext4
-    _run(["mke2fs", "-q", "-F", "-t", "ext4", "-O", "^64bit", "-L", LABEL, "-d", root,
-          "-E", f"offset={PARTITION_OFFSET}", raw, f"{size_kib}k"], log)
+    _run(
+        [
+            "mke2fs",
+            "-q",
+            "-F",
+            "-t",
+            "ext4",
+            "-O",
+            "^64bit",
+            "-L",
+            LABEL,
+            "-d",
+            root,
+            "-E",
+            f"offset={PARTITION_OFFSET}",
+            raw,
+            f"{size_kib}k",
+        ],
+        log,
+    )
     mountpoint = raw + ".mnt"
     os.makedirs(mountpoint)
-    _run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
-          'mount -o loop,offset="$1" "$2" "$3" && extlinux --install "$3/boot/extlinux"; s=$?; umount "$3"; exit $s',
-          "sh", str(PARTITION_OFFSET), raw, mountpoint], log)
+    _run(
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            'mount -o loop,offset="$1" "$2" "$3" && extlinux --install "$3/boot/extlinux"; s=$?; umount "$3"; exit $s',
+            "sh",
+            str(PARTITION_OFFSET),
+            raw,
+            mountpoint,
+        ],
+        log,
+    )
     os.rmdir(mountpoint)
     with open("/usr/lib/EXTLINUX/mbr.bin", "rb") as f:
         mbr = f.read(440)

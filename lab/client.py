@@ -9,8 +9,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def lab(*args, check=True, **kwargs):
-    return subprocess.run([sys.executable, "-m", "lab", *args], cwd=REPO, check=check, capture_output=True,
-                          text=True, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "lab", *args], cwd=REPO, check=check, capture_output=True, text=True, **kwargs
+    )
 
 
 def status():

@@ -44,33 +44,78 @@ class Flow:
 
 NODE_FLOWS = [
     Flow("*", "ldap", "zimbraLdapPort", "tcp", "LDAP: every service reads its configuration", INSTALL_GUIDE),
-    Flow("*", "@zimbraLogHostname", 514, "udp", "remote syslog to the logger",
-         "Zimbra/zm-core-utils src/bin/zmsyslogsetup"),
+    Flow(
+        "*",
+        "@zimbraLogHostname",
+        514,
+        "udp",
+        "remote syslog to the logger",
+        "Zimbra/zm-core-utils src/bin/zmsyslogsetup",
+    ),
     Flow("mta", "mailbox", "zimbraLmtpBindPort", "tcp", "LMTP delivery", INSTALL_GUIDE),
     Flow("mta", "mailbox", "zimbraMtaAuthPort", "tcp", "SMTP AUTH: saslauthd asks the mailbox", INSTALL_GUIDE),
     Flow("mailbox", "@zimbraSmtpHostname", "zimbraSmtpPort", "tcp", "mail sent by the mailbox", INSTALL_GUIDE),
     Flow("ldap", "@zimbraSmtpHostname", "zimbraSmtpPort", "tcp", "mail sent by the LDAP node", INSTALL_GUIDE),
-    Flow("proxy", "mailbox", "zimbraExtensionBindPort", "tcp", "nginx route lookup", PROXYCONFGEN,
-         ("destination", "zimbraReverseProxyLookupTarget", "TRUE")),
-    *[Flow("proxy", "mailbox", attr, "tcp", f"{what} upstream, SSL to upstream", ZMPROXYCONFIG,
-           ("source", "zimbraReverseProxySSLToUpstreamEnabled", "TRUE"))
-      for attr, what in (("zimbraMailSSLPort", "HTTPS"), ("zimbraImapSSLBindPort", "IMAPS"),
-                         ("zimbraPop3SSLBindPort", "POP3S"))],
-    *[Flow("proxy", "mailbox", attr, "tcp", f"{what} upstream, plain to upstream", ZMPROXYCONFIG,
-           ("source", "zimbraReverseProxySSLToUpstreamEnabled", "FALSE"))
-      for attr, what in (("zimbraMailPort", "HTTP"), ("zimbraImapBindPort", "IMAP"), ("zimbraPop3BindPort", "POP3"))],
-    Flow("proxy", "mailbox", "zimbraAdminPort", "tcp", "admin console through the proxy", PROXYCONFGEN,
-         ("source", "zimbraReverseProxyAdminEnabled", "TRUE")),
+    Flow(
+        "proxy",
+        "mailbox",
+        "zimbraExtensionBindPort",
+        "tcp",
+        "nginx route lookup",
+        PROXYCONFGEN,
+        ("destination", "zimbraReverseProxyLookupTarget", "TRUE"),
+    ),
+    *[
+        Flow(
+            "proxy",
+            "mailbox",
+            attr,
+            "tcp",
+            f"{what} upstream, SSL to upstream",
+            ZMPROXYCONFIG,
+            ("source", "zimbraReverseProxySSLToUpstreamEnabled", "TRUE"),
+        )
+        for attr, what in (
+            ("zimbraMailSSLPort", "HTTPS"),
+            ("zimbraImapSSLBindPort", "IMAPS"),
+            ("zimbraPop3SSLBindPort", "POP3S"),
+        )
+    ],
+    *[
+        Flow(
+            "proxy",
+            "mailbox",
+            attr,
+            "tcp",
+            f"{what} upstream, plain to upstream",
+            ZMPROXYCONFIG,
+            ("source", "zimbraReverseProxySSLToUpstreamEnabled", "FALSE"),
+        )
+        for attr, what in (("zimbraMailPort", "HTTP"), ("zimbraImapBindPort", "IMAP"), ("zimbraPop3BindPort", "POP3"))
+    ],
+    Flow(
+        "proxy",
+        "mailbox",
+        "zimbraAdminPort",
+        "tcp",
+        "admin console through the proxy",
+        PROXYCONFGEN,
+        ("source", "zimbraReverseProxyAdminEnabled", "TRUE"),
+    ),
     Flow("mailbox", "mailbox", "zimbraAdminPort", "tcp", "admin SOAP between mailboxes", INSTALL_GUIDE),
     Flow("mailbox", "mailbox", "zimbraMailSSLPort", "tcp", "user SOAP/REST proxied between mailboxes", INSTALL_GUIDE),
     Flow("mailbox", "@zimbraSpellCheckURL", "url", "tcp", "spell checking", ATTRS_XML),
     Flow("mailbox", "*", "zimbraRemoteManagementPort", "tcp", "remote management (zmrcd over SSH)", ATTRS_XML),
 ]
 CLIENT_FLOWS = [
-    *[Flow("outside", "mta", port, "tcp", what, "Zimbra/zm-postfix conf/master.cf.in")
-      for port, what in ((25, "SMTP from other MTAs"), (465, "SMTPS"), (587, "submission"))],
-    *[Flow("outside", "proxy", port, "tcp", what, "Zimbra/adminguide proxy.adoc")
-      for port, what in ((443, "webmail, SOAP, ActiveSync"), (993, "IMAPS"), (995, "POP3S"))],
+    *[
+        Flow("outside", "mta", port, "tcp", what, "Zimbra/zm-postfix conf/master.cf.in")
+        for port, what in ((25, "SMTP from other MTAs"), (465, "SMTPS"), (587, "submission"))
+    ],
+    *[
+        Flow("outside", "proxy", port, "tcp", what, "Zimbra/adminguide proxy.adoc")
+        for port, what in ((443, "webmail, SOAP, ActiveSync"), (993, "IMAPS"), (995, "POP3S"))
+    ],
     Flow("mgmt", "*", 22, "tcp", "administrators' SSH", INSTALL_GUIDE),
     Flow("mgmt", "mailbox", "zimbraAdminPort", "tcp", "admin console", INSTALL_GUIDE),
 ]
@@ -78,12 +123,15 @@ MEMCACHE_REFERENCE = f"{PROXYCONFGEN} (MemcacheServersVar)"
 CLIENT_LIST_REFERENCE = f"{ATTRS_XML} (zimbraMemcachedClientServerList)"
 # Zimbra leaves these to site policy: 80/110/143 on the proxy (Zimbra/adminguide proxy.adoc); LDAP, LMTP and
 # SASL auth, which the seed how-to opens to the local networks. Nothing is judged for them from there.
-SITE_POLICY = {"outside": {(80, "tcp"), (110, "tcp"), (143, "tcp")},
-               "mgmt": {(80, "tcp"), (110, "tcp"), (143, "tcp"), (389, "tcp"), (7025, "tcp"), (7073, "tcp")}}
+SITE_POLICY = {
+    "outside": {(80, "tcp"), (110, "tcp"), (143, "tcp")},
+    "mgmt": {(80, "tcp"), (110, "tcp"), (143, "tcp"), (389, "tcp"), (7025, "tcp"), (7073, "tcp")},
+}
 FAMILIES = (4, 6)
 
 
 # --- planning (pure) ------------------------------------------------------------------------------
+
 
 def effective(server, config):
     """A server's attributes as Zimbra reads them: its own, else cn=config's."""
@@ -128,15 +176,20 @@ def destinations(flow, source_attrs, index):
                 name = item.lower()
                 targets.append((name, port_of(flow, index.get(name, (source_attrs,))[0])))
         return targets
-    return [(name, port_of(flow, attrs)) for name, (attrs, services) in index.items()
-            if (flow.destination == "*" or flow.destination in services)
-            and condition_holds(flow, source_attrs, attrs)]
+    return [
+        (name, port_of(flow, attrs))
+        for name, (attrs, services) in index.items()
+        if (flow.destination == "*" or flow.destination in services) and condition_holds(flow, source_attrs, attrs)
+    ]
 
 
 def memcached_servers(index):
     """(fqdn, port) of every memcached server, as `zmprov gamcs` lists them."""
-    return [(fqdn, int(value(attrs, "zimbraMemcachedBindPort", 11211)))
-            for fqdn, (attrs, services) in index.items() if "memcached" in services]
+    return [
+        (fqdn, int(value(attrs, "zimbraMemcachedBindPort", 11211)))
+        for fqdn, (attrs, services) in index.items()
+        if "memcached" in services
+    ]
 
 
 def plan(snapshot, hosts, listen_mode="roles"):
@@ -154,8 +207,19 @@ def plan(snapshot, hosts, listen_mode="roles"):
             return  # a name outside the lab (a relay, a removed node): nothing to connect to here
         if expect == "deny" and destination is source:
             return  # a host's own traffic goes over loopback, which no host firewall filters
-        flows.append({"source": source["name"], "destination": destination["name"], "name": fqdn, "port": port,
-                      "proto": proto, "kind": kind, "expect": expect, "what": what, "reference": reference})
+        flows.append(
+            {
+                "source": source["name"],
+                "destination": destination["name"],
+                "name": fqdn,
+                "port": port,
+                "proto": proto,
+                "kind": kind,
+                "expect": expect,
+                "what": what,
+                "reference": reference,
+            }
+        )
 
     for source in hosts:
         kind = source["role"]
@@ -169,23 +233,56 @@ def plan(snapshot, hosts, listen_mode="roles"):
             rules = [f for f in CLIENT_FLOWS if f.source == kind]
         for flow in rules:
             for fqdn, port in destinations(flow, source_attrs, index):
-                add(source, fqdn, port, flow.proto, "datagram" if flow.proto == "udp" else "connect", "allow",
-                    flow.what, flow.reference)
+                add(
+                    source,
+                    fqdn,
+                    port,
+                    flow.proto,
+                    "datagram" if flow.proto == "udp" else "connect",
+                    "allow",
+                    flow.what,
+                    flow.reference,
+                )
         if "proxy" in services:
             # where nginx really looks is read on the proxy itself (lab/guest/flowcheck.py)
-            flows.append({"source": source["name"], "destination": None, "name": None, "port": None,
-                          "proto": "tcp", "kind": "nginx-memcache", "expect": "allow",
-                          "what": "nginx's route cache: every server in nginx.conf.memcache",
-                          "reference": MEMCACHE_REFERENCE})
+            flows.append(
+                {
+                    "source": source["name"],
+                    "destination": None,
+                    "name": None,
+                    "port": None,
+                    "proto": "tcp",
+                    "kind": "nginx-memcache",
+                    "expect": "allow",
+                    "what": "nginx's route cache: every server in nginx.conf.memcache",
+                    "reference": MEMCACHE_REFERENCE,
+                }
+            )
         if "mailbox" in services:
             client_list = source_attrs.get("zimbraMemcachedClientServerList", [])
             for entry in client_list:
                 name, _, port = entry.partition(":")
-                add(source, name.lower(), int(port or 11211), "tcp", "memcache", "allow",
-                    "mailboxd's memcached client", CLIENT_LIST_REFERENCE)
+                add(
+                    source,
+                    name.lower(),
+                    int(port or 11211),
+                    "tcp",
+                    "memcache",
+                    "allow",
+                    "mailboxd's memcached client",
+                    CLIENT_LIST_REFERENCE,
+                )
             for fqdn, port in [] if client_list else memcached_servers(index):
-                add(source, fqdn, port, "tcp", "memcache", "deny",
-                    "memcached, with zimbraMemcachedClientServerList empty", CLIENT_LIST_REFERENCE)
+                add(
+                    source,
+                    fqdn,
+                    port,
+                    "tcp",
+                    "memcache",
+                    "deny",
+                    "memcached, with zimbraMemcachedClientServerList empty",
+                    CLIENT_LIST_REFERENCE,
+                )
     return flows + forbidden(flows, hosts, index, listen_mode)
 
 
@@ -208,8 +305,11 @@ def forbidden(planned, hosts, index, listen_mode):
     judged = {(f["source"], f["destination"], f["port"], f["proto"]) for f in planned}
     public = {(f["destination"], f["port"], f["proto"]) for f in planned if f["source"] == "outside"}
     # the ports that only Zimbra nodes use: memcached, and what node flows reach but admins do not
-    node_only = {(f["destination"], f["port"], f["proto"]) for f in planned if f["expect"] == "allow"
-                 and f["destination"] and f["source"] not in ("mgmt", "outside")}
+    node_only = {
+        (f["destination"], f["port"], f["proto"])
+        for f in planned
+        if f["expect"] == "allow" and f["destination"] and f["source"] not in ("mgmt", "outside")
+    }
     node_only -= {(d, p, proto) for (s, d, p, proto) in judged if s == "mgmt"}
     memcached = {(by_fqdn.get(fqdn), port, "tcp") for fqdn, port in memcached_servers(index)}
     node_only |= memcached
@@ -231,10 +331,19 @@ def forbidden(planned, hosts, index, listen_mode):
                     continue  # admins may be let in: only the ports meant for Zimbra nodes alone are judged
                 if source["role"] == "zimbra" and source["fqdn"].lower() not in index:
                     continue
-                flows.append({"source": source["name"], "destination": destination["name"],
-                              "name": destination["fqdn"], "port": port, "proto": proto,
-                              "kind": "datagram" if proto == "udp" else "connect", "expect": "deny",
-                              "what": "no Zimbra flow uses it from there", "reference": "this file's flow tables"})
+                flows.append(
+                    {
+                        "source": source["name"],
+                        "destination": destination["name"],
+                        "name": destination["fqdn"],
+                        "port": port,
+                        "proto": proto,
+                        "kind": "datagram" if proto == "udp" else "connect",
+                        "expect": "deny",
+                        "what": "no Zimbra flow uses it from there",
+                        "reference": "this file's flow tables",
+                    }
+                )
     return flows
 
 
@@ -245,8 +354,15 @@ def checks_by_source(flows):
         families = FAMILIES if flow["kind"] in ("connect", "datagram") else (4,)
         for family in families:
             checks.setdefault(flow["source"], []).append(
-                {"flow": number, "kind": flow["kind"], "name": flow["name"], "port": flow["port"],
-                 "proto": flow["proto"], "family": family})
+                {
+                    "flow": number,
+                    "kind": flow["kind"],
+                    "name": flow["name"],
+                    "port": flow["port"],
+                    "proto": flow["proto"],
+                    "family": family,
+                }
+            )
     return checks
 
 
@@ -309,8 +425,13 @@ def execute(flows, exec_argv, timeout, hosts):
     for source, checks in checks_by_source(flows).items():
         for check in checks:
             check["token"] = f"zfw-flow-{token}-{check['flow']}-{check['family']}"
-        proc = subprocess.Popen(exec_argv(source, ["python3", "/opt/lab/flowcheck.py"]), stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            exec_argv(source, ["python3", "/opt/lab/flowcheck.py"]),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         # every runner gets its checks before any answer is read: they all run at the same time
         proc.stdin.write(json.dumps({"timeout": timeout, "checks": checks}))
         proc.stdin.close()
@@ -323,8 +444,13 @@ def execute(flows, exec_argv, timeout, hosts):
             raise LabError(f"flow checks on {source} failed: {err.strip().splitlines()[-1:]}")
         for outcome in json.loads(out):
             flow = flows[outcome["flow"]]
-            entry = {**{k: flow[k] for k in ("source", "destination", "port", "proto", "kind", "expect", "what",
-                                               "reference")}, **outcome}
+            entry = {
+                **{
+                    k: flow[k]
+                    for k in ("source", "destination", "port", "proto", "kind", "expect", "what", "reference")
+                },
+                **outcome,
+            }
             if entry["kind"] == "nginx-memcache":
                 entry["destination"] = by_address.get(outcome["address"], outcome["address"])
             if entry["kind"] == "datagram":
@@ -361,7 +487,8 @@ def render(report, show_all=False):
             if f["verdict"] == verdict_name:
                 why = "" if f["result"] == "ok" else f" ({f['detail']})"
                 groups.setdefault((f["source"], f["destination"] or "?", f["what"]), set()).add(
-                    f"{f['port']}/{f['proto']}{why}")
+                    f"{f['port']}/{f['proto']}{why}"
+                )
         if groups:
             lines.append(f"{title}: {sum(1 for f in flows if f['verdict'] == verdict_name)}")
             for (source, destination, what), ports in sorted(groups.items()):
@@ -369,14 +496,18 @@ def render(report, show_all=False):
     if show_all:
         lines.append("every flow:")
         for f in flows:
-            lines.append(f"  {f['verdict']:<8} {f['expect']:<5} {f['result']:<8} {f['source']:>10} -> "
-                         f"{(f['destination'] or '?'):<10} {f.get('address') or '-':>24} {f['port']}/{f['proto']:<4} "
-                         f"{f['what']} ({f['detail']})")
+            lines.append(
+                f"  {f['verdict']:<8} {f['expect']:<5} {f['result']:<8} {f['source']:>10} -> "
+                f"{(f['destination'] or '?'):<10} {f.get('address') or '-':>24} {f['port']}/{f['proto']:<4} "
+                f"{f['what']} ({f['detail']})"
+            )
     summary = report["summary"]
     allowed = sum(1 for f in flows if f["expect"] == "allow")
-    lines.append(f"flows: {len(flows)} run in {report['seconds']} s; legitimate {allowed} "
-                 f"({allowed - summary['broken']} ok, {summary['broken']} broken); must fail {len(flows) - allowed} "
-                 f"({len(flows) - allowed - summary['exposed']} blocked, {summary['exposed']} exposed)")
+    lines.append(
+        f"flows: {len(flows)} run in {report['seconds']} s; legitimate {allowed} "
+        f"({allowed - summary['broken']} ok, {summary['broken']} broken); must fail {len(flows) - allowed} "
+        f"({len(flows) - allowed - summary['exposed']} blocked, {summary['exposed']} exposed)"
+    )
     return "\n".join(lines)
 
 

@@ -82,9 +82,7 @@ def debian_mirror(apt_dir="/etc/apt"):
     for path in sorted(glob.glob(os.path.join(apt_dir, "sources.list.d", "*.sources"))):
         with open(path) as f:
             for stanza in f.read().split("\n\n"):
-                fields = dict(
-                    line.split(":", 1) for line in stanza.splitlines() if re.match(r"^[A-Za-z-]+:", line)
-                )
+                fields = dict(line.split(":", 1) for line in stanza.splitlines() if re.match(r"^[A-Za-z-]+:", line))
                 suites = fields.get("Suites", "").split()
                 if SUITE in suites and "URIs" in fields:
                     return fields["URIs"].split()[0]
@@ -126,8 +124,12 @@ def build(force=False, log=sys.stderr):
     # the chroot gets its own mount and pid namespaces, so nothing it starts outlives the build
     chroot = ["unshare", "--mount", "--pid", "--fork", "--kill-child", "chroot", work]
     run_step(chroot + ["debconf-set-selections"], input=DEBCONF_SELECTIONS.encode(), stdout=log, stderr=log, env=env)
-    run_step(chroot + ["apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES],
-         stdout=log, stderr=log, env=env)
+    run_step(
+        chroot + ["apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES],
+        stdout=log,
+        stderr=log,
+        env=env,
+    )
     run_step(chroot + ["sh", "-c", SETUP_SCRIPT], stdout=log, stderr=log, env=env)
     os.rename(work, target)
     for old in glob.glob(os.path.join(cache_dir(), f"rootfs-{SUITE}-*")):

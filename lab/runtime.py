@@ -91,8 +91,10 @@ def require_root_and_tools():
         raise LabError("the lab needs root (namespaces, mounts, veth pairs): run it with sudo")
     missing = [tool for tool in REQUIRED_TOOLS if not shutil.which(tool)]
     if missing:
-        raise LabError(f"missing tools: {', '.join(missing)} (apt-get install iproute2 util-linux openssh-client "
-                       "openssl netcat-openbsd)")
+        raise LabError(
+            f"missing tools: {', '.join(missing)} (apt-get install iproute2 util-linux openssh-client "
+            "openssl netcat-openbsd)"
+        )
 
 
 def netns_exists(name):
@@ -106,18 +108,22 @@ def process_alive(pid, comm=None):
             stat = f.read()
     except (FileNotFoundError, ProcessLookupError):
         return False
-    name = stat[stat.index("(") + 1:stat.rindex(")")]
+    name = stat[stat.index("(") + 1 : stat.rindex(")")]
     state = stat[stat.rindex(")") + 2]
     return state not in "ZX" and (comm is None or name == comm)
 
 
 def machine_networks():
     out = json.loads(run(["ip", "-j", "addr"]))
-    return [ipaddress.ip_interface(f"{a['local']}/{a['prefixlen']}").network
-            for link in out for a in link.get("addr_info", [])]
+    return [
+        ipaddress.ip_interface(f"{a['local']}/{a['prefixlen']}").network
+        for link in out
+        for a in link.get("addr_info", [])
+    ]
 
 
 # --- the lab network --------------------------------------------------------------------------
+
 
 def create_network():
     name = netns_name()
@@ -138,6 +144,7 @@ def attach_host(host, pid):
 
 # --- layers and per-host files ----------------------------------------------------------------
 
+
 def layer_paths():
     layers = os.path.join(state_dir(), "layers")
     return {"base": os.path.join(layers, "base"), "zimbra": os.path.join(layers, "zimbra")}
@@ -155,8 +162,11 @@ def build_layers():
     os.chmod(os.path.join(base, "opt/lab/login-shell"), 0o755)
     shutil.copy(os.path.join(GUEST_DIR, "sshd_config"), os.path.join(base, "etc/ssh/sshd_config"))
     zimbra = paths["zimbra"]
-    shutil.copytree(os.path.join(GUEST_DIR, "zimbra"), os.path.join(zimbra, "opt/zimbra"),
-                    ignore=shutil.ignore_patterns("__pycache__", "zmtool"))
+    shutil.copytree(
+        os.path.join(GUEST_DIR, "zimbra"),
+        os.path.join(zimbra, "opt/zimbra"),
+        ignore=shutil.ignore_patterns("__pycache__", "zmtool"),
+    )
     os.makedirs(os.path.join(zimbra, "opt/zimbra/libexec"))
     for tool in ("bin/zmprov", "bin/zmlocalconfig", "bin/zmhostname", "bin/zmmemcachedctl", "libexec/zmproxyconfgen"):
         target = os.path.join(zimbra, "opt/zimbra", tool)
@@ -171,19 +181,70 @@ def build_layers():
 
 def make_ca(folder):
     os.makedirs(folder)
-    run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-         "-keyout", os.path.join(folder, "ca.key"), "-out", os.path.join(folder, "ca.pem"),
-         "-days", "30", "-subj", "/O=zimbra-firewall lab/CN=lab CA"])
+    run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            os.path.join(folder, "ca.key"),
+            "-out",
+            os.path.join(folder, "ca.pem"),
+            "-days",
+            "30",
+            "-subj",
+            "/O=zimbra-firewall lab/CN=lab CA",
+        ]
+    )
 
 
 def host_certificate(host, ca_folder, conf_dir):
     """slapd's certificate, signed by the lab CA like Zimbra's own self-signed CA does."""
     key, csr, crt = (os.path.join(conf_dir, f"slapd.{ext}") for ext in ("key", "csr", "crt"))
-    run(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key,
-         "-out", csr, "-subj", f"/CN={host['fqdn']}", "-addext", f"subjectAltName=DNS:{host['fqdn']}"])
-    run(["openssl", "x509", "-req", "-in", csr, "-CA", os.path.join(ca_folder, "ca.pem"),
-         "-CAkey", os.path.join(ca_folder, "ca.key"), "-CAcreateserial", "-days", "30", "-out", crt,
-         "-copy_extensions", "copy"])
+    run(
+        [
+            "openssl",
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            key,
+            "-out",
+            csr,
+            "-subj",
+            f"/CN={host['fqdn']}",
+            "-addext",
+            f"subjectAltName=DNS:{host['fqdn']}",
+        ]
+    )
+    run(
+        [
+            "openssl",
+            "x509",
+            "-req",
+            "-in",
+            csr,
+            "-CA",
+            os.path.join(ca_folder, "ca.pem"),
+            "-CAkey",
+            os.path.join(ca_folder, "ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-out",
+            crt,
+            "-copy_extensions",
+            "copy",
+        ]
+    )
     os.unlink(csr)
 
 
@@ -206,8 +267,14 @@ def prepare_host(host, state, key, layers, register=False):
         dst.write(src.read())
     os.chmod(os.path.join(upper, "root/.ssh"), 0o700)
     spec = topology.host_from_dict(host)
-    config = topology.host_config(spec, [topology.host_from_dict(h) for h in state["hosts"]], state["zmprov_delay"],
-                                  state["ldap_password"], state["listen"], register)
+    config = topology.host_config(
+        spec,
+        [topology.host_from_dict(h) for h in state["hosts"]],
+        state["zmprov_delay"],
+        state["ldap_password"],
+        state["listen"],
+        register,
+    )
     with open(os.path.join(upper, "etc/lab-host.json"), "w") as f:
         json.dump(config, f)
     os.chmod(os.path.join(upper, "etc/lab-host.json"), 0o600)
@@ -224,10 +291,29 @@ def prepare_host(host, state, key, layers, register=False):
 def start_host(host, folder, lower):
     log = open(os.path.join(folder, "console.log"), "w")
     proc = subprocess.Popen(
-        ["unshare", "--net", "--mount", "--pid", "--fork", "--kill-child", "--uts", "--ipc",
-         "sh", "-c", BOOT_SCRIPT, "boot", os.path.join(folder, "merged"), lower,
-         os.path.join(folder, "upper"), os.path.join(folder, "work"), host["name"]],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+        [
+            "unshare",
+            "--net",
+            "--mount",
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "--uts",
+            "--ipc",
+            "sh",
+            "-c",
+            BOOT_SCRIPT,
+            "boot",
+            os.path.join(folder, "merged"),
+            lower,
+            os.path.join(folder, "upper"),
+            os.path.join(folder, "work"),
+            host["name"],
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
     )
     log.close()
     wait_for_own_netns(proc.pid)
@@ -317,8 +403,17 @@ def write_ssh_files(state, key):
 
 # --- the commands -----------------------------------------------------------------------------
 
-def up(topology_name="single", zimbra_hosts=1, zmprov_delay=0.0, timeout=120, proxies=1, mailboxes=2,
-       listen="roles", log=sys.stderr):
+
+def up(
+    topology_name="single",
+    zimbra_hosts=1,
+    zmprov_delay=0.0,
+    timeout=120,
+    proxies=1,
+    mailboxes=2,
+    listen="roles",
+    log=sys.stderr,
+):
     require_root_and_tools()
     hosts = [h.to_dict() for h in topology.hosts_for(topology_name, zimbra_hosts, proxies, mailboxes)]
     topology.check_listen_mode(listen)
@@ -332,22 +427,30 @@ def up(topology_name="single", zimbra_hosts=1, zmprov_delay=0.0, timeout=120, pr
             return state
         raise LabError("a lab of another shape, or a partly started one, exists: run `python -m lab down` first")
     if netns_exists(netns_name()):
-        raise LabError(f"network namespace {netns_name()} exists but no lab owns it: run `python -m lab down` "
-                       "or set LAB_NETNS")
+        raise LabError(
+            f"network namespace {netns_name()} exists but no lab owns it: run `python -m lab down` or set LAB_NETNS"
+        )
     clash = topology.overlapping_networks(machine_networks())
     if clash:
         raise LabError(f"the machine's own network {clash[0]} overlaps the lab's addresses")
     rootfs.build(log=log)
     started = time.monotonic()
-    state = {"status": "starting", "netns": netns_name(), "topology": topology_name, "hosts": hosts,
-             "zmprov_delay": zmprov_delay, "listen": listen, "ldap_password": secrets.token_urlsafe(18)}
+    state = {
+        "status": "starting",
+        "netns": netns_name(),
+        "topology": topology_name,
+        "hosts": hosts,
+        "zmprov_delay": zmprov_delay,
+        "listen": listen,
+        "ldap_password": secrets.token_urlsafe(18),
+    }
     save_state(state)
     try:
         create_network()
         key = client_key()
         layers = build_layers()
         prepared = [prepare_host(h, state, key, layers) for h in hosts]
-        for host, (folder, lower) in zip(hosts, prepared):
+        for host, (folder, lower) in zip(hosts, prepared, strict=True):
             host["pid"] = start_host(host, folder, lower)
             save_state(state)
             attach_host(host, host["pid"])
@@ -358,8 +461,11 @@ def up(topology_name="single", zimbra_hosts=1, zmprov_delay=0.0, timeout=120, pr
     except BaseException:
         down(log=open(os.devnull, "w"))
         raise
-    print(f"lab: {len(hosts)} hosts up in {time.monotonic() - started:.1f} s, "
-          f"{memory_in_use(state) / 1024:.0f} MiB in use (PSS)", file=log)
+    print(
+        f"lab: {len(hosts)} hosts up in {time.monotonic() - started:.1f} s, "
+        f"{memory_in_use(state) / 1024:.0f} MiB in use (PSS)",
+        file=log,
+    )
     return state
 
 
@@ -368,8 +474,10 @@ def running_cluster():
     if not state or state.get("status") != "up":
         raise LabError("the lab is not up: run `python -m lab up --topology cluster`")
     if state["topology"] != "cluster":
-        raise LabError("nodes are added to and removed from a cluster: this lab is a "
-                       f"{state['topology']} topology (python -m lab up --topology cluster)")
+        raise LabError(
+            "nodes are added to and removed from a cluster: this lab is a "
+            f"{state['topology']} topology (python -m lab up --topology cluster)"
+        )
     return state
 
 
@@ -389,8 +497,9 @@ def add(name, roles, timeout=120, log=sys.stderr):
         raise LabError(f"the cluster has {topology.MAX_CLUSTER_NODES} Zimbra nodes already")
     if "ldap" in roles:
         raise LabError("the lab's cluster has one LDAP master; add nodes of other roles")
-    node = topology.Host(name, "zimbra", *topology.server_address(topology.free_server_index(existing)),
-                         topology.services_for(roles))
+    node = topology.Host(
+        name, "zimbra", *topology.server_address(topology.free_server_index(existing)), topology.services_for(roles)
+    )
     host = node.to_dict()
     started = time.monotonic()
     state["hosts"].insert(len(zimbra_nodes), host)
@@ -432,8 +541,7 @@ def remove(name, log=sys.stderr):
 
 def zmprov_as_zimbra(host_name, *args):
     argv = exec_argv(host_name, ["runuser", "-u", "zimbra", "--", "/opt/zimbra/bin/zmprov", *args])
-    result = subprocess.run(argv, capture_output=True, text=True,
-                            env=dict(os.environ, LAB_ZMPROV_CALLER="lab"))
+    result = subprocess.run(argv, capture_output=True, text=True, env=dict(os.environ, LAB_ZMPROV_CALLER="lab"))
     if result.returncode:
         raise LabError(f"zmprov {' '.join(args)} on {host_name}: {result.stderr.strip()}")
 
@@ -567,6 +675,22 @@ def exec_argv(name, command):
         raise LabError(f"lab host {name} is not running")
     if not command:
         raise LabError("no command given: python -m lab exec HOST -- CMD…")
-    return ["nsenter", "-t", str(host["init_pid"]), "-m", "-u", "-i", "-n", "-p", "-r", "-w",
-            "env", "-i", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            "HOME=/root", "LC_ALL=C", "TERM=" + os.environ.get("TERM", "dumb"), *command]
+    return [
+        "nsenter",
+        "-t",
+        str(host["init_pid"]),
+        "-m",
+        "-u",
+        "-i",
+        "-n",
+        "-p",
+        "-r",
+        "-w",
+        "env",
+        "-i",
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME=/root",
+        "LC_ALL=C",
+        "TERM=" + os.environ.get("TERM", "dumb"),
+        *command,
+    ]

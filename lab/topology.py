@@ -33,8 +33,9 @@ MAX_ZIMBRA_HOSTS = 200
 MAX_CLUSTER_NODES = 30
 TOPOLOGIES = ("single", "cluster")
 LISTEN_MODES = ("roles", "all")
-CATALOGUE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                         "zimbra_firewall", "catalogue.yaml")
+CATALOGUE = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "zimbra_firewall", "catalogue.yaml"
+)
 
 # zimbraServiceEnabled of each kind of node, as a real install writes it (Zimbra/zm-docker
 # _misc/reference/SLDAP.txt, a 4-node dump; `imapd` left out: the standalone IMAP server is optional).
@@ -98,8 +99,9 @@ def cluster_nodes(proxies, mailboxes):
     """(name, roles) of a cluster's Zimbra nodes."""
     nodes = [("ldap", ["ldap"]), ("mta", ["mta"])]
     nodes += [(numbered("proxy", i), ["proxy"]) for i in range(1, proxies + 1)]
-    nodes += [(numbered("mailbox", i), ["mailbox", "logger"] if i == 1 else ["mailbox"])
-              for i in range(1, mailboxes + 1)]
+    nodes += [
+        (numbered("mailbox", i), ["mailbox", "logger"] if i == 1 else ["mailbox"]) for i in range(1, mailboxes + 1)
+    ]
     return nodes
 
 
@@ -112,12 +114,15 @@ def hosts_for(topology="single", zimbra_hosts=1, proxies=1, mailboxes=2):
         nodes = [(numbered("zimbra", i), SINGLE_SERVER_ROLES) for i in range(1, zimbra_hosts + 1)]
     else:
         if proxies < 1 or mailboxes < 1 or 2 + proxies + mailboxes > MAX_CLUSTER_NODES:
-            raise LabError(f"a cluster has at least one proxy and one mailbox and at most {MAX_CLUSTER_NODES} "
-                           f"Zimbra nodes (ldap + mta + proxies + mailboxes), not --proxies {proxies} "
-                           f"--mailboxes {mailboxes}")
+            raise LabError(
+                f"a cluster has at least one proxy and one mailbox and at most {MAX_CLUSTER_NODES} "
+                f"Zimbra nodes (ldap + mta + proxies + mailboxes), not --proxies {proxies} "
+                f"--mailboxes {mailboxes}"
+            )
         nodes = cluster_nodes(proxies, mailboxes)
-    hosts = [Host(name, "zimbra", *server_address(i), services_for(roles))
-             for i, (name, roles) in enumerate(nodes, start=1)]
+    hosts = [
+        Host(name, "zimbra", *server_address(i), services_for(roles)) for i, (name, roles) in enumerate(nodes, start=1)
+    ]
     hosts.append(Host("mgmt", "mgmt", *subnet_address("management", 10)))
     hosts.append(Host("outside", "outside", *subnet_address("outside", 10)))
     return hosts
@@ -133,7 +138,7 @@ def zimbra_id(host):
     return str(uuid.uuid5(uuid.NAMESPACE_DNS, host.fqdn))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_catalogue_ports(path=CATALOGUE):
     """The deploy's port catalogue, read as data: [{port, proto, role, exposure}] with ranges expanded."""
     import yaml  # noqa: PLC0415 (hosts never need it: the controller computes their listeners)
@@ -144,8 +149,7 @@ def load_catalogue_ports(path=CATALOGUE):
     for entry in entries:
         first, _, last = str(entry["port"]).partition(":")
         for port in range(int(first), int(last or first) + 1):
-            ports.append({"port": port, "proto": entry["proto"], "role": entry["role"],
-                          "exposure": entry["exposure"]})
+            ports.append({"port": port, "proto": entry["proto"], "role": entry["role"], "exposure": entry["exposure"]})
     return tuple(ports)
 
 
@@ -189,8 +193,13 @@ def host_config(host, hosts, zmprov_delay, ldap_password, listen_mode="roles", r
         install = install_of(host, hosts)
         master = next(h for h in install if "ldap" in h.services)
         config["zimbra"] = {
-            "fqdn": host.fqdn, "id": zimbra_id(host), "services": list(host.services), "zmprov_delay": zmprov_delay,
-            "ldap_master": master.fqdn, "ldap_password": ldap_password, "register": register,
+            "fqdn": host.fqdn,
+            "id": zimbra_id(host),
+            "services": list(host.services),
+            "zmprov_delay": zmprov_delay,
+            "ldap_master": master.fqdn,
+            "ldap_password": ldap_password,
+            "register": register,
         }
         if register:
             config["zimbra"]["entry"] = server_entry(host)
@@ -218,6 +227,7 @@ def install_of(host, hosts):
 
 def directory(install):
     """What a fresh install's LDAP holds: global config and one entry per server (see server_entry)."""
+
     def first_with(service):
         return next((h.fqdn for h in install if service in h.services), None)
 

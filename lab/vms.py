@@ -20,13 +20,23 @@ import time
 from . import box, rootfs
 from .errors import LabError
 
-LIBVIRT_DIRS = {"etc": "/etc/libvirt", "lib": "/var/lib/libvirt", "run": "/run/libvirt",
-                "log": "/var/log/libvirt", "cache": "/var/cache/libvirt"}
-DAEMONS = ("virtlogd", "libvirtd")
+LIBVIRT_DIRS = {
+    "etc": "/etc/libvirt",
+    "lib": "/var/lib/libvirt",
+    "run": "/run/libvirt",
+    "log": "/var/log/libvirt",
+    "cache": "/var/cache/libvirt",
+}
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REQUIRED = {"virtlogd": "libvirt-daemon-system", "libvirtd": "libvirt-daemon-system", "virsh": "libvirt-clients",
-            "qemu-system-x86_64": "qemu-system-x86", "dnsmasq": "dnsmasq-base", "nsenter": "util-linux",
-            "vagrant": "vagrant vagrant-libvirt"}
+REQUIRED = {
+    "virtlogd": "libvirt-daemon-system",
+    "libvirtd": "libvirt-daemon-system",
+    "virsh": "libvirt-clients",
+    "qemu-system-x86_64": "qemu-system-x86",
+    "dnsmasq": "dnsmasq-base",
+    "nsenter": "util-linux",
+    "vagrant": "vagrant vagrant-libvirt",
+}
 
 # PID 1 of nothing: the holder of the namespaces. It mounts libvirt's folders from the state folder, its
 # own /sys (the namespace's network devices; no cgroups: qemu.conf says not to use them), starts the
@@ -82,8 +92,7 @@ def require_root_and_tools():
     missing = sorted({pkg for tool, pkg in REQUIRED.items() if not shutil.which(tool)} | set(box.missing_tools()))
     if missing:
         raise LabError(f"missing tools: apt-get install {' '.join(missing)}")
-    plugins = subprocess.run(["vagrant", "plugin", "list"], capture_output=True, text=True,
-                             env=vagrant_env()).stdout
+    plugins = subprocess.run(["vagrant", "plugin", "list"], capture_output=True, text=True, env=vagrant_env()).stdout
     if "vagrant-libvirt" not in plugins:
         raise LabError("Vagrant has no libvirt provider: apt-get install vagrant-libvirt")
 
@@ -91,10 +100,16 @@ def require_root_and_tools():
 def vagrant_env():
     """What Vagrant needs on this machine: its home (the cached box), the libvirt provider, and software
     emulation (KVM opens here but cannot run guests)."""
-    return dict(os.environ, VAGRANT_HOME=vagrant_home(), VAGRANT_DEFAULT_PROVIDER="libvirt",
-                VAGRANT_DOTFILE_PATH=os.path.join(state_dir(), "vagrant"), ZFW_BOX=box.BOX_NAME,
-                ZFW_LIBVIRT_DRIVER=os.environ.get("ZFW_LIBVIRT_DRIVER", "qemu"),
-                VAGRANT_CHECKPOINT_DISABLE="1", VAGRANT_NO_PLUGINS_UPDATE="1")
+    return dict(
+        os.environ,
+        VAGRANT_HOME=vagrant_home(),
+        VAGRANT_DEFAULT_PROVIDER="libvirt",
+        VAGRANT_DOTFILE_PATH=os.path.join(state_dir(), "vagrant"),
+        ZFW_BOX=box.BOX_NAME,
+        ZFW_LIBVIRT_DRIVER=os.environ.get("ZFW_LIBVIRT_DRIVER", "qemu"),
+        VAGRANT_CHECKPOINT_DISABLE="1",
+        VAGRANT_NO_PLUGINS_UPDATE="1",
+    )
 
 
 def _net_inode(pid):
@@ -133,9 +148,12 @@ def up(timeout=60, log=sys.stderr):
     folder = state_dir()
     shutil.rmtree(folder, ignore_errors=True)
     _prepare_libvirt_config(os.path.join(folder, "libvirt"))
-    holder = subprocess.Popen(["unshare", "--net", "--mount", "sh", "-c", HOLDER_SCRIPT, "sh", folder],
-                              stdout=open(os.path.join(folder, "holder.log"), "w"), stderr=subprocess.STDOUT,
-                              start_new_session=True)
+    holder = subprocess.Popen(
+        ["unshare", "--net", "--mount", "sh", "-c", HOLDER_SCRIPT, "sh", folder],
+        stdout=open(os.path.join(folder, "holder.log"), "w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + timeout
     # right after the start, the holder may not have entered its own namespace yet
     while _net_inode(holder.pid) in (None, _net_inode(os.getpid())) and holder.poll() is None:
@@ -150,16 +168,16 @@ def up(timeout=60, log=sys.stderr):
         time.sleep(0.1)
     _wait_for_libvirt(deadline, log)
     _ensure_box(box_file, log)
-    print("lab: VM namespace up (libvirt in it); run commands there with: python -m lab vms run -- CMD",
-          file=log)
+    print("lab: VM namespace up (libvirt in it); run commands there with: python -m lab vms run -- CMD", file=log)
 
 
 def _wait_for_libvirt(deadline, log):
     while run_argv(["virsh", "-c", "qemu:///system", "version"], capture=True).returncode:
         if time.monotonic() > deadline:
             down(log=log)
-            raise LabError("libvirtd did not answer in its namespace (see its log in "
-                           f"{os.path.join(state_dir(), 'libvirt/log')})")
+            raise LabError(
+                f"libvirtd did not answer in its namespace (see its log in {os.path.join(state_dir(), 'libvirt/log')})"
+            )
         time.sleep(0.2)
     pool = ["virsh", "-c", "qemu:///system"]
     run_argv(pool + ["pool-define-as", "default", "dir", "--target", "/var/lib/libvirt/images"], capture=True)
@@ -172,8 +190,12 @@ def _ensure_box(box_file, log):
     if os.path.exists(marker) and open(marker).read() == os.path.basename(box_file):
         return
     os.makedirs(vagrant_home(), exist_ok=True)
-    result = subprocess.run(["vagrant", "box", "add", "--force", "--name", box.BOX_NAME, box_file],
-                            env=vagrant_env(), stdout=log, stderr=log)
+    result = subprocess.run(
+        ["vagrant", "box", "add", "--force", "--name", box.BOX_NAME, box_file],
+        env=vagrant_env(),
+        stdout=log,
+        stderr=log,
+    )
     if result.returncode:
         down(log=log)
         raise LabError(f"vagrant box add {box_file} failed")
@@ -230,10 +252,18 @@ def status():
     if not state:
         return {"status": "down"}
     alive = bool(state.get("netns_inode")) and _net_inode(state["holder"]) == state["netns_inode"]
-    info = {"status": "up" if alive else "broken", "holder": state["holder"], "state_dir": state_dir(),
-            "vagrant_home": vagrant_home(), "box": box.BOX_NAME}
+    info = {
+        "status": "up" if alive else "broken",
+        "holder": state["holder"],
+        "state_dir": state_dir(),
+        "vagrant_home": vagrant_home(),
+        "box": box.BOX_NAME,
+    }
     if alive:
         machines = run_argv(["vagrant", "status", "--machine-readable"], capture=True).stdout
-        info["machines"] = {line.split(",")[1]: line.split(",", 3)[3] for line in machines.splitlines()
-                            if line.count(",") >= 3 and line.split(",")[2] == "state"}
+        info["machines"] = {
+            line.split(",")[1]: line.split(",", 3)[3]
+            for line in machines.splitlines()
+            if line.count(",") >= 3 and line.split(",")[2] == "state"
+        }
     return info

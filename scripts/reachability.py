@@ -30,8 +30,10 @@ def main():
             for family in ("ipv4", "ipv6"):
                 result = client.probe(viewer, server[family], specs)
                 opened = [s for s in specs if result[s] == "open"]
-                print(f"{viewer:>7} -> {server['name']} ({family}): {len(opened)} of {len(specs)} answer: "
-                      f"{' '.join(s.replace('/tcp', '') for s in opened) or 'none'}")
+                print(
+                    f"{viewer:>7} -> {server['name']} ({family}): {len(opened)} of {len(specs)} answer: "
+                    f"{' '.join(s.replace('/tcp', '') for s in opened) or 'none'}"
+                )
 
 
 if __name__ == "__main__":

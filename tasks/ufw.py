@@ -118,8 +118,11 @@ def default_policy(incoming="deny", outgoing="allow", lock_wait=60):
         if value not in ("deny", "reject", "allow"):
             raise OperationValueError(f"invalid default policy: {value}")
     status = current_state(lock_wait)
-    changes = [(value, direction) for direction, value in (("incoming", incoming), ("outgoing", outgoing))
-               if status[direction] != value]
+    changes = [
+        (value, direction)
+        for direction, value in (("incoming", incoming), ("outgoing", outgoing))
+        if status[direction] != value
+    ]
     if not changes:
         host.noop(f"ufw defaults are already {incoming} incoming, {outgoing} outgoing")
         return

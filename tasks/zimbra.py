@@ -43,6 +43,11 @@ def memcached_binding(attributes, read="ldap"):
     server = QuoteString(current["hostname"])
     yield StringCommand(ZMPROV, "-l", "ms", server, *[QuoteString(a) for a in change])
     restore = StringCommand(ZMPROV, "-l", "ms", server, *[QuoteString(a) for a in undo]).get_raw_value()
-    yield StringCommand("sh", "-c", QuoteString(
-        f"{ZMMEMCACHEDCTL} restart || {{ {restore}; {ZMMEMCACHEDCTL} restart; "
-        "echo 'memcached did not start with the new binding: the previous binding is restored' >&2; exit 1; }"))
+    yield StringCommand(
+        "sh",
+        "-c",
+        QuoteString(
+            f"{ZMMEMCACHEDCTL} restart || {{ {restore}; {ZMMEMCACHEDCTL} restart; "
+            "echo 'memcached did not start with the new binding: the previous binding is restored' >&2; exit 1; }"
+        ),
+    )

@@ -1,6 +1,8 @@
+"""Markers by folder: tests/lab/ needs the rehearsal lab (root, namespaces), tests/vm/ a Vagrant VM (run
+by `make vm-test` inside the VM lab's namespace, with ZFW_VM_TESTS=1). The rest are unit tests:
+`pytest -m "not lab and not vm"` (make unit) runs them without root and never touches a lab."""
+
 import os
-import re
-import subprocess
 import sys
 
 import pytest
@@ -8,60 +10,11 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from lab import client  # noqa: E402
-
-PYINFRA = os.path.join(os.path.dirname(sys.executable), "pyinfra")
-# the VM suite needs the VM lab's namespace: `make vm-test` runs it there, with ZFW_VM_TESTS=1
 collect_ignore = [] if os.environ.get("ZFW_VM_TESTS") == "1" else ["vm"]
-ZIMBRA_FQDN = "zimbra.zfw.test"
 
 
-@pytest.fixture(scope="session", autouse=True)
-def lab_teardown():
-    yield
-    client.lab("down", check=False)
-
-
-@pytest.fixture
-def fresh_lab():
-    """A lab just brought up: Zimbra hosts as fresh installs."""
-    client.lab("down")
-    client.lab("up")
-    return client.status()
-
-
-def deploy(*args, inventory="inventories/lab.py", yes=True):
-    """Run the deploy as a user does; without `yes`, pyinfra detects changes first (what --dry shows)."""
-    command = [PYINFRA, *(["-y"] if yes else []), inventory, "deploy.py", *args]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600,
-                            stdin=subprocess.DEVNULL)
-    result.ops = operation_results(result.stderr + result.stdout)
-    return result
-
-
-def operation_results(output):
-    """pyinfra's closing table → {operation: {"success": n, "error": n, "no_change": n}} ("-" = 0)."""
-    rows, in_table = {}, False
-    for line in output.splitlines():
-        if re.match(r"\s*Operation\s+Hosts\s+Success", line):
-            in_table = True
-            continue
-        if in_table:
-            cols = re.split(r"\s{2,}", line.strip())
-            if len(cols) != 5 or cols[0] == "Grand total":
-                break
-            rows[cols[0]] = {k: 0 if v == "-" else int(v)
-                             for k, v in zip(("hosts", "success", "error", "no_change"), cols[1:])}
-    return rows
-
-
-def zmprov_calls(host="zimbra"):
-    """The stand-in's call log: every zmprov run, with who ran it."""
-    import json
-
-    text = client.run(host, "cat", "/opt/zimbra/log/zmprov-calls.log", check=False).stdout
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
-def zmprov(*args, host="zimbra", check=True):
-    return client.run(host, "runuser", "-u", "zimbra", "--", "/opt/zimbra/bin/zmprov", *args, check=check)
+def pytest_collection_modifyitems(items):
+    for item in items:
+        folder = os.path.basename(os.path.dirname(str(item.path)))
+        if folder in ("lab", "vm"):
+            item.add_marker(getattr(pytest.mark, folder))

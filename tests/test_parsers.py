@@ -6,8 +6,13 @@ from test_policy import policy
 
 from zimbra_firewall.safety import parse_preflight, preflight_problem
 from zimbra_firewall.ufw import parse_defaults, parse_show_added, parse_state, plan_rules, render_profiles
-from zimbra_firewall.zimbra import (memcached_changes, memcached_from_ldap, parse_ldif, parse_localconfig,
-                                    parse_zmprov_gs)
+from zimbra_firewall.zimbra import (
+    memcached_changes,
+    memcached_from_ldap,
+    parse_ldif,
+    parse_localconfig,
+    parse_zmprov_gs,
+)
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 TAG = ("comment", "zimbra-firewall")
@@ -20,7 +25,13 @@ def fixture(name):
 
 def test_state_of_a_fresh_host_and_of_a_deployed_host_with_drift():
     assert parse_state(fixture("ufw/state-fresh.txt")) == {
-        "active": False, "incoming": "deny", "outgoing": "allow", "ipv6": True, "rules": [], "profiles": None}
+        "active": False,
+        "incoming": "deny",
+        "outgoing": "allow",
+        "ipv6": True,
+        "rules": [],
+        "profiles": None,
+    }
     state = parse_state(fixture("ufw/state-deployed-and-drift.txt"))
     assert (state["active"], state["incoming"], state["outgoing"], state["ipv6"]) == (True, "deny", "allow", True)
     assert state["rules"][3:6] == [("allow", "7071"), ("allow", "OpenSSH"), ("deny", "out", "25/tcp")]
@@ -46,8 +57,9 @@ def test_preflight_on_the_zimbra_host_and_on_a_host_that_is_not_zimbra():
     assert "outside management_subnets" in preflight_problem(policy(), zimbra)
     assert preflight_problem(policy(allow_lockout_risk=True), zimbra) is None
     assert "port 22" in preflight_problem(policy(management_subnets=["10.77.1.0/24"], firewall_ssh_port=2222), zimbra)
-    assert "IPV6=no" in preflight_problem(policy(management_subnets=["10.77.1.0/24", "fd00:1::/64"]),
-                                          {**zimbra, "ipv6": False})
+    assert "IPV6=no" in preflight_problem(
+        policy(management_subnets=["10.77.1.0/24", "fd00:1::/64"]), {**zimbra, "ipv6": False}
+    )
     other = parse_preflight(fixture("ufw/preflight-not-zimbra.txt"))
     assert (other["zimbra"], other["ufw"]) == (False, True)
     assert "not a Zimbra server" in preflight_problem(lab, other)
@@ -74,16 +86,19 @@ def test_rule_plan_on_a_drifted_host():
     # 7071 open to all and everything open to 10.1.1.0/24 widen the policy; the rest is only listed
     assert plan.delete_widening == (("allow", "7071"), ("allow", "from", "10.1.1.0/24"))
     assert plan.kept_unmanaged == (("allow", "OpenSSH"), ("deny", "5000:5010/udp"))
-    purge = plan_rules(parse_show_added(fixture("ufw/show-added-deployed-and-drift.txt")),
-                       policy(management_subnets=["10.77.1.0/24", "fd5a:7e3c:91b2:1::/64"],
-                              purge_unmanaged_rules=True))
+    purge = plan_rules(
+        parse_show_added(fixture("ufw/show-added-deployed-and-drift.txt")),
+        policy(management_subnets=["10.77.1.0/24", "fd5a:7e3c:91b2:1::/64"], purge_unmanaged_rules=True),
+    )
     assert purge.delete_unmanaged == (("allow", "OpenSSH"), ("deny", "5000:5010/udp"))
 
 
 def test_rule_plan_adopts_untagged_twins_and_drops_owned_leftovers():
     p = policy()
-    current = [("allow", "from", "10.10.0.0/24", "to", "any", "port", "22", "proto", "tcp"),
-               ("allow", "from", "192.168.9.0/24", "to", "any", "app", "Zimbra Local", *TAG)]
+    current = [
+        ("allow", "from", "10.10.0.0/24", "to", "any", "port", "22", "proto", "tcp"),
+        ("allow", "from", "192.168.9.0/24", "to", "any", "app", "Zimbra Local", *TAG),
+    ]
     plan = plan_rules(current, p)
     assert plan.kept_unmanaged == () and plan.delete_widening == ()
     assert plan.delete_owned == (current[1],)
@@ -114,4 +129,8 @@ def test_memcached_changes_ignore_order_and_unset_with_empty_value():
     assert memcached_changes(current, {"zimbraMemcachedBindAddress": ["127.0.0.1", "::1"]}) == []
     assert memcached_changes(current, {"zimbraMemcachedBindAddress": []}) == ["zimbraMemcachedBindAddress", ""]
     assert memcached_changes({}, {"zimbraMemcachedClientServerList": ["a", "b"]}) == [
-        "zimbraMemcachedClientServerList", "a", "zimbraMemcachedClientServerList", "b"]
+        "zimbraMemcachedClientServerList",
+        "a",
+        "zimbraMemcachedClientServerList",
+        "b",
+    ]

@@ -5,11 +5,10 @@ import runpy
 
 import pytest
 
-from zimbra_firewall.policy import Port, PolicyError, build_policy
+from zimbra_firewall.policy import PolicyError, Port, build_policy
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULTS = {k: v for k, v in runpy.run_path(os.path.join(REPO, "group_data/all.py")).items()
-            if not k.startswith("__")}
+DEFAULTS = {k: v for k, v in runpy.run_path(os.path.join(REPO, "group_data/all.py")).items() if not k.startswith("__")}
 MGMT = ["10.10.0.0/24", "fd00:10::/64"]
 
 
@@ -39,8 +38,10 @@ def test_default_policy_is_the_seed_table():
         ("allow", "from", "10.10.0.0/24", "to", "any", "app", "Zimbra Local", *tag),
         ("allow", "from", "fd00:10::/64", "to", "any", "app", "Zimbra Local", *tag),
     )
-    assert p.memcached == {"zimbraMemcachedBindAddress": ["127.0.0.1"],
-                           "zimbraMemcachedClientServerList": ["127.0.0.1"]}
+    assert p.memcached == {
+        "zimbraMemcachedBindAddress": ["127.0.0.1"],
+        "zimbraMemcachedClientServerList": ["127.0.0.1"],
+    }
     assert p.warnings == ()
 
 
@@ -54,8 +55,10 @@ def test_optional_groups_and_overrides_move_ports():
 def test_seed_profile_is_exact_and_warns():
     p = policy(profile_mode="seed")
     seed = next(x for x in p.profiles if x.name == "Zimbra")
-    assert (seed.title, seed.ports) == ("Zimbra Collaboration Server",
-                                        "25,80,110,143,443,465,587,993,995,3443,5222,5223,7071,9071/tcp")
+    assert (seed.title, seed.ports) == (
+        "Zimbra Collaboration Server",
+        "25,80,110,143,443,465,587,993,995,3443,5222,5223,7071,9071/tcp",
+    )
     assert ("allow", "Zimbra", "comment", "zimbra-firewall") in p.rules
     assert "opens local-only ports to everyone" in p.warnings[0] and "7071/tcp" in p.warnings[0]
 
@@ -75,31 +78,34 @@ def test_profiles_never_exceed_the_multiport_limit():
         assert sum(2 if ":" in n else 1 for n in numbers) <= 15
 
 
-@pytest.mark.parametrize("key, value, words", [
-    ("management_subnets", ["10.10.0.1/24"], "host bits set"),
-    ("management_subnets", ["10.10.0.0/33"], "not a subnet"),
-    ("management_subnets", ["not-a-subnet"], "not a subnet"),
-    ("management_subnets", "10.10.0.0/24", "must be a list"),
-    ("management_subnets", [], "local-only ports"),
-    ("management_subnets", ["0.0.0.0/0"], "everyone"),
-    ("management_subnets", ["10.10.0.5"], "prefix length"),
-    ("exposure_overrides", {"public": ["0/tcp"]}, "outside 1-65535"),
-    ("exposure_overrides", {"public": ["65536"]}, "outside 1-65535"),
-    ("exposure_overrides", {"public": ["abc"]}, "not a port"),
-    ("exposure_overrides", {"public": ["8080/tcp"], "intra": ["8080/tcp"]}, "also listed"),
-    ("exposure_overrides", {"secret": ["8080/tcp"]}, "unknown exposure class"),
-    ("profile_names", {"public": "Zimbra/Public", "local-only": "L", "intra": "I"}, "profile name"),
-    ("profile_names", {"public": "Z" * 65, "local-only": "L", "intra": "I"}, "64"),
-    ("profile_names", {"public": "Same", "local-only": "Same", "intra": "I"}, "share"),
-    ("rule_comment", "x'; rm -rf /", "plain tag"),
-    ("optional_groups", ["chatt"], "unknown group"),
-    ("firewall_ssh_port", "22", "port number"),
-    ("default_incoming", "drop", "deny, reject or allow"),
-    ("memcached_bind_addresses", ["127.0.0.1; reboot"], "not an IP address"),
-    ("memcached_client_servers", ["$(reboot)"], "host[:port]"),
-    ("memcached_read", "soap", "ldap"),
-    ("purge_unmanaged_rules", "yes", "True or False"),
-])
+@pytest.mark.parametrize(
+    "key, value, words",
+    [
+        ("management_subnets", ["10.10.0.1/24"], "host bits set"),
+        ("management_subnets", ["10.10.0.0/33"], "not a subnet"),
+        ("management_subnets", ["not-a-subnet"], "not a subnet"),
+        ("management_subnets", "10.10.0.0/24", "must be a list"),
+        ("management_subnets", [], "local-only ports"),
+        ("management_subnets", ["0.0.0.0/0"], "everyone"),
+        ("management_subnets", ["10.10.0.5"], "prefix length"),
+        ("exposure_overrides", {"public": ["0/tcp"]}, "outside 1-65535"),
+        ("exposure_overrides", {"public": ["65536"]}, "outside 1-65535"),
+        ("exposure_overrides", {"public": ["abc"]}, "not a port"),
+        ("exposure_overrides", {"public": ["8080/tcp"], "intra": ["8080/tcp"]}, "also listed"),
+        ("exposure_overrides", {"secret": ["8080/tcp"]}, "unknown exposure class"),
+        ("profile_names", {"public": "Zimbra/Public", "local-only": "L", "intra": "I"}, "profile name"),
+        ("profile_names", {"public": "Z" * 65, "local-only": "L", "intra": "I"}, "64"),
+        ("profile_names", {"public": "Same", "local-only": "Same", "intra": "I"}, "share"),
+        ("rule_comment", "x'; rm -rf /", "plain tag"),
+        ("optional_groups", ["chatt"], "unknown group"),
+        ("firewall_ssh_port", "22", "port number"),
+        ("default_incoming", "drop", "deny, reject or allow"),
+        ("memcached_bind_addresses", ["127.0.0.1; reboot"], "not an IP address"),
+        ("memcached_client_servers", ["$(reboot)"], "host[:port]"),
+        ("memcached_read", "soap", "ldap"),
+        ("purge_unmanaged_rules", "yes", "True or False"),
+    ],
+)
 def test_bad_values_are_refused_naming_the_key(key, value, words):
     with pytest.raises(PolicyError) as error:
         policy(**{key: value})

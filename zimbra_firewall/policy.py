@@ -25,10 +25,23 @@ SEED_PROFILE = {
 
 # Every key the deploy reads; group_data/all.py gives each its documented default.
 KEYS = (
-    "management_subnets", "zimbra_nodes", "optional_groups", "exposure_overrides", "profile_mode",
-    "profile_names", "allow_management_all_ports", "purge_unmanaged_rules", "firewall_ssh_port",
-    "default_incoming", "default_outgoing", "rule_comment", "memcached_bind_addresses",
-    "memcached_client_servers", "memcached_read", "rollback_seconds", "allow_lockout_risk",
+    "management_subnets",
+    "zimbra_nodes",
+    "optional_groups",
+    "exposure_overrides",
+    "profile_mode",
+    "profile_names",
+    "allow_management_all_ports",
+    "purge_unmanaged_rules",
+    "firewall_ssh_port",
+    "default_incoming",
+    "default_outgoing",
+    "rule_comment",
+    "memcached_bind_addresses",
+    "memcached_client_servers",
+    "memcached_read",
+    "rollback_seconds",
+    "allow_lockout_risk",
     "xtables_lock_wait",
 )
 # pyinfra's own host data, never a typo of ours
@@ -129,8 +142,9 @@ def parse_subnet(text, key):
         network = ipaddress.ip_network(text.strip())
     except ValueError as error:
         if "host bits set" in str(error):
-            raise PolicyError(key, f"{text!r} has host bits set (did you mean "
-                                   f"{ipaddress.ip_network(text.strip(), strict=False)}?)") from None
+            raise PolicyError(
+                key, f"{text!r} has host bits set (did you mean {ipaddress.ip_network(text.strip(), strict=False)}?)"
+            ) from None
         raise PolicyError(key, f"{text!r} is not a subnet in CIDR notation") from None
     if "/" not in text:
         raise PolicyError(key, f"{text!r} needs a prefix length (for one address: {network})")
@@ -165,8 +179,9 @@ def check_text(value, key, pattern, what, max_len):
 
 
 def check_profile_name(name, key):
-    return check_text(name, key, r"[A-Za-z0-9][A-Za-z0-9 _.+-]*", "a profile name ufw accepts (letters, digits, "
-                      "space, _ . + -)", 64)
+    return check_text(
+        name, key, r"[A-Za-z0-9][A-Za-z0-9 _.+-]*", "a profile name ufw accepts (letters, digits, space, _ . + -)", 64
+    )
 
 
 def exposure_map(catalogue, groups, overrides):
@@ -226,8 +241,10 @@ def build_profiles(data, classes, with_intra):
         raise PolicyError("profile_names", "two exposure classes share one profile name")
     descriptions = {
         "public": ("Zimbra public mail services", "Mail ports open to everyone (managed by zimbra-firewall)"),
-        "local-only": ("Zimbra admin and local services", "Ports for the management networks only "
-                       "(managed by zimbra-firewall)"),
+        "local-only": (
+            "Zimbra admin and local services",
+            "Ports for the management networks only (managed by zimbra-firewall)",
+        ),
         "intra": ("Zimbra internal services", "Ports between Zimbra nodes only (managed by zimbra-firewall)"),
     }
     profiles = {}
@@ -238,15 +255,17 @@ def build_profiles(data, classes, with_intra):
                 raise PolicyError("profile_names", f"needs a name for the {exposure!r} profile")
             profiles[exposure] = Profile(names[exposure], title, description, chunk_ports(ports))
     if data["profile_mode"] == "seed":
-        profiles["public"] = Profile(SEED_PROFILE["name"], SEED_PROFILE["title"], SEED_PROFILE["description"],
-                                     SEED_PROFILE["ports"])
+        profiles["public"] = Profile(
+            SEED_PROFILE["name"], SEED_PROFILE["title"], SEED_PROFILE["description"], SEED_PROFILE["ports"]
+        )
     return profiles
 
 
 def build_rules(profiles, management, zimbra_nodes, ssh_port, blanket, comment):
     tag = ("comment", comment)
-    rules = [("allow", "from", str(net), "to", "any", "port", str(ssh_port), "proto", "tcp", *tag)
-             for net in management]
+    rules = [
+        ("allow", "from", str(net), "to", "any", "port", str(ssh_port), "proto", "tcp", *tag) for net in management
+    ]
     if "public" in profiles:
         rules.append(("allow", profiles["public"].name, *tag))
     for net in management:
@@ -255,8 +274,7 @@ def build_rules(profiles, management, zimbra_nodes, ssh_port, blanket, comment):
         elif "local-only" in profiles:
             rules.append(("allow", "from", str(net), "to", "any", "app", profiles["local-only"].name, *tag))
     if "intra" in profiles:
-        rules += [("allow", "from", str(net), "to", "any", "app", profiles["intra"].name, *tag)
-                  for net in zimbra_nodes]
+        rules += [("allow", "from", str(net), "to", "any", "app", profiles["intra"].name, *tag) for net in zimbra_nodes]
     return tuple(rules)
 
 
@@ -305,20 +323,31 @@ def build_policy(host_data, catalogue=None):
         raise PolicyError("default_incoming", f"{data['default_incoming']!r}: use deny, reject or allow")
     if data["default_outgoing"] not in ("deny", "reject", "allow"):
         raise PolicyError("default_outgoing", f"{data['default_outgoing']!r}: use deny, reject or allow")
-    comment = check_text(data["rule_comment"], "rule_comment", r"[A-Za-z0-9][A-Za-z0-9_.:-]*",
-                         "a plain tag (letters, digits, _ . : -)", 64)
+    comment = check_text(
+        data["rule_comment"],
+        "rule_comment",
+        r"[A-Za-z0-9][A-Za-z0-9_.:-]*",
+        "a plain tag (letters, digits, _ . : -)",
+        64,
+    )
     classes = exposure_map(catalogue, groups, data["exposure_overrides"])
     if any(c == "local-only" for c in classes.values()) and not management:
-        raise PolicyError("management_subnets", "is empty, so the local-only ports (and SSH) would be closed "
-                          "to everyone: list the admins' subnets")
+        raise PolicyError(
+            "management_subnets",
+            "is empty, so the local-only ports (and SSH) would be closed to everyone: list the admins' subnets",
+        )
     profiles = build_profiles(data, classes, with_intra=bool(nodes))
     warnings = []
     if data["profile_mode"] == "seed":
-        opened = [p for p, c in classes.items() if c != "public" and any(
-            str(p.first) == n for n in SEED_PROFILE["ports"].split("/")[0].split(","))]
+        opened = [
+            p
+            for p, c in classes.items()
+            if c != "public" and any(str(p.first) == n for n in SEED_PROFILE["ports"].split("/")[0].split(","))
+        ]
         if opened:
-            warnings.append("profile_mode 'seed' opens local-only ports to everyone: "
-                            + ", ".join(str(p) for p in sorted(opened)))
+            warnings.append(
+                "profile_mode 'seed' opens local-only ports to everyone: " + ", ".join(str(p) for p in sorted(opened))
+            )
     exposure = {name: tuple(sorted(p for p, c in classes.items() if c == name)) for name in EXPOSURES}
     return Policy(
         exposure=exposure,

@@ -35,8 +35,10 @@ def preflight_problem(policy, found):
     if not found["ufw"]:
         return "ufw is not installed (apt-get install ufw)"
     if policy.needs_ipv6 and not found["ipv6"]:
-        return ("IPv6 subnets are configured but /etc/default/ufw has IPV6=no, so ufw would ignore their rules; "
-                "set IPV6=yes")
+        return (
+            "IPv6 subnets are configured but /etc/default/ufw has IPV6=no, so ufw would ignore their rules; "
+            "set IPV6=yes"
+        )
     risk = lockout_risk(policy, found["ssh_connection"])
     if risk and not policy.allow_lockout_risk:
         return f"refusing to touch the firewall: {risk} (allow_lockout_risk overrides)"
@@ -48,17 +50,23 @@ def lockout_risk(policy, ssh_connection):
     as the host sees it ("client-ip client-port server-ip server-port")."""
     words = (ssh_connection or "").split()
     if len(words) != 4:
-        return ("cannot tell the controller's address (no SSH_CONNECTION on the host), so cannot check that "
-                "SSH stays reachable")
+        return (
+            "cannot tell the controller's address (no SSH_CONNECTION on the host), so cannot check that "
+            "SSH stays reachable"
+        )
     client, server_port = ipaddress.ip_address(words[0]), int(words[3])
     if getattr(client, "ipv4_mapped", None):
         client = client.ipv4_mapped
     if server_port != policy.ssh_port:
-        return (f"the controller reaches SSH on port {server_port}, but firewall_ssh_port is {policy.ssh_port}: "
-                "the firewall would close the port in use")
+        return (
+            f"the controller reaches SSH on port {server_port}, but firewall_ssh_port is {policy.ssh_port}: "
+            "the firewall would close the port in use"
+        )
     if not any(client in net for net in policy.management_subnets):
-        return (f"the controller reaches this host from {client}, outside management_subnets "
-                f"({', '.join(str(n) for n in policy.management_subnets)}): enabling the firewall would cut it off")
+        return (
+            f"the controller reaches this host from {client}, outside management_subnets "
+            f"({', '.join(str(n) for n in policy.management_subnets)}): enabling the firewall would cut it off"
+        )
     return None
 
 

@@ -18,9 +18,11 @@ NO_FILE = "@@zimbra-firewall-no-file@@"
 def wait_for_xtables_lock(seconds):
     """Shell that waits at most `seconds` for the xtables lock, else fails saying why. ufw (through
     iptables-legacy's -w) would wait without end; the lock is only waited for, never held."""
-    return (f"flock -w {int(seconds)} {XTABLES_LOCK} true || {{ echo 'the xtables lock ({XTABLES_LOCK}) stayed "
-            f"held by another process for {int(seconds)} s: another firewall tool is running; retry when it is "
-            "done' >&2; exit 1; }")
+    return (
+        f"flock -w {int(seconds)} {XTABLES_LOCK} true || {{ echo 'the xtables lock ({XTABLES_LOCK}) stayed "
+        f"held by another process for {int(seconds)} s: another firewall tool is running; retry when it is "
+        "done' >&2; exit 1; }"
+    )
 
 
 POLICY_WORDS = {"DROP": "deny", "REJECT": "reject", "ACCEPT": "allow"}
@@ -193,8 +195,7 @@ def plan_rules(current, policy):
     wanted = set(policy.rules)
     wanted_bare = {without_comment(r) for r in policy.rules}
     owned = [r for r in current if view_rule(r).comment == policy.comment]
-    unmanaged = [r for r in current if view_rule(r).comment != policy.comment
-                 and without_comment(r) not in wanted_bare]
+    unmanaged = [r for r in current if view_rule(r).comment != policy.comment and without_comment(r) not in wanted_bare]
     app_ports = profile_ports(policy.profiles)
     widening = tuple(r for r in unmanaged if widens_policy(r, policy, app_ports))
     rest = tuple(r for r in unmanaged if r not in widening)

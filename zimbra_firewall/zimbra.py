@@ -1,5 +1,5 @@
 """Zimbra's text in and out: localconfig.xml, LDAP (LDIF) and `zmprov gs` output, and the memcached
-change set. Pure functions; see shared/reference/zmprov-and-memcached.md for the formats.
+change set. Pure functions; the formats are those of Zimbra/zm-mailbox ProvUtil.java (zmprov) and LC.java.
 """
 
 import base64

@@ -53,11 +53,16 @@ def expand(checks):
             continue
         targets = nginx_memcache_targets()
         if not targets:
-            outcomes.append({"flow": check["flow"], "address": None, "ok": False,
-                             "detail": f"no servers in {NGINX_MEMCACHE}" if targets == [] else f"no {NGINX_MEMCACHE}"})
+            outcomes.append(
+                {
+                    "flow": check["flow"],
+                    "address": None,
+                    "ok": False,
+                    "detail": f"no servers in {NGINX_MEMCACHE}" if targets == [] else f"no {NGINX_MEMCACHE}",
+                }
+            )
         for address, port in targets or []:
-            ready.append(dict(check, kind="memcache", address=address, port=port,
-                              family=6 if ":" in address else 4))
+            ready.append(dict(check, kind="memcache", address=address, port=port, family=6 if ":" in address else 4))
     return ready, outcomes
 
 
@@ -121,8 +126,15 @@ def main():
     for check in checks:
         address = check.get("address") or resolve(check["name"], check["family"])
         if address is None:
-            outcomes.append({"flow": check["flow"], "family": check["family"], "address": None, "ok": False,
-                             "detail": f"{check['name']} does not resolve (IPv{check['family']})"})
+            outcomes.append(
+                {
+                    "flow": check["flow"],
+                    "family": check["family"],
+                    "address": None,
+                    "ok": False,
+                    "detail": f"{check['name']} does not resolve (IPv{check['family']})",
+                }
+            )
             continue
         probe = Probe(check, address)
         probes.append(probe)
@@ -140,8 +152,14 @@ def main():
         if not probe.done:
             probe.finish(False, "no answer (filtered)")
         check = probe.check
-        outcome = {"flow": check["flow"], "family": check["family"], "address": probe.address, "port": check["port"],
-                   "ok": probe.ok, "detail": probe.detail}
+        outcome = {
+            "flow": check["flow"],
+            "family": check["family"],
+            "address": probe.address,
+            "port": check["port"],
+            "ok": probe.ok,
+            "detail": probe.detail,
+        }
         if "token" in check:
             outcome["token"] = check["token"]
         outcomes.append(outcome)

@@ -27,8 +27,9 @@ def open_listeners(ports, skip_busy=False):
         except OSError:
             if not skip_busy:
                 raise
-            print(f"port {entry['port']}/{entry['proto']} is in use: left to the service that holds it",
-                  file=sys.stderr)
+            print(
+                f"port {entry['port']}/{entry['proto']} is in use: left to the service that holds it", file=sys.stderr
+            )
             sock.close()
             continue
         if kind == socket.SOCK_STREAM:

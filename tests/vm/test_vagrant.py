@@ -13,7 +13,7 @@ import time
 import pytest
 import testinfra
 import vagrant
-from conftest import REPO, ZIMBRA_FQDN, deploy
+from support import REPO, ZIMBRA_FQDN, deploy
 
 from scripts.reachability import catalogue_specs
 
@@ -22,14 +22,18 @@ PUBLIC = {"25/tcp", "443/tcp", "465/tcp", "587/tcp", "993/tcp", "995/tcp"}
 LOCAL_ONLY = {"22/tcp", "80/tcp", "110/tcp", "143/tcp", "389/tcp", "7025/tcp", "7071/tcp", "7073/tcp"}
 # an address of this side standing for the internet: outside every subnet of group_data/vagrant.py
 OUTSIDE = "192.168.57.1"
-OPERATIONS = ["Preflight", "Earlier rollbacks", "Rollback armed", "Zimbra ufw profiles", "ufw rules",
-              "ufw default policies", "ufw enabled", "New SSH connection", "Rollback disarmed", "memcached binding"]
-
-
-@pytest.fixture(scope="session", autouse=True)
-def lab_teardown():
-    """These tests never start the container lab: nothing of it to tear down."""
-    yield
+OPERATIONS = [
+    "Preflight",
+    "Earlier rollbacks",
+    "Rollback armed",
+    "Zimbra ufw profiles",
+    "ufw rules",
+    "ufw default policies",
+    "ufw enabled",
+    "New SSH connection",
+    "Rollback disarmed",
+    "memcached binding",
+]
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +46,9 @@ def vm():
         with ssh_config:
             ssh_config.write(machine.ssh_config(vm_name="zimbra"))
         address = machine.hostname(vm_name="zimbra")
-        management = json.loads(subprocess.run(["ip", "-j", "route", "get", address], check=True,
-                                               capture_output=True, text=True).stdout)[0]
+        management = json.loads(
+            subprocess.run(["ip", "-j", "route", "get", address], check=True, capture_output=True, text=True).stdout
+        )[0]
         # the VM answers OUTSIDE through its default route, which is this side
         subprocess.run(["ip", "addr", "replace", f"{OUTSIDE}/24", "dev", management["dev"]], check=True)
         host = testinfra.get_host("paramiko://zimbra", ssh_config=ssh_config.name, sudo=True)
@@ -53,8 +58,12 @@ def vm():
 
 
 def answering(vm, source):
-    out = subprocess.run([sys.executable, PROBE, "--source", source, vm["address"], *catalogue_specs()],
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, PROBE, "--source", source, vm["address"], *catalogue_specs()],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return {spec for spec, state in json.loads(out).items() if state == "open"}
 
 
@@ -72,7 +81,8 @@ def test_before_the_deploy_the_admin_console_is_open_to_the_internet(deployed):
 
 def test_first_run_changed_every_step(deployed):
     assert {op: r["success"] for op, r in deployed["first"].ops.items()} == {
-        op: 0 if op in ("Preflight", "Earlier rollbacks", "ufw default policies") else 1 for op in OPERATIONS}
+        op: 0 if op in ("Preflight", "Earlier rollbacks", "ufw default policies") else 1 for op in OPERATIONS
+    }
 
 
 def test_the_internet_reaches_exactly_the_public_mail_ports(deployed):
@@ -96,8 +106,10 @@ def test_memcached_is_rebound_to_loopback(deployed):
     host = deployed["host"]
     assert host.socket("tcp://127.0.0.1:11211").is_listening
     assert not host.socket("tcp://0.0.0.0:11211").is_listening
-    shown = host.check_output(f"runuser -u zimbra -- /opt/zimbra/bin/zmprov -l gs {ZIMBRA_FQDN} "
-                              "zimbraMemcachedBindAddress zimbraMemcachedClientServerList")
+    shown = host.check_output(
+        f"runuser -u zimbra -- /opt/zimbra/bin/zmprov -l gs {ZIMBRA_FQDN} "
+        "zimbraMemcachedBindAddress zimbraMemcachedClientServerList"
+    )
     assert "zimbraMemcachedBindAddress: 127.0.0.1" in shown and "zimbraMemcachedClientServerList: 127.0.0.1" in shown
 
 
@@ -112,7 +124,8 @@ def test_a_change_that_cuts_ssh_off_is_rolled_back_by_a_systemd_timer(deployed, 
     host = deployed["host"]
     # overrides group_data/vagrant.py: the controller's network is no longer a management subnet
     (tmp_path / "vagrant.py").write_text(
-        "management_subnets = ['192.168.56.0/24']\nallow_lockout_risk = True\nrollback_seconds = 20\n")
+        "management_subnets = ['192.168.56.0/24']\nallow_lockout_risk = True\nrollback_seconds = 20\n"
+    )
     cut = deploy("--group-data", str(tmp_path), inventory="inventories/vagrant.py")
     assert cut.returncode != 0
     log = host.file("/var/lib/zimbra-firewall/rollbacks.log")

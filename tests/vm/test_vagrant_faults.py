@@ -4,12 +4,13 @@ Each must say so, and leave no VM and no disk behind (the VM lab's `down` then r
 import os
 import subprocess
 
-from conftest import REPO
+from support import REPO
 
 
 def vagrant(*args, **settings):
-    return subprocess.run(["vagrant", *args], cwd=REPO, capture_output=True, text=True, timeout=900,
-                          env=dict(os.environ, **settings))
+    return subprocess.run(
+        ["vagrant", *args], cwd=REPO, capture_output=True, text=True, timeout=900, env=dict(os.environ, **settings)
+    )
 
 
 def libvirt_leftovers():

@@ -1,6 +1,7 @@
-"""The Zimbra stand-in: zmprov, zmlocalconfig, zmhostname and zmmemcachedctl as Zimbra's own tools
-behave (see shared/reference/zmprov-and-memcached.md), with their state in a real OpenLDAP slapd
-laid out like Zimbra's directory.
+"""The Zimbra stand-in: zmprov, zmlocalconfig, zmhostname, zmmemcachedctl and zmproxyconfgen as Zimbra's
+own tools behave (formats and errors of Zimbra/zm-mailbox ProvUtil.java, Zimbra/zm-core-utils
+zmmemcachedctl, ProxyConfGen.java), with their state in a real OpenLDAP slapd laid out like Zimbra's
+directory.
 
 Installed at /opt/zimbra/common/lib/lab/standin.py on lab Zimbra hosts; /opt/zimbra/bin/* call main().
 """
@@ -36,9 +37,20 @@ ADMIN_DN = "uid=zimbra,cn=admins,cn=zimbra"
 # The Zimbra attributes the stand-in knows: multi-valued?, inherited from cn=config when the server has
 # none? (server attributes that zimbra-attrs.xml also declares optionalIn globalConfig, as zmprov gs shows)
 PORT_ATTRIBUTES = [
-    "zimbraAdminPort", "zimbraExtensionBindPort", "zimbraImapBindPort", "zimbraImapSSLBindPort", "zimbraLdapPort",
-    "zimbraLmtpBindPort", "zimbraMailPort", "zimbraMailSSLPort", "zimbraMemcachedBindPort", "zimbraMtaAuthPort",
-    "zimbraPop3BindPort", "zimbraPop3SSLBindPort", "zimbraRemoteManagementPort", "zimbraSmtpPort",
+    "zimbraAdminPort",
+    "zimbraExtensionBindPort",
+    "zimbraImapBindPort",
+    "zimbraImapSSLBindPort",
+    "zimbraLdapPort",
+    "zimbraLmtpBindPort",
+    "zimbraMailPort",
+    "zimbraMailSSLPort",
+    "zimbraMemcachedBindPort",
+    "zimbraMtaAuthPort",
+    "zimbraPop3BindPort",
+    "zimbraPop3SSLBindPort",
+    "zimbraRemoteManagementPort",
+    "zimbraSmtpPort",
 ]
 ATTRIBUTES = {
     **{name: (False, True) for name in PORT_ATTRIBUTES},
@@ -70,6 +82,7 @@ class ZimbraError(Exception):
 
 # --- localconfig ------------------------------------------------------------------------------
 
+
 def read_localconfig(path=LOCALCONFIG):
     root = ET.parse(path).getroot()
     return {key.get("name"): (key.findtext("value") or "") for key in root.iter("key")}
@@ -84,6 +97,7 @@ def render_localconfig(values):
 
 
 # --- schema and directory ---------------------------------------------------------------------
+
 
 def render_schema():
     """A minimal schema with the attributes above (UUID-based OIDs, not Zimbra's)."""
@@ -181,8 +195,9 @@ class Directory:
         cmd += ["-ZZ"] if self.starttls else []
         env = dict(os.environ, LDAPTLS_CACERT=CA_CERT)
         try:
-            result = subprocess.run(cmd + args, input=stdin, capture_output=True, text=True, env=env,
-                                    pass_fds=(read_fd,))
+            result = subprocess.run(
+                cmd + args, input=stdin, capture_output=True, text=True, env=env, pass_fds=(read_fd,)
+            )
         finally:
             os.close(read_fd)
         if result.returncode:
@@ -221,6 +236,7 @@ def ldap_escape(value):
 
 # --- zmprov -----------------------------------------------------------------------------------
 
+
 def get_config(directory):
     entries = directory.search(CONFIG_DN)
     return entries[0][1] if entries else {}
@@ -246,8 +262,7 @@ def format_attributes(attrs):
 
 
 def effective_server_attributes(server_attrs, config_attrs):
-    merged = {name: values for name, values in config_attrs.items()
-              if ATTRIBUTES.get(name, (False, False))[1]}
+    merged = {name: values for name, values in config_attrs.items() if ATTRIBUTES.get(name, (False, False))[1]}
     merged.update(server_attrs)
     return merged
 
@@ -257,7 +272,7 @@ def parse_modifications(pairs):
     if len(pairs) % 2:
         raise ZimbraError("service.INVALID_REQUEST", "invalid request: not an even number of attr/value pairs")
     plain, added, removed = {}, {}, {}
-    for raw_name, value in zip(pairs[::2], pairs[1::2]):
+    for raw_name, value in zip(pairs[::2], pairs[1::2], strict=True):
         target = {"+": added, "-": removed}.get(raw_name[:1], plain)
         name = raw_name[1:] if target is not plain else raw_name
         canonical = CANONICAL.get(name.lower())
@@ -444,6 +459,7 @@ def main_zmhostname(_argv):
 
 # --- zmmemcachedctl ---------------------------------------------------------------------------
 
+
 def memcached_pid():
     try:
         with open(MEMCACHED_PIDFILE) as f:
@@ -458,8 +474,12 @@ def memcached_binding():
     """Read as the real zmmemcachedctl does: through zmprov."""
     hostname = read_localconfig()["zimbra_server_hostname"]
     env = dict(os.environ, LAB_ZMPROV_CALLER="zmmemcachedctl")
-    result = subprocess.run([f"{ZIMBRA_HOME}/bin/zmprov", "-l", "gs", hostname, "zimbraMemcachedBindAddress",
-                             "zimbraMemcachedBindPort"], capture_output=True, text=True, env=env)
+    result = subprocess.run(
+        [f"{ZIMBRA_HOME}/bin/zmprov", "-l", "gs", hostname, "zimbraMemcachedBindAddress", "zimbraMemcachedBindPort"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     if result.returncode:
         sys.stderr.write(result.stderr)
         return None
@@ -540,6 +560,7 @@ def main_zmmemcachedctl(argv):
 
 # --- the proxy's view of memcached ------------------------------------------------------------
 
+
 def render_nginx_memcache(servers, resolve):
     """nginx.conf.memcache as ProxyConfGen writes it (Zimbra/zm-mailbox ProxyConfGen.java,
     MemcacheServersVar): one `servers` line per memcached server, at the FIRST IPv4 address its
@@ -577,6 +598,7 @@ def main_zmproxyconfgen(_argv):
 
 # --- provisioning at host start (run by the lab's init as root) -------------------------------
 
+
 def wait_for_directory(directory, timeout=60):
     """Zimbra's services start once LDAP answers (zmcontrol starts ldap first, on every node)."""
     deadline = time.monotonic() + timeout
@@ -595,8 +617,12 @@ def install_directory(zimbra, password):
         f.write(render_schema())
     with open(SLAPD_CONF, "w") as f:
         f.write(render_slapd_conf(password))
-    subprocess.run(["/usr/sbin/slapadd", "-q", "-f", SLAPD_CONF], check=True,
-                   input=render_initial_ldif(zimbra["directory"]), text=True)
+    subprocess.run(
+        ["/usr/sbin/slapadd", "-q", "-f", SLAPD_CONF],
+        check=True,
+        input=render_initial_ldif(zimbra["directory"]),
+        text=True,
+    )
 
 
 def provision(host):
@@ -607,25 +633,31 @@ def provision(host):
     services = zimbra["services"]
     master = "directory" in zimbra
     if subprocess.run(["id", "zimbra"], capture_output=True).returncode:
-        subprocess.run(["useradd", "--system", "--home-dir", ZIMBRA_HOME, "--shell", "/bin/bash",
-                        "--user-group", "zimbra"], check=True)
+        subprocess.run(
+            ["useradd", "--system", "--home-dir", ZIMBRA_HOME, "--shell", "/bin/bash", "--user-group", "zimbra"],
+            check=True,
+        )
     for folder in ("conf", "log", "data/ldap/mdb/db"):
         os.makedirs(f"{ZIMBRA_HOME}/{folder}", exist_ok=True)
     if not os.path.exists(LOCALCONFIG):
         password = zimbra["ldap_password"]
         ldap_url = f"ldap://{zimbra['ldap_master']}:389"
         with open(LOCALCONFIG, "w") as f:
-            f.write(render_localconfig({
-                "ldap_is_master": "true" if master else "false",
-                "ldap_master_url": ldap_url,
-                "ldap_starttls_supported": "1",
-                "ldap_url": ldap_url,
-                "zimbra_home": ZIMBRA_HOME,
-                "zimbra_ldap_password": password,
-                "zimbra_ldap_userdn": ADMIN_DN,
-                "zimbra_server_hostname": zimbra["fqdn"],
-                "zimbra_user": "zimbra",
-            }))
+            f.write(
+                render_localconfig(
+                    {
+                        "ldap_is_master": "true" if master else "false",
+                        "ldap_master_url": ldap_url,
+                        "ldap_starttls_supported": "1",
+                        "ldap_url": ldap_url,
+                        "zimbra_home": ZIMBRA_HOME,
+                        "zimbra_ldap_password": password,
+                        "zimbra_ldap_userdn": ADMIN_DN,
+                        "zimbra_server_hostname": zimbra["fqdn"],
+                        "zimbra_user": "zimbra",
+                    }
+                )
+            )
         with open(DELAY_FILE, "w") as f:
             f.write(f"{zimbra['zmprov_delay']}\n")
         if master:
@@ -635,8 +667,9 @@ def provision(host):
             if os.path.exists(secret):
                 os.chmod(secret, 0o640)
     if master:
-        subprocess.run(["/usr/sbin/slapd", "-f", SLAPD_CONF, "-h", "ldap:///", "-u", "zimbra", "-g", "zimbra"],
-                       check=True)
+        subprocess.run(
+            ["/usr/sbin/slapd", "-f", SLAPD_CONF, "-h", "ldap:///", "-u", "zimbra", "-g", "zimbra"], check=True
+        )
     directory = Directory(read_localconfig())
     wait_for_directory(directory)
     if zimbra["register"]:

@@ -4,7 +4,7 @@ from Zimbra's own flow tables."""
 import json
 
 import pytest
-from conftest import zmprov
+from support import zmprov
 
 from lab import client
 
@@ -20,8 +20,14 @@ def flows(*args):
 
 
 def find(report, source, destination, port, **match):
-    found = [f for f in report["flows"] if f["source"] == source and f["destination"] == destination
-             and f["port"] == port and all(f[k] == v for k, v in match.items())]
+    found = [
+        f
+        for f in report["flows"]
+        if f["source"] == source
+        and f["destination"] == destination
+        and f["port"] == port
+        and all(f[k] == v for k, v in match.items())
+    ]
     assert found, f"no flow {source} -> {destination}:{port} {match}"
     return found
 
@@ -56,7 +62,8 @@ def test_status_gives_every_nodes_roles_and_addresses(cluster):
 def test_fresh_cluster_every_legitimate_flow_works(cluster):
     report = flows()
     assert report["summary"]["broken"] == 0 and report["exit"] == 0, [
-        f for f in report["flows"] if f["verdict"] == "broken"]
+        f for f in report["flows"] if f["verdict"] == "broken"
+    ]
     both = {(4, "ok"), (6, "ok")}
     for name in ("mta", "proxy", "mailbox", "mailbox-2", "ldap"):
         assert results(report, name, "ldap", 389, expect="allow") == both
@@ -73,9 +80,13 @@ def test_fresh_cluster_every_legitimate_flow_works(cluster):
     assert [(f["address"], f["result"]) for f in nginx] == [(host(cluster, "proxy")["ipv4"], "ok")]
     assert nginx[0]["detail"].startswith("VERSION ")
     # what must fail is judged too; with no firewall at all, it gets through
-    for source, destination, port in [("outside", "mailbox", 7071), ("mta", "proxy", 11211),
-                                      ("proxy", "mailbox", 7025), ("mta", "mailbox", 8443),
-                                      ("outside", "ldap", 389)]:
+    for source, destination, port in [
+        ("outside", "mailbox", 7071),
+        ("mta", "proxy", 11211),
+        ("proxy", "mailbox", 7025),
+        ("mta", "mailbox", 8443),
+        ("outside", "ldap", 389),
+    ]:
         assert results(report, source, destination, port, expect="deny") == both
     assert results(report, "mailbox", "proxy", 11211, expect="deny", kind="memcache") == {(4, "ok")}
     assert report["summary"]["exposed"] > 0
@@ -122,20 +133,33 @@ def test_memcached_on_loopback_only_breaks_the_route_cache_on_a_single_server_to
 def test_nginx_memcache_names_each_memcached_by_its_resolved_host_name_never_its_bind_address():
     client.lab("down")
     client.lab("up", "--topology", "cluster", "--proxies", "2")
-    expected = ("# generated like zmproxyconfgen does\nmemcache\n{\n"
-                "  servers   10.77.0.12:11211;\n  servers   10.77.0.13:11211;\n}\n")
+    expected = (
+        "# generated like zmproxyconfgen does\nmemcache\n{\n"
+        "  servers   10.77.0.12:11211;\n  servers   10.77.0.13:11211;\n}\n"
+    )
     for proxy in ("proxy", "proxy-2"):
         assert client.run(proxy, "cat", NGINX_MEMCACHE).stdout == expected
     report = flows()
     assert report["summary"]["broken"] == 0
     # each proxy reaches both memcached servers; that is legitimate, and judged through nginx's file
     assert {f["destination"] for f in find(report, "proxy-2", "proxy", 11211, kind="nginx-memcache")} == {"proxy"}
-    assert not [f for f in report["flows"] if f["source"] == "proxy" and f["destination"] == "proxy-2"
-                and f["port"] == 11211 and f["expect"] == "deny"]
+    assert not [
+        f
+        for f in report["flows"]
+        if f["source"] == "proxy" and f["destination"] == "proxy-2" and f["port"] == 11211 and f["expect"] == "deny"
+    ]
     assert results(report, "mgmt", "proxy-2", 11211, expect="deny") == {(4, "ok"), (6, "ok")}
     # the bind address plays no part; the port does
-    zmprov("-l", "ms", "proxy-2.zfw.test", "zimbraMemcachedBindAddress", "10.77.0.99",
-           "zimbraMemcachedBindPort", "11311", host="proxy")
+    zmprov(
+        "-l",
+        "ms",
+        "proxy-2.zfw.test",
+        "zimbraMemcachedBindAddress",
+        "10.77.0.99",
+        "zimbraMemcachedBindPort",
+        "11311",
+        host="proxy",
+    )
     client.run("proxy", "runuser", "-u", "zimbra", "--", "/opt/zimbra/libexec/zmproxyconfgen")
     assert client.run("proxy", "cat", NGINX_MEMCACHE).stdout == expected.replace("13:11211", "13:11311")
 
@@ -144,12 +168,22 @@ def test_nginx_memcache_of_a_single_server_names_its_lan_address():
     client.lab("down")
     client.lab("up")
     assert client.run("zimbra", "cat", NGINX_MEMCACHE).stdout == (
-        "# generated like zmproxyconfgen does\nmemcache\n{\n  servers   10.77.0.10:11211;\n}\n")
+        "# generated like zmproxyconfgen does\nmemcache\n{\n  servers   10.77.0.10:11211;\n}\n"
+    )
 
 
 def test_flows_follow_the_attributes_that_switch_them(cluster):
-    zmprov("-l", "mcf", "zimbraReverseProxySSLToUpstreamEnabled", "FALSE", "zimbraReverseProxyAdminEnabled", "TRUE",
-           "zimbraMemcachedClientServerList", "proxy.zfw.test:11211", host="mta")
+    zmprov(
+        "-l",
+        "mcf",
+        "zimbraReverseProxySSLToUpstreamEnabled",
+        "FALSE",
+        "zimbraReverseProxyAdminEnabled",
+        "TRUE",
+        "zimbraMemcachedClientServerList",
+        "proxy.zfw.test:11211",
+        host="mta",
+    )
     report = flows()
     assert report["summary"]["broken"] == 0
     for port in (8080, 7143, 7110, 7071):
@@ -166,17 +200,21 @@ def test_flows_follow_the_attributes_that_switch_them(cluster):
 
 def test_zmprov_gas_and_gamcs_print_zimbras_formats(cluster):
     every = zmprov("-l", "gas", host="mta").stdout
-    assert sorted(every.splitlines()) == sorted(f"{n}.zfw.test" for n in ("ldap", "mta", "proxy", "mailbox",
-                                                                          "mailbox-2"))
+    assert sorted(every.splitlines()) == sorted(
+        f"{n}.zfw.test" for n in ("ldap", "mta", "proxy", "mailbox", "mailbox-2")
+    )
     assert every.endswith("\n")
     assert sorted(zmprov("-l", "gas", "mailbox", host="mta").stdout.splitlines()) == [
-        "mailbox-2.zfw.test", "mailbox.zfw.test"]
+        "mailbox-2.zfw.test",
+        "mailbox.zfw.test",
+    ]
     assert zmprov("-l", "gas", "memcached", host="mailbox").stdout == "proxy.zfw.test\n"
     assert zmprov("gamcs", host="mailbox-2").stdout == "proxy.zfw.test:11211 \n"
     # every node reaches the one LDAP through its own localconfig
     assert zmprov("-l", "gs", "mta.zfw.test", "zimbraServiceEnabled", host="mailbox-2").stdout == (
         "# name mta.zfw.test\nzimbraServiceEnabled: amavis\nzimbraServiceEnabled: opendkim\n"
-        "zimbraServiceEnabled: stats\nzimbraServiceEnabled: mta\n\n")
+        "zimbraServiceEnabled: stats\nzimbraServiceEnabled: mta\n\n"
+    )
     url = client.run("mailbox", "runuser", "-u", "zimbra", "--", "/opt/zimbra/bin/zmlocalconfig", "ldap_url").stdout
     assert url.strip() == "ldap_url = ldap://ldap.zfw.test:389"
 
@@ -247,8 +285,10 @@ def test_cluster_commands_refuse_bad_input_in_one_line(cluster):
         result = client.lab(*args, check=False)
         assert result.returncode == 1 and words in result.stderr and len(result.stderr.splitlines()) == 1, args
     client.lab("down")
-    for args, words in [(["up", "--topology", "cluster", "--proxies", "0"], "at least one proxy"),
-                        (["up", "--topology", "cluster", "--mailboxes", "28"], "at most 30")]:
+    for args, words in [
+        (["up", "--topology", "cluster", "--proxies", "0"], "at least one proxy"),
+        (["up", "--topology", "cluster", "--mailboxes", "28"], "at most 30"),
+    ]:
         result = client.lab(*args, check=False)
         assert result.returncode == 1 and words in result.stderr, result.stderr
     assert client.status()["status"] == "down"

@@ -4,7 +4,7 @@ import os
 import re
 import tempfile
 
-from conftest import REPO, deploy, zmprov_calls
+from support import REPO, deploy, zmprov_calls
 from test_deploy import answering, zimbra_address
 
 from lab import client
@@ -25,8 +25,9 @@ def test_dry_run_shows_the_plan_and_changes_nothing(fresh_lab):
 def test_a_host_that_is_not_zimbra_fails_alone_untouched(fresh_lab):
     inventory = tempfile.NamedTemporaryFile("w", suffix=".py", dir=os.path.join(REPO, "inventories"), delete=False)
     with inventory:
-        inventory.write("from inventories.lab import _ssh, zimbra_servers\n"
-                        "lab = zimbra_servers + [('mgmt', dict(_ssh))]\n")
+        inventory.write(
+            "from inventories.lab import _ssh, zimbra_servers\nlab = zimbra_servers + [('mgmt', dict(_ssh))]\n"
+        )
     try:
         result = deploy(inventory=os.path.relpath(inventory.name, REPO))
     finally:

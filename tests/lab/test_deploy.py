@@ -1,15 +1,25 @@
 """The deploy on the lab: a fresh Zimbra host hardened, proven by probes from other hosts."""
 
 import pytest
-from conftest import ZIMBRA_FQDN, deploy, zmprov, zmprov_calls
+from support import ZIMBRA_FQDN, deploy, zmprov, zmprov_calls
 
 from lab import client
 from scripts.reachability import catalogue_specs
 
 PUBLIC = {"25/tcp", "443/tcp", "465/tcp", "587/tcp", "993/tcp", "995/tcp"}
 LOCAL_ONLY = {"22/tcp", "80/tcp", "110/tcp", "143/tcp", "389/tcp", "7025/tcp", "7071/tcp", "7073/tcp"}
-OPERATIONS = ["Preflight", "Earlier rollbacks", "Rollback armed", "Zimbra ufw profiles", "ufw rules",
-              "ufw default policies", "ufw enabled", "New SSH connection", "Rollback disarmed", "memcached binding"]
+OPERATIONS = [
+    "Preflight",
+    "Earlier rollbacks",
+    "Rollback armed",
+    "Zimbra ufw profiles",
+    "ufw rules",
+    "ufw default policies",
+    "ufw enabled",
+    "New SSH connection",
+    "Rollback disarmed",
+    "memcached binding",
+]
 
 
 def zimbra_address(lab, family):
@@ -52,17 +62,17 @@ def test_memcached_listens_on_loopback_only_without_udp(deployed):
 
 
 def test_zmprov_shows_the_new_values(deployed):
-    assert zmprov("-l", "gs", ZIMBRA_FQDN, "zimbraMemcachedBindAddress",
-                  "zimbraMemcachedClientServerList").stdout == (
-        f"# name {ZIMBRA_FQDN}\nzimbraMemcachedBindAddress: 127.0.0.1\n"
-        "zimbraMemcachedClientServerList: 127.0.0.1\n\n")
+    assert zmprov("-l", "gs", ZIMBRA_FQDN, "zimbraMemcachedBindAddress", "zimbraMemcachedClientServerList").stdout == (
+        f"# name {ZIMBRA_FQDN}\nzimbraMemcachedBindAddress: 127.0.0.1\nzimbraMemcachedClientServerList: 127.0.0.1\n\n"
+    )
 
 
 def test_first_run_changed_every_step_and_called_zmprov_once(deployed):
     _, first = deployed
     assert {op: r["success"] for op, r in first.ops.items()} == {
         op: 0 if op in ("Preflight", "Earlier rollbacks", "ufw default policies") else 1  # a fresh ufw already denies
-        for op in OPERATIONS}
+        for op in OPERATIONS
+    }
     own = [c["argv"][:2] for c in first.zmprov_calls if c["caller"] == ""]
     assert own == [["-l", "ms"]]
 
@@ -93,8 +103,14 @@ def test_drift_is_repaired_and_reported(deployed):
     repaired = deploy()
     assert repaired.returncode == 0
     changed = {op for op, r in repaired.ops.items() if r["success"]}
-    assert changed == {"Rollback armed", "Zimbra ufw profiles", "ufw rules", "New SSH connection",
-                       "Rollback disarmed", "memcached binding"}
+    assert changed == {
+        "Rollback armed",
+        "Zimbra ufw profiles",
+        "ufw rules",
+        "New SSH connection",
+        "Rollback disarmed",
+        "memcached binding",
+    }
     output = repaired.stdout + repaired.stderr
     assert "removing unmanaged rule that opens a restricted port: ufw allow 7071" in output
     assert "keeping unmanaged rule: ufw allow OpenSSH" in output

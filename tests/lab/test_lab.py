@@ -6,7 +6,7 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import ZIMBRA_FQDN, zmprov, zmprov_calls
+from support import ZIMBRA_FQDN, zmprov, zmprov_calls
 
 from lab import client
 
@@ -89,13 +89,20 @@ def test_fresh_zimbra_answers_admin_port_from_outside_before_hardening(fresh_lab
     result = client.run("outside", "nc", "-zv", "-w", "3", zimbra["ipv4"], "7071")
     assert "succeeded" in result.stderr
     assert client.probe("outside", zimbra["ipv6"], ["7071/tcp", "53/udp", "11211/tcp"]) == {
-        "7071/tcp": "open", "53/udp": "open", "11211/tcp": "open"}
+        "7071/tcp": "open",
+        "53/udp": "open",
+        "11211/tcp": "open",
+    }
 
 
 def test_ssh_with_pinned_host_keys_reaches_hosts_from_the_management_subnet(fresh_lab):
     ssh = fresh_lab["ssh"]
-    out = subprocess.run(["ssh", "-F", ssh["config"], "-o", "BatchMode=yes", "zimbra", "echo $SSH_CONNECTION"],
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        ["ssh", "-F", ssh["config"], "-o", "BatchMode=yes", "zimbra", "echo $SSH_CONNECTION"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[0] == fresh_lab["controller"]["ipv4"]
     # a changed host key is refused: no blanket "strict checking off"
@@ -104,8 +111,12 @@ def test_ssh_with_pinned_host_keys_reaches_hosts_from_the_management_subnet(fres
     try:
         with open(ssh["known_hosts"], "w") as f:
             f.write(pinned.replace("AAAA", "AAAB", 1))
-        bad = subprocess.run(["ssh", "-F", ssh["config"], "-o", "BatchMode=yes", "zimbra", "true"],
-                             capture_output=True, text=True, timeout=30)
+        bad = subprocess.run(
+            ["ssh", "-F", ssh["config"], "-o", "BatchMode=yes", "zimbra", "true"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert bad.returncode != 0
     finally:
         with open(ssh["known_hosts"], "w") as f:
@@ -127,19 +138,23 @@ def test_bad_input_gives_one_line_errors(fresh_lab):
     client.lab("down")
     result = client.lab("up", "--zimbra-hosts", "0", check=False)
     assert result.returncode == 1 and "--zimbra-hosts" in result.stderr
-    not_root = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                               client.sys.executable, "-m", "lab", "up"], cwd=client.REPO, capture_output=True,
-                              text=True)
+    not_root = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", client.sys.executable, "-m", "lab", "up"],
+        cwd=client.REPO,
+        capture_output=True,
+        text=True,
+    )
     assert not_root.returncode == 1 and "needs root" in not_root.stderr
 
 
 # --- the Zimbra stand-in ------------------------------------------------------------------------
 
+
 def test_zmprov_gs_prints_zimbras_format(fresh_lab):
-    zmprov("-l", "ms", ZIMBRA_FQDN, "zimbraMemcachedBindAddress", "10.0.0.5",
-           "zimbraMemcachedBindAddress", "127.0.0.1")
-    result = zmprov("-l", "gs", "ZIMBRA.zfw.test", "zimbramemcachedbindport", "nosuchattribute",
-                    "ZIMBRAMEMCACHEDBINDADDRESS")
+    zmprov("-l", "ms", ZIMBRA_FQDN, "zimbraMemcachedBindAddress", "10.0.0.5", "zimbraMemcachedBindAddress", "127.0.0.1")
+    result = zmprov(
+        "-l", "gs", "ZIMBRA.zfw.test", "zimbramemcachedbindport", "nosuchattribute", "ZIMBRAMEMCACHEDBINDADDRESS"
+    )
     assert result.stdout == (
         f"# name {ZIMBRA_FQDN}\n"
         "zimbraMemcachedBindAddress: 10.0.0.5\n"
@@ -155,8 +170,16 @@ def test_zmprov_errors_go_to_stderr_with_exit_2(fresh_lab):
     result = zmprov("-l", "gs", "nosuch.example.com", check=False)
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr.strip() == "ERROR: account.NO_SUCH_SERVER (no such server: nosuch.example.com)"
-    mixed = zmprov("-l", "ms", ZIMBRA_FQDN, "zimbraMemcachedBindAddress", "1.1.1.1",
-                   "+zimbraMemcachedBindAddress", "2.2.2.2", check=False)
+    mixed = zmprov(
+        "-l",
+        "ms",
+        ZIMBRA_FQDN,
+        "zimbraMemcachedBindAddress",
+        "1.1.1.1",
+        "+zimbraMemcachedBindAddress",
+        "2.2.2.2",
+        check=False,
+    )
     assert mixed.returncode == 2 and "can't mix +attrName/-attrName with attrName" in mixed.stderr
     unknown = zmprov("-l", "ms", ZIMBRA_FQDN, "zimbraNoSuchThing", "x", check=False)
     assert unknown.returncode == 2 and "invalid attr name: zimbraNoSuchThing" in unknown.stderr
@@ -172,8 +195,9 @@ def test_zmprov_ms_add_remove_delete_and_global_inheritance(fresh_lab):
     zmprov("-l", "ms", ZIMBRA_FQDN, "zimbraMemcachedBindAddress", "")
     assert values("zimbraMemcachedBindAddress") == []
     zmprov("-l", "mcf", "zimbraMemcachedClientServerList", "mc1:11211")
-    assert zmprov("-l", "gacf", "zimbraMemcachedClientServerList").stdout == \
-        "zimbraMemcachedClientServerList: mc1:11211\n"
+    assert (
+        zmprov("-l", "gacf", "zimbraMemcachedClientServerList").stdout == "zimbraMemcachedClientServerList: mc1:11211\n"
+    )
     assert values("zimbraMemcachedClientServerList") == ["zimbraMemcachedClientServerList: mc1:11211"]
     zmprov("-l", "ms", ZIMBRA_FQDN, "zimbraMemcachedClientServerList", "127.0.0.1")
     assert values("zimbraMemcachedClientServerList") == ["zimbraMemcachedClientServerList: 127.0.0.1"]
@@ -181,18 +205,57 @@ def test_zmprov_ms_add_remove_delete_and_global_inheritance(fresh_lab):
 
 def test_ldapsearch_with_localconfig_credentials_sees_what_zmprov_shows(fresh_lab):
     zmprov("-l", "ms", ZIMBRA_FQDN, "zimbraMemcachedBindAddress", "127.0.0.1")
-    config = client.run("zimbra", "runuser", "-u", "zimbra", "--", "/opt/zimbra/bin/zmlocalconfig", "-s",
-                        "-m", "shell", "ldap_url", "zimbra_ldap_userdn", "zimbra_ldap_password").stdout
+    config = client.run(
+        "zimbra",
+        "runuser",
+        "-u",
+        "zimbra",
+        "--",
+        "/opt/zimbra/bin/zmlocalconfig",
+        "-s",
+        "-m",
+        "shell",
+        "ldap_url",
+        "zimbra_ldap_userdn",
+        "zimbra_ldap_password",
+    ).stdout
     values = dict(line.rstrip(";").split("=", 1) for line in config.splitlines())
     password = values["zimbra_ldap_password"].strip("'")
-    out = client.run("zimbra", "env", "LDAPTLS_CACERT=/opt/zimbra/conf/ca/ca.pem",
-                     "/opt/zimbra/common/bin/ldapsearch", "-x", "-ZZ", "-LLL", "-H", values["ldap_url"].strip("'"),
-                     "-D", values["zimbra_ldap_userdn"].strip("'"), "-y", "/dev/stdin",
-                     "-b", f"cn={ZIMBRA_FQDN},cn=servers,cn=zimbra", "zimbraMemcachedBindAddress",
-                     input=password).stdout
+    out = client.run(
+        "zimbra",
+        "env",
+        "LDAPTLS_CACERT=/opt/zimbra/conf/ca/ca.pem",
+        "/opt/zimbra/common/bin/ldapsearch",
+        "-x",
+        "-ZZ",
+        "-LLL",
+        "-H",
+        values["ldap_url"].strip("'"),
+        "-D",
+        values["zimbra_ldap_userdn"].strip("'"),
+        "-y",
+        "/dev/stdin",
+        "-b",
+        f"cn={ZIMBRA_FQDN},cn=servers,cn=zimbra",
+        "zimbraMemcachedBindAddress",
+        input=password,
+    ).stdout
     assert "zimbraMemcachedBindAddress: 127.0.0.1" in out
-    wrong = client.run("zimbra", "/opt/zimbra/common/bin/ldapsearch", "-x", "-LLL", "-H", "ldap://127.0.0.1",
-                       "-D", "uid=zimbra,cn=admins,cn=zimbra", "-w", "wrong", "-b", "cn=zimbra", check=False)
+    wrong = client.run(
+        "zimbra",
+        "/opt/zimbra/common/bin/ldapsearch",
+        "-x",
+        "-LLL",
+        "-H",
+        "ldap://127.0.0.1",
+        "-D",
+        "uid=zimbra,cn=admins,cn=zimbra",
+        "-w",
+        "wrong",
+        "-b",
+        "cn=zimbra",
+        check=False,
+    )
     assert wrong.returncode == 49  # invalid credentials: the directory really checks the bind
 
 
@@ -201,7 +264,8 @@ def test_every_zmprov_call_is_logged_with_its_caller(fresh_lab):
     zmprov("-l", "gs", ZIMBRA_FQDN, "zimbraId")
     calls = zmprov_calls()[before:]
     assert [(c["argv"], c["user"], c["caller"]) for c in calls] == [
-        (["-l", "gs", ZIMBRA_FQDN, "zimbraId"], "zimbra", "")]
+        (["-l", "gs", ZIMBRA_FQDN, "zimbraId"], "zimbra", "")
+    ]
 
 
 def test_zmmemcachedctl_refuses_root_and_really_rebinds_memcached(fresh_lab):
@@ -231,9 +295,15 @@ def test_fresh_zimbra_host_looks_like_a_fresh_install(fresh_lab):
 
 # --- the VM lab (python -m lab vms): what needs no VM -----------------------------------------------
 
+
 def test_vm_lab_without_its_tools_says_what_to_install_and_starts_nothing():
-    result = subprocess.run([client.sys.executable, "-m", "lab", "vms", "up"], cwd=client.REPO,
-                            capture_output=True, text=True, env=dict(os.environ, PATH="/nonexistent"))
+    result = subprocess.run(
+        [client.sys.executable, "-m", "lab", "vms", "up"],
+        cwd=client.REPO,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PATH="/nonexistent"),
+    )
     assert result.returncode == 1 and len(result.stderr.splitlines()) == 1
     assert all(words in result.stderr for words in ("apt-get install", "vagrant", "libvirt-daemon-system"))
     assert not os.path.exists("/run/zimbra-firewall-vms")

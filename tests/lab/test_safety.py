@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from conftest import PYINFRA, REPO, ZIMBRA_FQDN, deploy, zmprov, zmprov_calls
+from support import PYINFRA, REPO, ZIMBRA_FQDN, deploy, zmprov, zmprov_calls
 from test_deploy import LOCAL_ONLY, OPERATIONS, PUBLIC, answering, zimbra_address
 
 from lab import client
@@ -36,8 +36,14 @@ def host_state():
 
 def ssh_works():
     ssh = client.status()["ssh"]
-    return subprocess.run(["ssh", "-F", ssh["config"], "-o", "BatchMode=yes", "-o", "ConnectTimeout=2", "zimbra",
-                           "true"], capture_output=True, timeout=10).returncode == 0
+    return (
+        subprocess.run(
+            ["ssh", "-F", ssh["config"], "-o", "BatchMode=yes", "-o", "ConnectTimeout=2", "zimbra", "true"],
+            capture_output=True,
+            timeout=10,
+        ).returncode
+        == 0
+    )
 
 
 HOSTILE = [
@@ -83,8 +89,7 @@ def test_a_profile_entry_never_exceeds_fifteen_ports_on_a_real_ufw(fresh_lab):
     ports = [f"{p}/tcp" for p in range(20000, 20016)]
     result = deploy("--group-data", group_data(exposure_overrides={"intra": ports}, zimbra_nodes=["10.77.2.0/24"]))
     assert result.returncode == 0, result.stderr[-2000:]
-    assert client.probe("outside", "10.77.0.10", ["7072/tcp", "8080/tcp"]) == {"7072/tcp": "open",
-                                                                               "8080/tcp": "open"}
+    assert client.probe("outside", "10.77.0.10", ["7072/tcp", "8080/tcp"]) == {"7072/tcp": "open", "8080/tcp": "open"}
 
 
 def test_ipv6_subnet_while_ufw_ipv6_is_off_fails_that_host_untouched(fresh_lab):
@@ -145,7 +150,8 @@ def test_a_cut_on_an_active_firewall_is_rolled_back_to_the_rules_the_kernel_had(
     rerun = deploy()
     assert "ROLLBACK happened" in rerun.stdout + rerun.stderr
     assert {op: r["no_change"] for op, r in rerun.ops.items()} == {
-        op: 0 if op == "Earlier rollbacks" else 1 for op in OPERATIONS}
+        op: 0 if op == "Earlier rollbacks" else 1 for op in OPERATIONS
+    }
 
 
 def test_ufw_is_never_active_without_the_ssh_rule(fresh_lab):
@@ -170,8 +176,12 @@ def test_ufw_is_never_active_without_the_ssh_rule(fresh_lab):
 
 
 def test_a_second_deploy_while_one_is_changing_the_firewall_refuses_clearly(fresh_lab):
-    client.run("zimbra", "sh", "-c", "mkdir -p /var/lib/zimbra-firewall/armed && date -u +%FT%TZ "
-                                     "> /var/lib/zimbra-firewall/armed/since")
+    client.run(
+        "zimbra",
+        "sh",
+        "-c",
+        "mkdir -p /var/lib/zimbra-firewall/armed && date -u +%FT%TZ > /var/lib/zimbra-firewall/armed/since",
+    )
     before = host_state()
     result = deploy()
     assert result.returncode != 0
@@ -181,8 +191,16 @@ def test_a_second_deploy_while_one_is_changing_the_firewall_refuses_clearly(fres
 
 
 def test_two_deploys_at_once_end_converged(fresh_lab):
-    runs = [subprocess.Popen([PYINFRA, "-y", "inventories/lab.py", "deploy.py"], cwd=REPO, text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(2)]
+    runs = [
+        subprocess.Popen(
+            [PYINFRA, "-y", "inventories/lab.py", "deploy.py"],
+            cwd=REPO,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for _ in range(2)
+    ]
     outputs = [(run.wait(timeout=300), run.stdout.read()) for run in runs]
     assert any(code == 0 for code, _ in outputs)
     for code, output in outputs:
@@ -199,8 +217,18 @@ def test_zmprov_failing_fails_the_memcached_step_and_a_rerun_converges(fresh_lab
     assert "ERROR: service.FAILURE" in output  # Zimbra's own message, as zmprov printed it
     assert "Starting operation: memcached binding" in output
     assert answering("outside", zimbra_address(fresh_lab, "ipv4")) == PUBLIC  # the firewall is complete
-    client.run("zimbra", "/usr/sbin/slapd", "-f", "/opt/zimbra/conf/slapd.conf", "-h", "ldap:///",
-               "-u", "zimbra", "-g", "zimbra")
+    client.run(
+        "zimbra",
+        "/usr/sbin/slapd",
+        "-f",
+        "/opt/zimbra/conf/slapd.conf",
+        "-h",
+        "ldap:///",
+        "-u",
+        "zimbra",
+        "-g",
+        "zimbra",
+    )
     assert deploy().returncode == 0
     assert all(r["no_change"] == 1 for r in deploy().ops.values())
 

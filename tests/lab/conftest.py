@@ -1,0 +1,19 @@
+"""The lab suite: one lab per machine, brought up by the tests that need it and torn down at the end."""
+
+import pytest
+
+from lab import client
+
+
+@pytest.fixture(scope="session", autouse=True)
+def lab_teardown():
+    yield
+    client.lab("down", check=False)
+
+
+@pytest.fixture
+def fresh_lab():
+    """A lab just brought up: Zimbra hosts as fresh installs."""
+    client.lab("down")
+    client.lab("up")
+    return client.status()

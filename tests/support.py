@@ -1,0 +1,49 @@
+"""What the lab and VM suites share: running the deploy as a user does, and reading a lab host's zmprov."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+from lab import client
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PYINFRA = os.path.join(os.path.dirname(sys.executable), "pyinfra")
+ZIMBRA_FQDN = "zimbra.zfw.test"
+
+
+def deploy(*args, inventory="inventories/lab.py", yes=True):
+    """Run the deploy as a user does; without `yes`, pyinfra detects changes first (what --dry shows)."""
+    command = [PYINFRA, *(["-y"] if yes else []), inventory, "deploy.py", *args]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    result.ops = operation_results(result.stderr + result.stdout)
+    return result
+
+
+def operation_results(output):
+    """pyinfra's closing table → {operation: {"success": n, "error": n, "no_change": n}} ("-" = 0)."""
+    rows, in_table = {}, False
+    for line in output.splitlines():
+        if re.match(r"\s*Operation\s+Hosts\s+Success", line):
+            in_table = True
+            continue
+        if in_table:
+            cols = re.split(r"\s{2,}", line.strip())
+            if len(cols) != 5 or cols[0] == "Grand total":
+                break
+            rows[cols[0]] = {
+                k: 0 if v == "-" else int(v)
+                for k, v in zip(("hosts", "success", "error", "no_change"), cols[1:], strict=True)
+            }
+    return rows
+
+
+def zmprov_calls(host="zimbra"):
+    """The stand-in's call log: every zmprov run, with who ran it."""
+    text = client.run(host, "cat", "/opt/zimbra/log/zmprov-calls.log", check=False).stdout
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def zmprov(*args, host="zimbra", check=True):
+    return client.run(host, "runuser", "-u", "zimbra", "--", "/opt/zimbra/bin/zmprov", *args, check=check)
