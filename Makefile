@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 # command:Debian package, for what the lab and the tests run on this machine
 SYSTEM_TOOLS := debootstrap:debootstrap nc:netcat-openbsd ip:iproute2 openssl:openssl ssh:openssh-client \
 	ssh-keygen:openssh-client unshare:util-linux nsenter:util-linux shellcheck:shellcheck
-SHELL_SCRIPTS := .ci/run scripts/apt-install-missing lab/guest/login-shell
+SHELL_SCRIPTS := .ci/run scripts/apt-install-missing lab/guest/login-shell zimbra_firewall/rollback/*.sh
 
 # and for the VM suite (Vagrant with libvirt, software emulation)
 VM_TOOLS := vagrant:vagrant vagrant-libvirt:vagrant-libvirt libvirtd:libvirt-daemon-system virsh:libvirt-clients \

@@ -36,10 +36,7 @@ ANSIBLE_DEFAULT_FORKS = 5
 def lab_policy():
     import runpy
 
-    data = {k: v for k, v in runpy.run_path(os.path.join(REPO, "group_data/all.py")).items() if not k.startswith("_")}
-    data.update(
-        {k: v for k, v in runpy.run_path(os.path.join(REPO, "group_data/lab.py")).items() if not k.startswith("_")}
-    )
+    data = {k: v for k, v in runpy.run_path(os.path.join(REPO, "group_data/lab.py")).items() if not k.startswith("_")}
     return build_policy(data)
 
 

@@ -10,12 +10,12 @@ from facts.safety import Preflight
 from facts.ufw import FileText
 from tasks.report import report_once
 from tasks.ufw import current_state, forget_state
-from zimbra_firewall.safety import DISARM_SCRIPT, ROLLBACK_LOG, arm_script, preflight_problem
+from zimbra_firewall.safety import ROLLBACK_LOG, arm_arguments, disarm_arguments, preflight_problem
 from zimbra_firewall.ufw import plan_rules, render_profiles
 
 
-def _sh(script):
-    return StringCommand("sh", "-c", QuoteString(script))
+def _sh(script, *arguments):
+    return StringCommand("sh", "-c", *[QuoteString(word) for word in (script, *arguments)])
 
 
 @operation()
@@ -78,7 +78,7 @@ def arm_rollback(policy, seconds=120):
         return
     # the snapshot is also the host's deploy lock: what was read before taking it is read again
     forget_state()
-    yield _sh(arm_script(seconds))
+    yield _sh(*arm_arguments(seconds))
 
 
 @operation()
@@ -92,7 +92,7 @@ def disarm_rollback():
 
         safety.disarm_rollback(_if=armed.did_change)
     """
-    yield _sh(DISARM_SCRIPT)
+    yield _sh(*disarm_arguments())
 
 
 @operation()

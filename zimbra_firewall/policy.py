@@ -4,13 +4,15 @@ Every group_data value is checked here, before pyinfra runs a single command on 
 value raises PolicyError naming the key.
 """
 
-import difflib
-import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
 
 import yaml
+
+from zimbra_firewall.settings import PolicyError, read_settings, text
+
+__all__ = ["Policy", "PolicyError", "Port", "Profile", "build_policy", "load_catalogue", "parse_port"]
 
 CATALOGUE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "catalogue.yaml")
 EXPOSURES = ("public", "local-only", "intra", "loopback-only")
@@ -22,38 +24,6 @@ SEED_PROFILE = {
     "description": "Open source server for email, contacts, calendar, and more.",
     "ports": "25,80,110,143,443,465,587,993,995,3443,5222,5223,7071,9071/tcp",
 }
-
-# Every key the deploy reads; group_data/all.py gives each its documented default.
-KEYS = (
-    "management_subnets",
-    "zimbra_nodes",
-    "optional_groups",
-    "exposure_overrides",
-    "profile_mode",
-    "profile_names",
-    "allow_management_all_ports",
-    "purge_unmanaged_rules",
-    "firewall_ssh_port",
-    "default_incoming",
-    "default_outgoing",
-    "rule_comment",
-    "memcached_bind_addresses",
-    "memcached_client_servers",
-    "memcached_read",
-    "rollback_seconds",
-    "allow_lockout_risk",
-    "xtables_lock_wait",
-)
-# pyinfra's own host data, never a typo of ours
-FOREIGN_KEY = re.compile(r"^(_|ssh_|winrm_|docker|chroot_|local_|vagrant|terraform|podman|lab_)")
-
-
-class PolicyError(ValueError):
-    """A group_data value that cannot be applied; the message names the key."""
-
-    def __init__(self, key, reason):
-        super().__init__(f"group_data {key}: {reason}")
-        self.key = key
 
 
 @dataclass(frozen=True, order=True)
@@ -135,53 +105,7 @@ def parse_port(text, key):
     return Port(first, last, match.group(3) or "tcp")
 
 
-def parse_subnet(text, key):
-    if not isinstance(text, str):
-        raise PolicyError(key, f"{text!r} is not a subnet in CIDR notation")
-    try:
-        network = ipaddress.ip_network(text.strip())
-    except ValueError as error:
-        if "host bits set" in str(error):
-            raise PolicyError(
-                key, f"{text!r} has host bits set (did you mean {ipaddress.ip_network(text.strip(), strict=False)}?)"
-            ) from None
-        raise PolicyError(key, f"{text!r} is not a subnet in CIDR notation") from None
-    if "/" not in text:
-        raise PolicyError(key, f"{text!r} needs a prefix length (for one address: {network})")
-    if network.prefixlen == 0:
-        raise PolicyError(key, f"{text!r} is everyone: that is what `public` exposure is for")
-    return network
-
-
-def require_list(data, key):
-    value = data[key]
-    if not isinstance(value, (list, tuple)):
-        raise PolicyError(key, f"must be a list, not {type(value).__name__} {value!r}")
-    return list(value)
-
-
-def check_keys(data):
-    known = set(KEYS)
-    for key in known - set(data):
-        raise PolicyError(key, "missing (group_data/all.py sets every key; is it there?)")
-    for key in data:
-        if key in known or FOREIGN_KEY.match(key):
-            continue
-        close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
-        if close:
-            raise PolicyError(key, f"unknown key (did you mean {close[0]!r}?)")
-
-
-def check_text(value, key, pattern, what, max_len):
-    if not isinstance(value, str) or not value or len(value) > max_len or not re.fullmatch(pattern, value):
-        raise PolicyError(key, f"{value!r} is not {what} (at most {max_len} characters)")
-    return value
-
-
-def check_profile_name(name, key):
-    return check_text(
-        name, key, r"[A-Za-z0-9][A-Za-z0-9 _.+-]*", "a profile name ufw accepts (letters, digits, space, _ . + -)", 64
-    )
+PROFILE_NAME = text(r"[A-Za-z0-9][A-Za-z0-9 _.+-]*", "a profile name ufw accepts (letters, digits, space, _ . + -)", 64)
 
 
 def exposure_map(catalogue, groups, overrides):
@@ -191,8 +115,6 @@ def exposure_map(catalogue, groups, overrides):
         if entry.get("group") and entry["group"] not in groups:
             continue
         classes[parse_port(f"{entry['port']}/{entry['proto']}", "catalogue")] = entry["exposure"]
-    if not isinstance(overrides, dict):
-        raise PolicyError("exposure_overrides", f"must be a mapping of exposure class to ports, not {overrides!r}")
     claimed = {}
     for exposure, ports in overrides.items():
         key = f"exposure_overrides[{exposure!r}]"
@@ -200,8 +122,8 @@ def exposure_map(catalogue, groups, overrides):
             raise PolicyError(key, f"unknown exposure class; known: {', '.join(EXPOSURES)}")
         if not isinstance(ports, (list, tuple)):
             raise PolicyError(key, f"must be a list of ports, not {ports!r}")
-        for text in ports:
-            port = parse_port(text, key)
+        for spec in ports:
+            port = parse_port(spec, key)
             for other, other_class in claimed.items():
                 if other.overlaps(port) and other_class != exposure:
                     raise PolicyError(key, f"port {port} is also listed under {other_class!r}")
@@ -231,12 +153,10 @@ def chunk_ports(ports):
 
 def build_profiles(data, classes, with_intra):
     names = data["profile_names"]
-    if not isinstance(names, dict):
-        raise PolicyError("profile_names", f"must be a mapping of exposure class to profile name, not {names!r}")
     for exposure, name in names.items():
         if exposure not in ("public", "local-only", "intra"):
             raise PolicyError(f"profile_names[{exposure!r}]", "only public, local-only and intra have profiles")
-        check_profile_name(name, f"profile_names[{exposure!r}]")
+        PROFILE_NAME(name, f"profile_names[{exposure!r}]")
     if len(set(names.values())) != len(names):
         raise PolicyError("profile_names", "two exposure classes share one profile name")
     descriptions = {
@@ -278,92 +198,64 @@ def build_rules(profiles, management, zimbra_nodes, ssh_port, blanket, comment):
     return tuple(rules)
 
 
-def check_memcached(data):
-    addresses = require_list(data, "memcached_bind_addresses")
-    for address in addresses:
-        try:
-            ipaddress.ip_address(address)
-        except (ValueError, TypeError):
-            raise PolicyError("memcached_bind_addresses", f"{address!r} is not an IP address") from None
-    servers = require_list(data, "memcached_client_servers")
-    for server in servers:
-        if not isinstance(server, str) or not re.fullmatch(r"[A-Za-z0-9.:\[\]-]+", server):
-            raise PolicyError("memcached_client_servers", f"{server!r} is not host[:port]")
-    if data["memcached_read"] not in ("ldap", "zmprov"):
-        raise PolicyError("memcached_read", f"{data['memcached_read']!r}: use 'ldap' or 'zmprov'")
-    return {"zimbraMemcachedBindAddress": addresses, "zimbraMemcachedClientServerList": servers}
-
-
-def build_policy(host_data, catalogue=None):
-    """host_data: the host's group_data as a dict (pyinfra's host.data.dict())."""
-    check_keys(host_data)
-    data = {key: host_data[key] for key in KEYS}
-    catalogue = catalogue or load_catalogue()
-    groups = require_list(data, "optional_groups")
+def check_groups(groups, catalogue):
     for group in groups:
         if group not in catalogue["groups"]:
             raise PolicyError("optional_groups", f"unknown group {group!r}; known: {', '.join(catalogue['groups'])}")
-    management = tuple(parse_subnet(s, "management_subnets") for s in require_list(data, "management_subnets"))
-    nodes = tuple(parse_subnet(s, "zimbra_nodes") for s in require_list(data, "zimbra_nodes"))
-    if data["profile_mode"] not in ("split", "seed"):
-        raise PolicyError("profile_mode", f"{data['profile_mode']!r}: use 'split' or 'seed'")
-    for key in ("allow_management_all_ports", "purge_unmanaged_rules", "allow_lockout_risk"):
-        if not isinstance(data[key], bool):
-            raise PolicyError(key, f"must be True or False, not {data[key]!r}")
-    ssh_port = data["firewall_ssh_port"]
-    if isinstance(ssh_port, bool) or not isinstance(ssh_port, int) or not 1 <= ssh_port <= 65535:
-        raise PolicyError("firewall_ssh_port", f"{ssh_port!r} is not a port number 1-65535")
-    rollback = data["rollback_seconds"]
-    if isinstance(rollback, bool) or not isinstance(rollback, int) or not 5 <= rollback <= 3600:
-        raise PolicyError("rollback_seconds", f"{rollback!r} is not a number of seconds from 5 to 3600")
-    lock_wait = data["xtables_lock_wait"]
-    if isinstance(lock_wait, bool) or not isinstance(lock_wait, int) or not 1 <= lock_wait <= 3600:
-        raise PolicyError("xtables_lock_wait", f"{lock_wait!r} is not a number of seconds from 1 to 3600")
-    if data["default_incoming"] not in ("deny", "reject", "allow"):
-        raise PolicyError("default_incoming", f"{data['default_incoming']!r}: use deny, reject or allow")
-    if data["default_outgoing"] not in ("deny", "reject", "allow"):
-        raise PolicyError("default_outgoing", f"{data['default_outgoing']!r}: use deny, reject or allow")
-    comment = check_text(
-        data["rule_comment"],
-        "rule_comment",
-        r"[A-Za-z0-9][A-Za-z0-9_.:-]*",
-        "a plain tag (letters, digits, _ . : -)",
-        64,
-    )
-    classes = exposure_map(catalogue, groups, data["exposure_overrides"])
+
+
+def check_management_for_local_only(classes, management):
     if any(c == "local-only" for c in classes.values()) and not management:
         raise PolicyError(
             "management_subnets",
             "is empty, so the local-only ports (and SSH) would be closed to everyone: list the admins' subnets",
         )
-    profiles = build_profiles(data, classes, with_intra=bool(nodes))
-    warnings = []
-    if data["profile_mode"] == "seed":
-        opened = [
-            p
-            for p, c in classes.items()
-            if c != "public" and any(str(p.first) == n for n in SEED_PROFILE["ports"].split("/")[0].split(","))
-        ]
-        if opened:
-            warnings.append(
-                "profile_mode 'seed' opens local-only ports to everyone: " + ", ".join(str(p) for p in sorted(opened))
-            )
-    exposure = {name: tuple(sorted(p for p, c in classes.items() if c == name)) for name in EXPOSURES}
+
+
+def seed_warnings(settings, classes):
+    """The seed's single profile opens to everyone what this policy keeps local-only: say which ports."""
+    if settings["profile_mode"] != "seed":
+        return ()
+    seed_ports = SEED_PROFILE["ports"].split("/")[0].split(",")
+    opened = sorted(p for p, c in classes.items() if c != "public" and str(p.first) in seed_ports)
+    if not opened:
+        return ()
+    return ("profile_mode 'seed' opens local-only ports to everyone: " + ", ".join(str(p) for p in opened),)
+
+
+def build_policy(host_data: dict, catalogue: dict | None = None) -> Policy:
+    """host_data: the host's group_data as a dict (pyinfra's host.data.dict())."""
+    settings = read_settings(host_data)
+    catalogue = catalogue or load_catalogue()
+    check_groups(settings["optional_groups"], catalogue)
+    classes = exposure_map(catalogue, settings["optional_groups"], settings["exposure_overrides"])
+    check_management_for_local_only(classes, settings["management_subnets"])
+    profiles = build_profiles(settings, classes, with_intra=bool(settings["zimbra_nodes"]))
     return Policy(
-        exposure=exposure,
-        management_subnets=management,
-        zimbra_nodes=nodes,
-        ssh_port=ssh_port,
+        exposure={name: tuple(sorted(p for p, c in classes.items() if c == name)) for name in EXPOSURES},
+        management_subnets=settings["management_subnets"],
+        zimbra_nodes=settings["zimbra_nodes"],
+        ssh_port=settings["firewall_ssh_port"],
         profiles=tuple(profiles.values()),
-        rules=build_rules(profiles, management, nodes, ssh_port, data["allow_management_all_ports"], comment),
-        default_incoming=data["default_incoming"],
-        default_outgoing=data["default_outgoing"],
-        comment=comment,
-        purge_unmanaged=data["purge_unmanaged_rules"],
-        memcached=check_memcached(data),
-        memcached_read=data["memcached_read"],
-        rollback_seconds=rollback,
-        allow_lockout_risk=data["allow_lockout_risk"],
-        xtables_lock_wait=lock_wait,
-        warnings=tuple(warnings),
+        rules=build_rules(
+            profiles,
+            settings["management_subnets"],
+            settings["zimbra_nodes"],
+            settings["firewall_ssh_port"],
+            settings["allow_management_all_ports"],
+            settings["rule_comment"],
+        ),
+        default_incoming=settings["default_incoming"],
+        default_outgoing=settings["default_outgoing"],
+        comment=settings["rule_comment"],
+        purge_unmanaged=settings["purge_unmanaged_rules"],
+        memcached={
+            "zimbraMemcachedBindAddress": list(settings["memcached_bind_addresses"]),
+            "zimbraMemcachedClientServerList": list(settings["memcached_client_servers"]),
+        },
+        memcached_read=settings["memcached_read"],
+        rollback_seconds=settings["rollback_seconds"],
+        allow_lockout_risk=settings["allow_lockout_risk"],
+        xtables_lock_wait=settings["xtables_lock_wait"],
+        warnings=seed_warnings(settings, classes),
     )

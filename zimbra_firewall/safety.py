@@ -1,18 +1,18 @@
-"""Never lock the operator out: the preflight check, and the shell of the dead-man's switch
-(snapshot ufw, arm a timer that restores it, disarm once a new SSH connection got through). Pure.
+"""Never lock the operator out: the preflight check, and the dead-man's switch (snapshot ufw, arm a
+timer that restores it, disarm once a new SSH connection got through: the shell scripts in rollback/).
+Pure but for reading those scripts.
 """
 
+import functools
 import ipaddress
+import os
 
 from .ufw import SECTION, parse_defaults
 
 STATE_DIR = "/var/lib/zimbra-firewall"
-ARMED = f"{STATE_DIR}/armed"
-# the restore and the disarm each claim ARMED by renaming it: whichever renames first decides
-RESTORING = f"{STATE_DIR}/restoring"
-DISARMING = f"{STATE_DIR}/disarming"
-ROLLBACK_LOG = f"{STATE_DIR}/rollbacks.log"
+ROLLBACK_LOG = f"{STATE_DIR}/rollbacks.log"  # restore.sh writes it
 TIMER_UNIT = "zimbra-firewall-rollback"
+ROLLBACK_SCRIPTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rollback")
 
 
 def parse_preflight(text):
@@ -70,57 +70,18 @@ def lockout_risk(policy, ssh_connection):
     return None
 
 
-def restore_script(seconds):
-    """Put ufw back as the snapshot had it, and say so in the rollback log."""
-    return f"""d={RESTORING}
-mv {ARMED} "$d" 2>/dev/null || exit 0
-tar -C / -xf "$d/snapshot.tar"
-# `enable` on an active ufw leaves the kernel's rules as they are: `reload` loads the restored files
-if [ "$(cat "$d/was")" = active ]; then ufw --force enable && ufw reload; else ufw --force disable; fi
-echo "$(date -u +%FT%TZ) restored the ufw rules and policies of $(cat "$d/since"): no new SSH connection \
-from the controller confirmed the change within {seconds} s" >> {ROLLBACK_LOG}
-rm -rf "$d"
-"""
+@functools.cache
+def rollback_script(name):
+    """The text of zimbra_firewall/rollback/NAME.sh (arm, restore, disarm): shipped with the deploy, checked
+    with shellcheck, and run on the host with `sh -c TEXT NAME ARGS…`."""
+    with open(os.path.join(ROLLBACK_SCRIPTS, f"{name}.sh")) as f:
+        return f.read()
 
 
-def arm_script(seconds):
-    """Take the lock (one changing deploy at a time), snapshot ufw, and start the rollback timer:
-    a systemd timer where systemd runs, a detached process where it does not."""
-    restore = restore_script(seconds).replace("'", "'\"'\"'")
-    return f"""set -e
-mkdir -p {STATE_DIR}
-if [ -e {RESTORING} ] || ! mkdir {ARMED} 2>/dev/null; then
-  echo "another deploy is changing this firewall (rollback armed since $(cat {ARMED}/since 2>/dev/null)); \
-retry when it is done" >&2
-  exit 75
-fi
-date -u +%FT%TZ > {ARMED}/since
-tar -C / -cf {ARMED}/snapshot.tar etc/ufw etc/default/ufw
-if LC_ALL=C ufw status | grep -q '^Status: active'; then echo active; else echo inactive; fi > {ARMED}/was
-printf '%s' '{restore}' > {STATE_DIR}/restore.sh
-if [ -d /run/systemd/system ] && command -v systemd-run >/dev/null; then
-  # --collect: a restore that failed must not keep the unit's name from the next run;
-  # AccuracySec: systemd would otherwise fire up to a minute late
-  systemd-run --quiet --collect --unit={TIMER_UNIT} --on-active={seconds}s --timer-property=AccuracySec=1s \\
-    /bin/sh {STATE_DIR}/restore.sh
-  echo systemd > {ARMED}/timer
-else
-  setsid sh -c 'sleep {seconds}; exec /bin/sh {STATE_DIR}/restore.sh' </dev/null >/dev/null 2>&1 &
-  echo $! > {ARMED}/timer
-fi
-"""
+def arm_arguments(seconds):
+    """`sh -c` arguments that lock, snapshot and arm the restore timer."""
+    return (rollback_script("arm"), "arm", STATE_DIR, str(seconds), TIMER_UNIT, rollback_script("restore"))
 
 
-DISARM_SCRIPT = f"""d={DISARMING}
-if ! mv {ARMED} "$d" 2>/dev/null; then
-  echo "the rollback timer fired before the change was confirmed: the firewall is back as it was" >&2
-  exit 1
-fi
-timer=$(cat "$d/timer")
-if [ "$timer" = systemd ]; then
-  systemctl stop {TIMER_UNIT}.timer {TIMER_UNIT}.service 2>/dev/null || true
-else
-  kill -- "-$timer" 2>/dev/null || kill "$timer" 2>/dev/null || true
-fi
-rm -rf "$d"
-"""
+def disarm_arguments():
+    return (rollback_script("disarm"), "disarm", STATE_DIR, TIMER_UNIT)

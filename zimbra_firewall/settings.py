@@ -1,0 +1,287 @@
+"""Every setting the deploy reads from group_data: name, default, allowed values, one line of help and
+its check. The one source of the defaults, of the per-key validation (zimbra_firewall/policy.py) and of
+the README's configuration table:
+
+    python -m zimbra_firewall.settings      # prints the table; tests/test_settings.py keeps the README equal
+"""
+
+import copy
+import difflib
+import ipaddress
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+# pyinfra's own host data and the connectors', never a typo of ours
+FOREIGN_KEY = re.compile(r"^(_|ssh_|winrm_|docker|chroot_|local_|vagrant|terraform|podman|lab_)")
+TABLE_START = "<!-- settings table: python -m zimbra_firewall.settings -->"
+TABLE_END = "<!-- end of settings table -->"
+
+
+class PolicyError(ValueError):
+    """A group_data value that cannot be applied; the message names the key."""
+
+    def __init__(self, key: str, reason: str):
+        super().__init__(f"group_data {key}: {reason}")
+        self.key = key
+
+
+# --- checks: (value, key) → the value to use, or PolicyError ---------------------------------------------
+
+
+def boolean(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise PolicyError(key, f"must be True or False, not {value!r}")
+    return value
+
+
+def integer(low: int, high: int, what: str) -> Callable[[Any, str], int]:
+    def check(value: Any, key: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise PolicyError(key, f"{value!r} is not {what} ({low} to {high})")
+        return value
+
+    return check
+
+
+def choice(*options: str) -> Callable[[Any, str], str]:
+    def check(value: Any, key: str) -> str:
+        if value not in options:
+            listed = ", ".join(options[:-1]) + f" or {options[-1]}" if len(options) > 2 else " or ".join(options)
+            raise PolicyError(key, f"{value!r}: use {listed}")
+        return value
+
+    return check
+
+
+def text(pattern: str, what: str, max_len: int) -> Callable[[Any, str], str]:
+    def check(value: Any, key: str) -> str:
+        if not isinstance(value, str) or not value or len(value) > max_len or not re.fullmatch(pattern, value):
+            raise PolicyError(key, f"{value!r} is not {what} (at most {max_len} characters)")
+        return value
+
+    return check
+
+
+def list_of(item: Callable[[Any, str], Any]) -> Callable[[Any, str], tuple]:
+    def check(value: Any, key: str) -> tuple:
+        if not isinstance(value, (list, tuple)):
+            raise PolicyError(key, f"must be a list, not {type(value).__name__} {value!r}")
+        return tuple(item(v, key) for v in value)
+
+    return check
+
+
+def mapping(value: Any, key: str) -> dict:
+    if not isinstance(value, dict):
+        raise PolicyError(key, f"must be a mapping, not {value!r}")
+    return dict(value)
+
+
+def subnet(value: Any, key: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    if not isinstance(value, str):
+        raise PolicyError(key, f"{value!r} is not a subnet in CIDR notation")
+    try:
+        network = ipaddress.ip_network(value.strip())
+    except ValueError as error:
+        if "host bits set" in str(error):
+            exact = ipaddress.ip_network(value.strip(), strict=False)
+            raise PolicyError(key, f"{value!r} has host bits set (did you mean {exact}?)") from None
+        raise PolicyError(key, f"{value!r} is not a subnet in CIDR notation") from None
+    if "/" not in value:
+        raise PolicyError(key, f"{value!r} needs a prefix length (for one address: {network})")
+    if network.prefixlen == 0:
+        raise PolicyError(key, f"{value!r} is everyone: that is what `public` exposure is for")
+    return network
+
+
+def ip_address(value: Any, key: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except (ValueError, TypeError):
+        raise PolicyError(key, f"{value!r} is not an IP address") from None
+    return value
+
+
+def host_port(value: Any, key: str) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9.:\[\]-]+", value):
+        raise PolicyError(key, f"{value!r} is not host[:port]")
+    return value
+
+
+def name(value: Any, key: str) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[a-z0-9_]+", value):
+        raise PolicyError(key, f"{value!r} is not a group name")
+    return value
+
+
+# --- the settings --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: Any
+    allowed: str  # for the README
+    help: str  # one line, for the README
+    check: Callable[[Any, str], Any]
+
+
+SETTINGS = (
+    Setting(
+        "management_subnets",
+        [],
+        "IPv4/IPv6 CIDRs (required)",
+        "the admins' subnets: SSH and the local-only ports are allowed from these only",
+        list_of(subnet),
+    ),
+    Setting(
+        "zimbra_nodes",
+        [],
+        "IPv4/IPv6 CIDRs",
+        'the other Zimbra nodes\' subnets: the intra ports (a "Zimbra Intra" profile) are allowed from these',
+        list_of(subnet),
+    ),
+    Setting(
+        "optional_groups",
+        [],
+        "`client_certificates` (3443), `chat` (5222, 5223), `admin_proxy` (9071)",
+        "optional catalogue groups to open",
+        list_of(name),
+    ),
+    Setting(
+        "exposure_overrides",
+        {},
+        'exposure class → ports, e.g. `{"public": ["80/tcp"]}`',
+        "move ports between classes or add ports the catalogue lacks (e.g. 80 public for ACME HTTP-01)",
+        mapping,
+    ),
+    Setting(
+        "profile_mode",
+        "split",
+        "`split`, `seed`",
+        "`seed`: the how-to's single `Zimbra` profile open to everyone, with a warning",
+        choice("split", "seed"),
+    ),
+    Setting(
+        "profile_names",
+        {"public": "Zimbra Public", "local-only": "Zimbra Local", "intra": "Zimbra Intra"},
+        "letters, digits, space, `_.+-`; at most 64 characters",
+        "ufw application profile names",
+        mapping,
+    ),
+    Setting(
+        "allow_management_all_ports",
+        False,
+        "`True`, `False`",
+        "the how-to's blanket `ufw allow from <subnet>` (every port) for the management subnets",
+        boolean,
+    ),
+    Setting(
+        "purge_unmanaged_rules",
+        False,
+        "`True`, `False`",
+        "also delete every rule this deploy did not write (rules that open a non-public port wider "
+        "than the policy are always deleted)",
+        boolean,
+    ),
+    Setting(
+        "firewall_ssh_port",
+        22,
+        "1-65535",
+        "the SSH port allowed from the management subnets, first",
+        integer(1, 65535, "a port number"),
+    ),
+    Setting(
+        "default_incoming",
+        "deny",
+        "`deny`, `reject`, `allow`",
+        "ufw's default incoming policy",
+        choice("deny", "reject", "allow"),
+    ),
+    Setting(
+        "default_outgoing",
+        "allow",
+        "`deny`, `reject`, `allow`",
+        "ufw's default outgoing policy",
+        choice("deny", "reject", "allow"),
+    ),
+    Setting(
+        "rule_comment",
+        "zimbra-firewall",
+        "letters, digits, `_.:-`; at most 64 characters",
+        "the comment tag on every rule this deploy owns",
+        text(r"[A-Za-z0-9][A-Za-z0-9_.:-]*", "a plain tag (letters, digits, _ . : -)", 64),
+    ),
+    Setting(
+        "memcached_bind_addresses", ["127.0.0.1"], "IP addresses", "`zimbraMemcachedBindAddress`", list_of(ip_address)
+    ),
+    Setting(
+        "memcached_client_servers",
+        ["127.0.0.1"],
+        "`host[:port]` values",
+        "`zimbraMemcachedClientServerList`",
+        list_of(host_port),
+    ),
+    Setting(
+        "memcached_read",
+        "ldap",
+        "`ldap`, `zmprov`",
+        "read current values with one ldapsearch (no JVM), or with one `zmprov -l gs`",
+        choice("ldap", "zmprov"),
+    ),
+    Setting(
+        "rollback_seconds",
+        120,
+        "5-3600",
+        "the dead-man's switch: ufw is restored this long after a change unless a new SSH connection confirmed it",
+        integer(5, 3600, "a number of seconds"),
+    ),
+    Setting(
+        "allow_lockout_risk",
+        False,
+        "`True`, `False`",
+        "skip the preflight (your address outside `management_subnets`, or SSH on another port)",
+        boolean,
+    ),
+    Setting(
+        "xtables_lock_wait",
+        60,
+        "1-3600",
+        "seconds to wait for another program's xtables lock (iptables-legacy hosts) before a ufw step fails",
+        integer(1, 3600, "a number of seconds"),
+    ),
+)
+BY_NAME = {setting.name: setting for setting in SETTINGS}
+
+
+def defaults() -> dict:
+    return {setting.name: copy.deepcopy(setting.default) for setting in SETTINGS}
+
+
+def read_settings(host_data: dict) -> dict:
+    """host_data (pyinfra's host.data.dict()) → every setting, checked, defaults filled in. A key that is
+    close to a setting's name is refused as a typo; pyinfra's own keys pass."""
+    for key in host_data:
+        if key in BY_NAME or FOREIGN_KEY.match(key):
+            continue
+        close = difflib.get_close_matches(key, BY_NAME, n=1, cutoff=0.75)
+        if close:
+            raise PolicyError(key, f"unknown key (did you mean {close[0]!r}?)")
+    return {
+        s.name: s.check(host_data[s.name] if s.name in host_data else copy.deepcopy(s.default), s.name)
+        for s in SETTINGS
+    }
+
+
+def render_table() -> str:
+    """The README's configuration table."""
+    rows = ["| key | default | allowed | meaning |", "|---|---|---|---|"]
+    for setting in SETTINGS:
+        rows.append(f"| `{setting.name}` | `{setting.default!r}` | {setting.allowed} | {setting.help} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(render_table(), end="")
