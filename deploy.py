@@ -27,7 +27,7 @@ armed = safety.arm_rollback(name="Rollback armed", policy=policy, seconds=policy
 wait = policy.xtables_lock_wait
 ufw.app_profiles(name="Zimbra ufw profiles", profiles=policy.profiles, lock_wait=wait)
 # 2. SSH first, then the public profile from anywhere and the local-only one from the management subnets
-ufw.rules(name="ufw rules", policy=policy, lock_wait=wait)
+ufw.rules(name="ufw rules", **policy.rule_arguments, lock_wait=wait)
 # 3. Default deny incoming, allow outgoing
 ufw.default_policy(
     name="ufw default policies", incoming=policy.default_incoming, outgoing=policy.default_outgoing, lock_wait=wait

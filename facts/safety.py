@@ -14,12 +14,12 @@ class Preflight(FactBase):
     10.0.0.10 22"}`` (None when unknown). Read it with ``_sudo=False``: sudo drops ``$SSH_CONNECTION``.
     """
 
-    def command(self):
+    def command(self) -> str:
         return (
             f'echo "ssh_connection=$SSH_CONNECTION"; test -d {ZIMBRA_HOME} && echo zimbra=yes; '
             'PATH="$PATH:/usr/sbin:/sbin" command -v ufw >/dev/null && echo ufw=yes; '
             f"echo {SECTION}; cat /etc/default/ufw 2>/dev/null; true"
         )
 
-    def process(self, output):
+    def process(self, output: list[str]) -> dict:
         return parse_preflight("\n".join(output))

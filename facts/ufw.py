@@ -17,7 +17,7 @@ class UfwState(FactBase):
     """
 
     @staticmethod
-    def default():
+    def default() -> dict:
         """What a host without ufw has (during planning; the preflight fails such a host before anything runs)."""
         return {
             "active": False,
@@ -28,10 +28,10 @@ class UfwState(FactBase):
             "profiles": None,
         }
 
-    def requires_command(self, profile_path, lock_wait=60):
+    def requires_command(self, profile_path: str, lock_wait: int = 60) -> str:
         return "ufw"
 
-    def command(self, profile_path, lock_wait=60):
+    def command(self, profile_path: str, lock_wait: int = 60) -> StringCommand:
         return StringCommand(
             f"{wait_for_xtables_lock(lock_wait)}; iptables -n -L ufw-user-input >/dev/null 2>&1; echo $?; "
             f"echo {SECTION} && "
@@ -53,7 +53,7 @@ class UfwState(FactBase):
 class FileText(FactBase):
     """The text of a file (without its final newline), empty when it does not exist."""
 
-    def command(self, path):
+    def command(self, path: str) -> StringCommand:
         return StringCommand("cat", QuoteString(path), "2>/dev/null", "||", "true")
 
     def process(self, output):

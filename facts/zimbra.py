@@ -38,7 +38,7 @@ class ZimbraMemcached(FactBase):
     is not possible; ``read="zmprov"`` runs one ``zmprov -l gs``. Run it as the zimbra user.
     """
 
-    def command(self, read="ldap"):
+    def command(self, read: str = "ldap") -> str:
         attrs = " ".join(MEMCACHED_ATTRIBUTES)
         zmprov = f'echo zmprov; {ZIMBRA_HOME}/bin/zmprov -l gs "$host" {attrs}'
         script = [LOCALCONFIG_VALUE, "host=$(lc zimbra_server_hostname)", f'echo "$host"; echo {SECTION}']
@@ -51,7 +51,7 @@ class ZimbraMemcached(FactBase):
             script.append(zmprov)
         return "; ".join(script)
 
-    def process(self, output):
+    def process(self, output: list[str]) -> dict:
         hostname, _, body = "\n".join(output).partition(f"\n{SECTION}\n")
         source, _, text = body.partition("\n")
         if not hostname.strip():

@@ -14,6 +14,7 @@ import json
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -192,7 +193,7 @@ def memcached_servers(index):
     ]
 
 
-def plan(snapshot, hosts, listen_mode="roles"):
+def plan(snapshot: dict, hosts: list[dict], listen_mode: str = "roles") -> list[dict]:
     """Every flow to run: [{source, destination, name, port, proto, kind, expect, what, reference}].
     hosts: the lab's hosts (dicts of lab status). Legitimate flows expect "allow"; every other port a
     destination listens on from off the host, from every other host, expects "deny" (site-policy ports
@@ -401,7 +402,7 @@ def read_directory(exec_argv, master):
 TIMEOUT = 2.5
 
 
-def run(status, exec_argv, timeout=TIMEOUT):
+def run(status: dict, exec_argv: Callable[[str, list[str]], list[str]], timeout: float = TIMEOUT) -> dict:
     """Plan the running lab's flows and run them: {"flows": [...], "summary": {...}, "seconds": s}."""
     started = time.monotonic()
     hosts = status["hosts"]
@@ -476,7 +477,7 @@ def read_udp_record(exec_argv, host):
 FAILURE_TITLES = {"broken": "LEGITIMATE FLOWS THAT FAIL", "exposed": "flows that should fail but get through"}
 
 
-def render(report, show_all=False):
+def render(report: dict, show_all: bool = False) -> str:
     """The terminal view: failing flows first, grouped by source and destination (ports listed, IPv4
     and IPv6 together), then with show_all every flow, then the counts."""
     flows = report["flows"]

@@ -179,52 +179,37 @@ def build_layers():
     return paths
 
 
+# an EC P-256 key, unencrypted, made along with the request
+NEW_EC_KEY = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+
+
 def make_ca(folder):
     os.makedirs(folder)
-    run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            os.path.join(folder, "ca.key"),
-            "-out",
-            os.path.join(folder, "ca.pem"),
-            "-days",
-            "30",
-            "-subj",
-            "/O=zimbra-firewall lab/CN=lab CA",
-        ]
-    )
+    key, cert = os.path.join(folder, "ca.key"), os.path.join(folder, "ca.pem")
+    subject = "/O=zimbra-firewall lab/CN=lab CA"
+    run(["openssl", "req", "-x509", *NEW_EC_KEY, "-keyout", key, "-out", cert, "-days", "30", "-subj", subject])
 
 
 def host_certificate(host, ca_folder, conf_dir):
     """slapd's certificate, signed by the lab CA like Zimbra's own self-signed CA does."""
     key, csr, crt = (os.path.join(conf_dir, f"slapd.{ext}") for ext in ("key", "csr", "crt"))
+    name = host["fqdn"]
     run(
         [
             "openssl",
             "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
+            *NEW_EC_KEY,
             "-keyout",
             key,
             "-out",
             csr,
             "-subj",
-            f"/CN={host['fqdn']}",
+            f"/CN={name}",
             "-addext",
-            f"subjectAltName=DNS:{host['fqdn']}",
+            f"subjectAltName=DNS:{name}",
         ]
     )
+    ca = [os.path.join(ca_folder, "ca.pem"), os.path.join(ca_folder, "ca.key")]
     run(
         [
             "openssl",
@@ -233,9 +218,9 @@ def host_certificate(host, ca_folder, conf_dir):
             "-in",
             csr,
             "-CA",
-            os.path.join(ca_folder, "ca.pem"),
+            ca[0],
             "-CAkey",
-            os.path.join(ca_folder, "ca.key"),
+            ca[1],
             "-CAcreateserial",
             "-days",
             "30",
@@ -405,15 +390,15 @@ def write_ssh_files(state, key):
 
 
 def up(
-    topology_name="single",
-    zimbra_hosts=1,
-    zmprov_delay=0.0,
-    timeout=120,
-    proxies=1,
-    mailboxes=2,
-    listen="roles",
+    topology_name: str = "single",
+    zimbra_hosts: int = 1,
+    zmprov_delay: float = 0.0,
+    timeout: float = 120,
+    proxies: int = 1,
+    mailboxes: int = 2,
+    listen: str = "roles",
     log=sys.stderr,
-):
+) -> dict:
     require_root_and_tools()
     hosts = [h.to_dict() for h in topology.hosts_for(topology_name, zimbra_hosts, proxies, mailboxes)]
     topology.check_listen_mode(listen)
@@ -481,7 +466,7 @@ def running_cluster():
     return state
 
 
-def add(name, roles, timeout=120, log=sys.stderr):
+def add(name: str, roles: list[str], timeout: float = 120, log=sys.stderr) -> None:
     """Start one more Zimbra node in the running cluster; it registers itself in the cluster's LDAP as
     an installer does. Every node learns its name (/etc/hosts) and the proxies regenerate their view of
     memcached, as zmconfigd does."""
@@ -520,7 +505,7 @@ def add(name, roles, timeout=120, log=sys.stderr):
     print(f"lab: {name} ({' '.join(roles)}) up and registered in {time.monotonic() - started:.1f} s", file=log)
 
 
-def remove(name, log=sys.stderr):
+def remove(name: str, log=sys.stderr) -> None:
     """Unregister a node from the cluster's LDAP (`zmprov ds`), stop it, and forget it everywhere."""
     require_root_and_tools()
     state = running_cluster()
@@ -599,7 +584,7 @@ def memory_in_use(state):
     return total
 
 
-def down(log=sys.stderr):
+def down(log=sys.stderr) -> None:
     require_root_and_tools()
     state = load_state() or {"hosts": []}
     stop_hosts(state["hosts"] + [{"pid": pid} for pid in stray_host_pids()])
@@ -638,7 +623,7 @@ def release_netns_mount():
         subprocess.run(["umount", "/run/netns"], capture_output=True)
 
 
-def status():
+def status() -> dict:
     state = load_state()
     if not state:
         return {"status": "down", "hosts": []}
@@ -663,7 +648,7 @@ def status():
     }
 
 
-def exec_argv(name, command):
+def exec_argv(name: str, command: list[str]) -> list[str]:
     """The argv that runs `command` inside host `name`'s namespaces and root."""
     state = load_state()
     if not state or state.get("status") != "up":

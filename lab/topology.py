@@ -105,7 +105,7 @@ def cluster_nodes(proxies, mailboxes):
     return nodes
 
 
-def hosts_for(topology="single", zimbra_hosts=1, proxies=1, mailboxes=2):
+def hosts_for(topology: str = "single", zimbra_hosts: int = 1, proxies: int = 1, mailboxes: int = 2) -> list[Host]:
     if topology not in TOPOLOGIES:
         raise LabError(f"unknown topology {topology!r}; known: {', '.join(TOPOLOGIES)}")
     if topology == "single":
@@ -158,7 +158,7 @@ def check_listen_mode(mode):
         raise LabError(f"--listen must be one of {', '.join(LISTEN_MODES)}, not {mode!r}")
 
 
-def listen_ports(services=None, mode="roles", catalogue=None):
+def listen_ports(services=None, mode: str = "roles", catalogue=None) -> list[dict]:
     """The stand-in listeners of a node: the catalogue's ports of its services ("all" on every node),
     bound as the real services bind (loopback-only ports on 127.0.0.1, the rest on every address); with
     mode "all", every catalogue port on every address (the harshest case). Ports a real service of the

@@ -5,7 +5,7 @@ from pyinfra import host, logger
 _said = set()
 
 
-def report_once(level, message):
+def report_once(level: str, message: str) -> None:
     if (host.name, message) not in _said:
         _said.add((host.name, message))
         getattr(logger, level)(f"{host.name}: {message}")

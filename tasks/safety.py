@@ -3,6 +3,8 @@ Operations of the dead-man's switch: snapshot ufw and arm a rollback timer befor
 disarm it once the controller got through on a new connection, and report rollbacks that happened.
 """
 
+from collections.abc import Generator
+
 from pyinfra import host, logger
 from pyinfra.api import FunctionCommand, OperationValueError, QuoteString, StringCommand, operation
 
@@ -10,8 +12,9 @@ from facts.safety import Preflight
 from facts.ufw import FileText
 from tasks.report import report_once
 from tasks.ufw import current_state, forget_state
+from zimbra_firewall.policy import Policy
 from zimbra_firewall.safety import ROLLBACK_LOG, arm_arguments, disarm_arguments, preflight_problem
-from zimbra_firewall.ufw import plan_rules, render_profiles
+from zimbra_firewall.ufw import changes_pending
 
 
 def _sh(script, *arguments):
@@ -19,7 +22,7 @@ def _sh(script, *arguments):
 
 
 @operation()
-def preflight(policy):
+def preflight(policy: Policy) -> Generator:
     """
     Fail this host, untouched, unless it is a Zimbra server with ufw (IPv6 on when the policy has IPv6
     subnets) that the controller reaches from a management subnet on ``firewall_ssh_port``; the last
@@ -45,18 +48,19 @@ def _refuse(state, host, problem):
     return False
 
 
-def firewall_will_change(policy):
-    state = current_state(policy.xtables_lock_wait)
-    return (
-        not state["active"]
-        or (state["incoming"], state["outgoing"]) != (policy.default_incoming, policy.default_outgoing)
-        or plan_rules(state["rules"], policy).changes
-        or state["profiles"] != render_profiles(policy.profiles).rstrip("\n")
+def firewall_will_change(policy: Policy) -> bool:
+    """What the ufw operations of deploy.py would do, asked of the same planners with the same values."""
+    return changes_pending(
+        current_state(policy.xtables_lock_wait),
+        policy.profiles,
+        policy.rule_arguments,
+        policy.default_incoming,
+        policy.default_outgoing,
     )
 
 
 @operation()
-def arm_rollback(policy, seconds=120):
+def arm_rollback(policy: Policy, seconds: int = 120) -> Generator:
     """
     When the firewall is about to change: take the host's deploy lock, snapshot ufw (rules, policies,
     profiles, active or not) and arm a timer that restores the snapshot after ``seconds`` unless
@@ -82,7 +86,7 @@ def arm_rollback(policy, seconds=120):
 
 
 @operation()
-def disarm_rollback():
+def disarm_rollback() -> Generator:
     """
     Stop the rollback timer and release the lock. Run it only after a new connection succeeded.
 
@@ -96,7 +100,7 @@ def disarm_rollback():
 
 
 @operation()
-def report_rollbacks():
+def report_rollbacks() -> Generator:
     """
     Show rollbacks that restored the firewall since the last run (time and reason), then file them
     away so each is reported once.
@@ -116,7 +120,7 @@ def report_rollbacks():
     yield _sh(f"cat {ROLLBACK_LOG} >> {ROLLBACK_LOG}.reported && rm {ROLLBACK_LOG}")
 
 
-def confirm_new_connection():
+def confirm_new_connection() -> None:
     """For ``python.call``: open a NEW connection the way the deploy reached this host, and run a
     command over it. Raises (failing the host, so the rollback fires) when that is not possible."""
     connector = type(host.connector)(host.state, host)

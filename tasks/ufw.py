@@ -1,29 +1,41 @@
 """
-Operations for ufw: Zimbra's application profiles, the policy's rules, default policies and enabling.
-Each reads the host's state first and yields only the difference.
+Operations for ufw: application profiles, rules owned by a comment tag, default policies and enabling.
+Each reads the host's state first and yields only the difference. They take plain values and know
+nothing of Zimbra (deploy.py passes the Zimbra policy's values), so any pyinfra deploy can use them.
 """
+
+import re
+from collections.abc import Generator, Iterable, Mapping
 
 from pyinfra import host
 from pyinfra.api import OperationValueError, QuoteString, StringCommand, operation
 
 from facts.ufw import UfwState
 from tasks.report import report_once
-from zimbra_firewall.policy import PROFILE_PATH
-from zimbra_firewall.ufw import plan_rules, render_profiles, wait_for_xtables_lock
+from zimbra_firewall.ufw import (
+    DEFAULT_POLICIES,
+    PROFILE_PATH,
+    Profile,
+    as_profiles,
+    plan_defaults,
+    plan_profiles,
+    plan_rules,
+    wait_for_xtables_lock,
+)
 
 # One read of ufw's state serves every operation until one of them changes ufw (a no-op run is then one
 # command, not one per operation). Kept apart per phase: a plan-time read never stands in for execution.
 _states = {}
 
 
-def current_state(lock_wait, profile_path=PROFILE_PATH):
+def current_state(lock_wait: int, profile_path: str = PROFILE_PATH) -> dict:
     key = (id(host.state), host.name, host.state.is_executing, lock_wait, profile_path)
     if key not in _states:
         _states[key] = host.get_fact(UfwState, profile_path=profile_path, lock_wait=lock_wait)
     return _states[key]
 
 
-def forget_state():
+def forget_state() -> None:
     """Called by every operation before it changes ufw (or takes the deploy lock)."""
     for key in [key for key in _states if key[:2] == (id(host.state), host.name)]:
         del _states[key]
@@ -38,24 +50,27 @@ def _wait_for_xtables_lock(seconds):
 
 
 @operation()
-def app_profiles(profiles, path=PROFILE_PATH, lock_wait=60):
+def app_profiles(
+    profiles: Mapping[str, str] | Iterable[Profile], path: str = PROFILE_PATH, lock_wait: int = 60
+) -> Generator:
     """
     Write ufw application profiles and let ufw reload the rules that use them.
 
-    + profiles: ``Profile`` objects (name, title, description, ports) from the policy
-    + path: the profile file under /etc/ufw/applications.d
+    + profiles: ``{"name": "80,443/tcp", ...}``, or ``Profile`` objects (name, ports, title, description)
+    + path: the profile file under /etc/ufw/applications.d (the other operations read the default one)
     + lock_wait: seconds to wait for another program's xtables lock before failing
 
     **Example:**
 
     .. code:: python
 
-        ufw.app_profiles(profiles=policy.profiles)
+        ufw.app_profiles(profiles={"Web": "80,443/tcp"}, path="/etc/ufw/applications.d/web")
     """
+    profiles = as_profiles(profiles)
     if not profiles:
         raise OperationValueError("no profiles to write")
-    text = render_profiles(profiles)
-    if current_state(lock_wait, path)["profiles"] == text.rstrip("\n"):
+    text = plan_profiles(current_state(lock_wait, path)["profiles"], profiles)
+    if text is None:
         host.noop(f"ufw profiles in {path} are up to date")
         return
     forget_state()
@@ -66,30 +81,51 @@ def app_profiles(profiles, path=PROFILE_PATH, lock_wait=60):
 
 
 @operation()
-def rules(policy, lock_wait=60):
+def rules(
+    rules: Iterable[tuple[str, ...]],
+    owner: str,
+    restrictions: Mapping[str, Iterable[str]] | None = None,
+    apps: Mapping[str, str] | None = None,
+    purge: bool = False,
+    lock_wait: int = 60,
+) -> Generator:
     """
-    Make ufw's user rules match the policy: add the missing ones (SSH first), delete owned rules no
-    longer wanted and unmanaged rules that open a restricted port wider than the policy allows;
-    list the other unmanaged rules (or delete them when the policy purges).
+    Make ufw's user rules match ``rules``: add the missing ones (in the order given: put SSH first),
+    delete rules tagged ``owner`` that are no longer wanted and unmanaged rules that open a restricted
+    port to other sources; list the other unmanaged rules (or delete them with ``purge``).
 
-    + policy: the host's ``Policy``
+    + rules: argument tuples as ``ufw show added`` prints them, e.g. ``("allow", "from", "10.0.0.0/8",
+      "to", "any", "port", "22", "proto", "tcp")``; each is tagged with the comment ``owner``
+    + owner: the comment tag of the rules this deploy owns
+    + restrictions: ``{"5432/tcp": ["10.1.0.0/16"]}``: ports only those sources may reach
+    + apps: ``{"Web": "80,443/tcp"}``: what the profiles named in rules open
+    + purge: delete every unmanaged rule, not only those that widen a restriction
     + lock_wait: seconds to wait for another program's xtables lock before failing
 
     **Example:**
 
     .. code:: python
 
-        ufw.rules(policy=policy)
+        ufw.rules(
+            rules=[("allow", "from", "10.0.0.0/8", "to", "any", "port", "22", "proto", "tcp"), ("allow", "Web")],
+            owner="web-firewall",
+            restrictions={"5432/tcp": ["10.1.0.0/16"]},
+            apps={"Web": "80,443/tcp"},
+        )
     """
-    plan = plan_rules(current_state(lock_wait)["rules"], policy)
+    if not isinstance(owner, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}", owner):
+        raise OperationValueError(f"owner must be a plain tag (letters, digits, _ . : -), not {owner!r}")
+    if any(not rule or not all(isinstance(word, str) for word in rule) for rule in rules):
+        raise OperationValueError("each rule is a non-empty tuple of ufw's words")
+    plan = plan_rules(current_state(lock_wait)["rules"], rules, owner, restrictions, apps, purge)
     for rule in plan.delete_widening:
         report_once("warning", f"removing unmanaged rule that opens a restricted port: ufw {' '.join(rule)}")
     for rule in plan.delete_unmanaged:
-        report_once("warning", f"removing unmanaged rule (purge_unmanaged_rules): ufw {' '.join(rule)}")
+        report_once("warning", f"removing unmanaged rule (purge): ufw {' '.join(rule)}")
     for rule in plan.kept_unmanaged:
         report_once("info", f"keeping unmanaged rule: ufw {' '.join(rule)}")
     if not plan.changes:
-        host.noop("ufw rules match the policy")
+        host.noop("ufw rules are as wanted")
         return
     forget_state()
     yield _wait_for_xtables_lock(lock_wait)
@@ -100,7 +136,7 @@ def rules(policy, lock_wait=60):
 
 
 @operation()
-def default_policy(incoming="deny", outgoing="allow", lock_wait=60):
+def default_policy(incoming: str = "deny", outgoing: str = "allow", lock_wait: int = 60) -> Generator:
     """
     Set ufw's default policies, only where they differ (an unchanged ``ufw default`` still reloads).
 
@@ -115,14 +151,9 @@ def default_policy(incoming="deny", outgoing="allow", lock_wait=60):
         ufw.default_policy(incoming="deny", outgoing="allow")
     """
     for value in (incoming, outgoing):
-        if value not in ("deny", "reject", "allow"):
+        if value not in DEFAULT_POLICIES:
             raise OperationValueError(f"invalid default policy: {value}")
-    status = current_state(lock_wait)
-    changes = [
-        (value, direction)
-        for direction, value in (("incoming", incoming), ("outgoing", outgoing))
-        if status[direction] != value
-    ]
+    changes = plan_defaults(current_state(lock_wait), incoming, outgoing)
     if not changes:
         host.noop(f"ufw defaults are already {incoming} incoming, {outgoing} outgoing")
         return
@@ -133,7 +164,7 @@ def default_policy(incoming="deny", outgoing="allow", lock_wait=60):
 
 
 @operation()
-def enabled(lock_wait=60):
+def enabled(lock_wait: int = 60) -> Generator:
     """
     Enable ufw (and on boot) unless it is active already. Run it after the SSH rules.
 

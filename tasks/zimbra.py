@@ -1,5 +1,7 @@
 """Operations for Zimbra through its own tools: memcached's binding via zmprov, and its restart."""
 
+from collections.abc import Generator, Mapping
+
 from pyinfra import host
 from pyinfra.api import OperationValueError, QuoteString, StringCommand, operation
 
@@ -11,7 +13,7 @@ ZMMEMCACHEDCTL = f"{ZIMBRA_HOME}/bin/zmmemcachedctl"
 
 
 @operation()
-def memcached_binding(attributes, read="ldap"):
+def memcached_binding(attributes: Mapping[str, list[str]], read: str = "ldap") -> Generator:
     """
     Set memcached's Zimbra attributes with ONE ``zmprov -l ms`` (only those that differ; multi-valued
     values compare without regard to order), then restart memcached. When memcached does not start

@@ -11,6 +11,22 @@ from lab import client
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYINFRA = os.path.join(os.path.dirname(sys.executable), "pyinfra")
 ZIMBRA_FQDN = "zimbra.zfw.test"
+# what a deployed single server answers: to everyone, and to the management subnets besides
+PUBLIC = {"25/tcp", "443/tcp", "465/tcp", "587/tcp", "993/tcp", "995/tcp"}
+LOCAL_ONLY = {"22/tcp", "80/tcp", "110/tcp", "143/tcp", "389/tcp", "7025/tcp", "7071/tcp", "7073/tcp"}
+# deploy.py's operations, in order, as pyinfra's results table names them
+OPERATIONS = [
+    "Preflight",
+    "Earlier rollbacks",
+    "Rollback armed",
+    "Zimbra ufw profiles",
+    "ufw rules",
+    "ufw default policies",
+    "ufw enabled",
+    "New SSH connection",
+    "Rollback disarmed",
+    "memcached binding",
+]
 
 
 def deploy(*args, inventory="inventories/lab.py", yes=True):

@@ -80,7 +80,7 @@ def test_show_added_gives_one_rule_per_line_with_comments_and_v6_twins_folded():
 
 def test_rule_plan_on_a_drifted_host():
     lab_policy = policy(management_subnets=["10.77.1.0/24", "fd5a:7e3c:91b2:1::/64"])
-    plan = plan_rules(parse_show_added(fixture("ufw/show-added-deployed-and-drift.txt")), lab_policy)
+    plan = plan_rules(parse_show_added(fixture("ufw/show-added-deployed-and-drift.txt")), **lab_policy.rule_arguments)
     assert plan.add == ()
     assert plan.delete_owned == ()
     # 7071 open to all and everything open to 10.1.1.0/24 widen the policy; the rest is only listed
@@ -88,7 +88,9 @@ def test_rule_plan_on_a_drifted_host():
     assert plan.kept_unmanaged == (("allow", "OpenSSH"), ("deny", "5000:5010/udp"))
     purge = plan_rules(
         parse_show_added(fixture("ufw/show-added-deployed-and-drift.txt")),
-        policy(management_subnets=["10.77.1.0/24", "fd5a:7e3c:91b2:1::/64"], purge_unmanaged_rules=True),
+        **policy(
+            management_subnets=["10.77.1.0/24", "fd5a:7e3c:91b2:1::/64"], purge_unmanaged_rules=True
+        ).rule_arguments,
     )
     assert purge.delete_unmanaged == (("allow", "OpenSSH"), ("deny", "5000:5010/udp"))
 
@@ -99,10 +101,10 @@ def test_rule_plan_adopts_untagged_twins_and_drops_owned_leftovers():
         ("allow", "from", "10.10.0.0/24", "to", "any", "port", "22", "proto", "tcp"),
         ("allow", "from", "192.168.9.0/24", "to", "any", "app", "Zimbra Local", *TAG),
     ]
-    plan = plan_rules(current, p)
+    plan = plan_rules(current, **p.rule_arguments)
     assert plan.kept_unmanaged == () and plan.delete_widening == ()
     assert plan.delete_owned == (current[1],)
-    assert p.rules[0] in plan.add  # re-added with the tag: ufw updates the untagged twin in place
+    assert (*p.rules[0], *TAG) in plan.add  # re-added with the tag: ufw updates the untagged twin in place
 
 
 def test_rendered_profile_is_what_ufw_reads():

@@ -25,14 +25,18 @@ def test_default_policy_is_the_seed_table():
         ("Zimbra Public", "25,443,465,587,993,995/tcp"),
         ("Zimbra Local", "80,110,143,389,7025,7071,7073/tcp"),
     ]
-    tag = ("comment", "zimbra-firewall")
     assert p.rules == (
-        ("allow", "from", "10.10.0.0/24", "to", "any", "port", "22", "proto", "tcp", *tag),
-        ("allow", "from", "fd00:10::/64", "to", "any", "port", "22", "proto", "tcp", *tag),
-        ("allow", "Zimbra Public", *tag),
-        ("allow", "from", "10.10.0.0/24", "to", "any", "app", "Zimbra Local", *tag),
-        ("allow", "from", "fd00:10::/64", "to", "any", "app", "Zimbra Local", *tag),
+        ("allow", "from", "10.10.0.0/24", "to", "any", "port", "22", "proto", "tcp"),
+        ("allow", "from", "fd00:10::/64", "to", "any", "port", "22", "proto", "tcp"),
+        ("allow", "Zimbra Public"),
+        ("allow", "from", "10.10.0.0/24", "to", "any", "app", "Zimbra Local"),
+        ("allow", "from", "fd00:10::/64", "to", "any", "app", "Zimbra Local"),
     )
+    assert p.rule_arguments["owner"] == "zimbra-firewall"
+    # local-only ports from the management subnets alone; intra (no zimbra_nodes) and loopback-only from nobody
+    restrictions = p.restrictions
+    assert restrictions.pop("80,110,143,389,7025,7071,7073/tcp") == MGMT
+    assert list(restrictions.values()) == [[], []]
     assert p.memcached == {
         "zimbraMemcachedBindAddress": ["127.0.0.1"],
         "zimbraMemcachedClientServerList": ["127.0.0.1"],
@@ -54,13 +58,13 @@ def test_seed_profile_is_exact_and_warns():
         "Zimbra Collaboration Server",
         "25,80,110,143,443,465,587,993,995,3443,5222,5223,7071,9071/tcp",
     )
-    assert ("allow", "Zimbra", "comment", "zimbra-firewall") in p.rules
+    assert ("allow", "Zimbra") in p.rules
     assert "opens local-only ports to everyone" in p.warnings[0] and "7071/tcp" in p.warnings[0]
 
 
 def test_blanket_management_rule_is_an_option():
     p = policy(allow_management_all_ports=True)
-    assert ("allow", "from", "10.10.0.0/24", "comment", "zimbra-firewall") in p.rules
+    assert ("allow", "from", "10.10.0.0/24") in p.rules
     assert not any("Zimbra Local" in r for r in p.rules)
 
 

@@ -11,41 +11,18 @@ from dataclasses import dataclass, field
 import yaml
 
 from zimbra_firewall.settings import PolicyError, read_settings, text
+from zimbra_firewall.ufw import Port, Profile, chunk_ports
 
 __all__ = ["Policy", "PolicyError", "Port", "Profile", "build_policy", "load_catalogue", "parse_port"]
 
 CATALOGUE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "catalogue.yaml")
 EXPOSURES = ("public", "local-only", "intra", "loopback-only")
-PROFILE_PATH = "/etc/ufw/applications.d/zimbra"
-MULTIPORT_LIMIT = 15  # iptables' multiport match; a range counts as two
 SEED_PROFILE = {
     "name": "Zimbra",
     "title": "Zimbra Collaboration Server",
     "description": "Open source server for email, contacts, calendar, and more.",
     "ports": "25,80,110,143,443,465,587,993,995,3443,5222,5223,7071,9071/tcp",
 }
-
-
-@dataclass(frozen=True, order=True)
-class Port:
-    first: int
-    last: int
-    proto: str  # tcp | udp
-
-    def __str__(self):
-        span = str(self.first) if self.first == self.last else f"{self.first}:{self.last}"
-        return f"{span}/{self.proto}"
-
-    def overlaps(self, other):
-        return self.proto == other.proto and self.first <= other.last and other.first <= self.last
-
-
-@dataclass(frozen=True)
-class Profile:
-    name: str
-    title: str
-    description: str
-    ports: str  # as ufw's `ports=` line takes it
 
 
 @dataclass(frozen=True)
@@ -55,7 +32,7 @@ class Policy:
     zimbra_nodes: tuple
     ssh_port: int
     profiles: tuple
-    rules: tuple  # each a tuple of ufw arguments, exactly as `ufw show added` prints them
+    rules: tuple  # each a tuple of ufw arguments as `ufw show added` prints them, before the comment tag
     default_incoming: str
     default_outgoing: str
     comment: str
@@ -68,11 +45,32 @@ class Policy:
     warnings: tuple = field(default=())
 
     @property
-    def needs_ipv6(self):
+    def restrictions(self) -> dict[str, list[str]]:
+        """{ports text: [subnets]}: the non-public ports and the only sources that may reach them."""
+        allowed = {"local-only": self.management_subnets, "intra": self.zimbra_nodes, "loopback-only": ()}
+        return {
+            chunk_ports(self.exposure[exposure]): [str(net) for net in sources]
+            for exposure, sources in allowed.items()
+            if self.exposure[exposure]
+        }
+
+    @property
+    def rule_arguments(self) -> dict:
+        """ufw.rules' arguments (and the rule planner's) for this policy."""
+        return {
+            "rules": self.rules,
+            "owner": self.comment,
+            "restrictions": self.restrictions,
+            "apps": {profile.name: profile.ports for profile in self.profiles},
+            "purge": self.purge_unmanaged,
+        }
+
+    @property
+    def needs_ipv6(self) -> bool:
         return any(n.version == 6 for n in self.management_subnets + self.zimbra_nodes)
 
 
-def load_catalogue(path=CATALOGUE):
+def load_catalogue(path: str = CATALOGUE) -> dict:
     with open(path) as f:
         # libyaml's loader when PyYAML has it: pyinfra builds a policy per host, and 30 hosts notice
         catalogue = yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
@@ -89,7 +87,7 @@ def load_catalogue(path=CATALOGUE):
     return catalogue
 
 
-def parse_port(text, key):
+def parse_port(text: str | int, key: str) -> Port:
     """'7071/tcp', '10024:10032/tcp' or a bare number (tcp) → Port."""
     if isinstance(text, bool) or not isinstance(text, (str, int)):
         raise PolicyError(key, f"{text!r} is not a port (write 7071/tcp or 10024:10032/tcp)")
@@ -134,23 +132,6 @@ def exposure_map(catalogue, groups, overrides):
     return classes
 
 
-def chunk_ports(ports):
-    """ufw `ports=` text: one entry per protocol, split so no entry exceeds the multiport limit."""
-    entries = []
-    for proto in ("tcp", "udp"):
-        chunk, weight = [], 0
-        for port in sorted(p for p in ports if p.proto == proto):
-            cost = 1 if port.first == port.last else 2
-            if weight + cost > MULTIPORT_LIMIT:
-                entries.append(f"{','.join(chunk)}/{proto}")
-                chunk, weight = [], 0
-            chunk.append(str(port).split("/")[0])
-            weight += cost
-        if chunk:
-            entries.append(f"{','.join(chunk)}/{proto}")
-    return "|".join(entries)
-
-
 def build_profiles(data, classes, with_intra):
     names = data["profile_names"]
     for exposure, name in names.items():
@@ -173,28 +154,27 @@ def build_profiles(data, classes, with_intra):
         if ports and (exposure != "intra" or with_intra):
             if exposure not in names:
                 raise PolicyError("profile_names", f"needs a name for the {exposure!r} profile")
-            profiles[exposure] = Profile(names[exposure], title, description, chunk_ports(ports))
+            profiles[exposure] = Profile(names[exposure], chunk_ports(ports), title, description)
     if data["profile_mode"] == "seed":
         profiles["public"] = Profile(
-            SEED_PROFILE["name"], SEED_PROFILE["title"], SEED_PROFILE["description"], SEED_PROFILE["ports"]
+            SEED_PROFILE["name"], SEED_PROFILE["ports"], SEED_PROFILE["title"], SEED_PROFILE["description"]
         )
     return profiles
 
 
-def build_rules(profiles, management, zimbra_nodes, ssh_port, blanket, comment):
-    tag = ("comment", comment)
-    rules = [
-        ("allow", "from", str(net), "to", "any", "port", str(ssh_port), "proto", "tcp", *tag) for net in management
-    ]
+def build_rules(profiles, management, zimbra_nodes, ssh_port, blanket):
+    """SSH first, then the public profile from anywhere, then what the management subnets and the other
+    Zimbra nodes may reach (ufw.rules adds the owner's comment tag to each)."""
+    rules = [("allow", "from", str(net), "to", "any", "port", str(ssh_port), "proto", "tcp") for net in management]
     if "public" in profiles:
-        rules.append(("allow", profiles["public"].name, *tag))
+        rules.append(("allow", profiles["public"].name))
     for net in management:
         if blanket:
-            rules.append(("allow", "from", str(net), *tag))
+            rules.append(("allow", "from", str(net)))
         elif "local-only" in profiles:
-            rules.append(("allow", "from", str(net), "to", "any", "app", profiles["local-only"].name, *tag))
+            rules.append(("allow", "from", str(net), "to", "any", "app", profiles["local-only"].name))
     if "intra" in profiles:
-        rules += [("allow", "from", str(net), "to", "any", "app", profiles["intra"].name, *tag) for net in zimbra_nodes]
+        rules += [("allow", "from", str(net), "to", "any", "app", profiles["intra"].name) for net in zimbra_nodes]
     return tuple(rules)
 
 
@@ -243,7 +223,6 @@ def build_policy(host_data: dict, catalogue: dict | None = None) -> Policy:
             settings["zimbra_nodes"],
             settings["firewall_ssh_port"],
             settings["allow_management_all_ports"],
-            settings["rule_comment"],
         ),
         default_incoming=settings["default_incoming"],
         default_outgoing=settings["default_outgoing"],

@@ -15,7 +15,7 @@ TIMER_UNIT = "zimbra-firewall-rollback"
 ROLLBACK_SCRIPTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rollback")
 
 
-def parse_preflight(text):
+def parse_preflight(text: str) -> dict:
     """The preflight read (key=value lines, a SECTION line, /etc/default/ufw) → {'zimbra', 'ufw', 'ipv6',
     'ssh_connection'}."""
     head, _, defaults = text.partition(SECTION)
@@ -28,7 +28,7 @@ def parse_preflight(text):
     }
 
 
-def preflight_problem(policy, found):
+def preflight_problem(policy, found: dict) -> str | None:
     """Why this host must be left untouched, or None. found: the Preflight fact."""
     if not found["zimbra"]:
         return "not a Zimbra server: /opt/zimbra is missing"
@@ -45,7 +45,7 @@ def preflight_problem(policy, found):
     return None
 
 
-def lockout_risk(policy, ssh_connection):
+def lockout_risk(policy, ssh_connection: str | None) -> str | None:
     """Why applying the policy could cut the controller off, or None. ssh_connection: $SSH_CONNECTION
     as the host sees it ("client-ip client-port server-ip server-port")."""
     words = (ssh_connection or "").split()
@@ -71,17 +71,17 @@ def lockout_risk(policy, ssh_connection):
 
 
 @functools.cache
-def rollback_script(name):
+def rollback_script(name: str) -> str:
     """The text of zimbra_firewall/rollback/NAME.sh (arm, restore, disarm): shipped with the deploy, checked
     with shellcheck, and run on the host with `sh -c TEXT NAME ARGS…`."""
     with open(os.path.join(ROLLBACK_SCRIPTS, f"{name}.sh")) as f:
         return f.read()
 
 
-def arm_arguments(seconds):
+def arm_arguments(seconds: int) -> tuple[str, ...]:
     """`sh -c` arguments that lock, snapshot and arm the restore timer."""
     return (rollback_script("arm"), "arm", STATE_DIR, str(seconds), TIMER_UNIT, rollback_script("restore"))
 
 
-def disarm_arguments():
+def disarm_arguments() -> tuple[str, ...]:
     return (rollback_script("disarm"), "disarm", STATE_DIR, TIMER_UNIT)

@@ -1,21 +1,25 @@
-"""ufw's text in and out: profile rendering, `ufw show added` / /etc/default/ufw / state parsing,
-and the rule plan. Pure functions, tested on output captured from ufw 0.36.
+"""ufw's text in and out, and what to change: profile rendering, `ufw show added` / /etc/default/ufw /
+state parsing, and the planners the operations (tasks/ufw.py) and the rollback's "will ufw change"
+share. Pure functions on plain values, tested on output captured from ufw 0.36; nothing here is
+Zimbra's (zimbra_firewall/policy.py turns the Zimbra policy into these values).
 """
 
 import ipaddress
 import re
 import shlex
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from .policy import Port
-
+PROFILE_PATH = "/etc/ufw/applications.d/zimbra"
+DEFAULT_POLICIES = ("deny", "reject", "allow")
+MULTIPORT_LIMIT = 15  # iptables' multiport match; a range counts as two
 XTABLES_LOCK = "/run/xtables.lock"
 # separates the parts of a read that takes one command (a line no ufw output or file holds)
 SECTION = "@@zimbra-firewall@@"
 NO_FILE = "@@zimbra-firewall-no-file@@"
 
 
-def wait_for_xtables_lock(seconds):
+def wait_for_xtables_lock(seconds: int) -> str:
     """Shell that waits at most `seconds` for the xtables lock, else fails saying why. ufw (through
     iptables-legacy's -w) would wait without end; the lock is only waited for, never held."""
     return (
@@ -29,12 +33,60 @@ POLICY_WORDS = {"DROP": "deny", "REJECT": "reject", "ACCEPT": "allow"}
 ANYWHERE = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
 
 
-def render_profiles(profiles):
+@dataclass(frozen=True, order=True)
+class Port:
+    first: int
+    last: int
+    proto: str  # tcp | udp
+
+    def __str__(self):
+        span = str(self.first) if self.first == self.last else f"{self.first}:{self.last}"
+        return f"{span}/{self.proto}"
+
+    def overlaps(self, other):
+        return self.proto == other.proto and self.first <= other.last and other.first <= self.last
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A ufw application profile; ports as ufw's `ports=` line takes them ("80,443/tcp|53/udp")."""
+
+    name: str
+    ports: str
+    title: str = ""
+    description: str = ""
+
+
+def chunk_ports(ports: Iterable[Port]) -> str:
+    """ufw `ports=` text: one entry per protocol, split so no entry exceeds the multiport limit."""
+    entries = []
+    for proto in ("tcp", "udp"):
+        chunk, weight = [], 0
+        for port in sorted(p for p in ports if p.proto == proto):
+            cost = 1 if port.first == port.last else 2
+            if weight + cost > MULTIPORT_LIMIT:
+                entries.append(f"{','.join(chunk)}/{proto}")
+                chunk, weight = [], 0
+            chunk.append(str(port).split("/")[0])
+            weight += cost
+        if chunk:
+            entries.append(f"{','.join(chunk)}/{proto}")
+    return "|".join(entries)
+
+
+def as_profiles(profiles: Mapping[str, str] | Iterable[Profile]) -> tuple[Profile, ...]:
+    """Profiles given as Profile objects or as a mapping of name → ports."""
+    if isinstance(profiles, dict):
+        return tuple(Profile(name, ports, title=name) for name, ports in profiles.items())
+    return tuple(profiles)
+
+
+def render_profiles(profiles: Iterable[Profile]) -> str:
     blocks = [f"[{p.name}]\ntitle={p.title}\ndescription={p.description}\nports={p.ports}\n" for p in profiles]
     return "# Managed by zimbra-firewall: edits are replaced on the next run.\n\n" + "\n".join(blocks)
 
 
-def parse_show_added(text):
+def parse_show_added(text: str) -> list[tuple[str, ...]]:
     """`ufw show added` → the rules as argument tuples (the words after `ufw`), in order."""
     rules = []
     for line in text.splitlines():
@@ -43,7 +95,7 @@ def parse_show_added(text):
     return rules
 
 
-def parse_defaults(text):
+def parse_defaults(text: str) -> dict:
     """/etc/default/ufw → {'ipv6': bool, 'incoming': …, 'outgoing': …}; readable while ufw is inactive."""
     values = dict(re.findall(r'^([A-Z_0-9]+)="?([^"\n]*)"?', text, re.MULTILINE))
     return {
@@ -53,7 +105,7 @@ def parse_defaults(text):
     }
 
 
-def parse_state(text):
+def parse_state(text: str) -> dict:
     """The state read's output (exit status of `iptables -L ufw-user-input`, /etc/default/ufw, `ufw show added`,
     the profile file, separated by SECTION lines) → {'active', 'incoming', 'outgoing', 'ipv6', 'rules',
     'profiles'}; 'profiles' is the profile file's text without its final newline, or None when there is none."""
@@ -97,7 +149,7 @@ def _ports_of(spec, proto):
     return tuple(ports)
 
 
-def view_rule(args):
+def view_rule(args: tuple[str, ...]) -> RuleView:
     """Read one rule in the canonical forms `ufw show added` prints."""
     words = list(args)
     action = words.pop(0)
@@ -134,27 +186,36 @@ def _within(sources, allowed):
     return all(any(s.version == a.version and s.subnet_of(a) for a in allowed) for s in sources)
 
 
-def widens_policy(args, policy, app_ports):
-    """True when an unmanaged rule lets in a local-only, intra or loopback-only port from a source
-    the policy does not allow for that port. app_ports: profile name → Ports, for app rules."""
+def ports_of_text(text: str) -> tuple[Port, ...]:
+    """A `ports=` text ("80,443/tcp|10024:10032/tcp") → tuple of Port."""
+    ports = []
+    for entry in text.split("|"):
+        spec, _, proto = entry.partition("/")
+        ports += _ports_of(spec, proto) or []
+    return tuple(ports)
+
+
+def restriction_list(restrictions):
+    """{ports text: [source subnets]} → [(Ports, networks)]: ports only those sources may reach."""
+    return [
+        (ports_of_text(ports), tuple(ipaddress.ip_network(s, strict=False) for s in sources))
+        for ports, sources in restrictions.items()
+    ]
+
+
+def widens(args, restrictions, apps):
+    """True when a rule lets in a restricted port from a source its restriction does not allow.
+    restrictions: from restriction_list; apps: profile name → Ports, for app rules (unknown apps: False)."""
     rule = view_rule(args)
     if rule.action not in ("allow", "limit") or not rule.inbound:
         return False
     if rule.app:
-        ports = app_ports.get(rule.app)
+        ports = apps.get(rule.app)
         if ports is None:
             return False
     else:
         ports = rule.ports
-    allowed_from = {
-        "local-only": policy.management_subnets,
-        "intra": policy.zimbra_nodes,
-        "loopback-only": (),
-    }
-    for exposure, allowed in allowed_from.items():
-        restricted = policy.exposure[exposure]
-        if not restricted:
-            continue
+    for restricted, allowed in restrictions:
         opens = ports is None or any(p.overlaps(r) for p in ports for r in restricted)
         if opens and not _within(rule.sources, allowed):
             return True
@@ -174,35 +235,64 @@ class RulePlan:
         return bool(self.add or self.delete_owned or self.delete_widening or self.delete_unmanaged)
 
 
-def profile_ports(profiles):
-    result = {}
-    for profile in profiles:
-        ports = []
-        for entry in profile.ports.split("|"):
-            spec, _, proto = entry.partition("/")
-            ports += _ports_of(spec, proto) or []
-        result[profile.name] = tuple(ports)
-    return result
-
-
 def without_comment(rule):
     return rule[:-2] if rule[-2:-1] == ("comment",) else rule
 
 
-def plan_rules(current, policy):
-    """current: rules from parse_show_added. Owned rules carry the policy's comment tag; an untagged
-    rule that equals a wanted one but for the tag is adopted (ufw updates it in place when added)."""
-    wanted = set(policy.rules)
-    wanted_bare = {without_comment(r) for r in policy.rules}
-    owned = [r for r in current if view_rule(r).comment == policy.comment]
-    unmanaged = [r for r in current if view_rule(r).comment != policy.comment and without_comment(r) not in wanted_bare]
-    app_ports = profile_ports(policy.profiles)
-    widening = tuple(r for r in unmanaged if widens_policy(r, policy, app_ports))
+def plan_rules(
+    current: Iterable[tuple[str, ...]],
+    rules: Iterable[tuple[str, ...]],
+    owner: str,
+    restrictions: Mapping[str, Iterable[str]] | None = None,
+    apps: Mapping[str, str] | None = None,
+    purge: bool = False,
+) -> RulePlan:
+    """What to change so ufw's user rules are `rules`, each tagged with the comment `owner`.
+    current: rules from parse_show_added. Owned rules (tagged `owner`) no longer wanted are deleted; an
+    untagged rule equal to a wanted one but for the tag is adopted (ufw updates it in place when added);
+    an unmanaged rule that opens a port of `restrictions` ({ports text: [subnets]}) to other sources is
+    deleted; other unmanaged rules are kept and listed, or deleted when `purge`. apps: profile name →
+    ports text, to know what an app rule opens."""
+    wanted = tuple((*without_comment(tuple(rule)), "comment", owner) for rule in rules)
+    wanted_bare = {without_comment(r) for r in wanted}
+    owned = [r for r in current if view_rule(r).comment == owner]
+    unmanaged = [r for r in current if view_rule(r).comment != owner and without_comment(r) not in wanted_bare]
+    limits = restriction_list(restrictions or {})
+    app_ports = {name: ports_of_text(text) for name, text in (apps or {}).items()}
+    widening = tuple(r for r in unmanaged if widens(r, limits, app_ports))
     rest = tuple(r for r in unmanaged if r not in widening)
     return RulePlan(
-        add=tuple(r for r in policy.rules if r not in current),
+        add=tuple(r for r in wanted if r not in current),
         delete_owned=tuple(r for r in owned if r not in wanted),
         delete_widening=widening,
-        delete_unmanaged=rest if policy.purge_unmanaged else (),
-        kept_unmanaged=() if policy.purge_unmanaged else rest,
+        delete_unmanaged=rest if purge else (),
+        kept_unmanaged=() if purge else rest,
+    )
+
+
+def plan_profiles(current_text: str | None, profiles: Iterable[Profile]) -> str | None:
+    """The profile file's new text, or None when it already reads so. current_text: the state's
+    'profiles' (None when there is no file)."""
+    text = render_profiles(profiles)
+    return None if current_text == text.rstrip("\n") else text
+
+
+def plan_defaults(state: dict, incoming: str, outgoing: str) -> tuple[tuple[str, str], ...]:
+    """(policy, direction) pairs to set: only those that differ (an unchanged `ufw default` still reloads)."""
+    return tuple(
+        (value, direction)
+        for direction, value in (("incoming", incoming), ("outgoing", outgoing))
+        if state[direction] != value
+    )
+
+
+def changes_pending(
+    state: dict, profiles: Iterable[Profile], rule_arguments: dict, incoming: str, outgoing: str
+) -> bool:
+    """Would the operations change anything? The same planners they use, so the two cannot drift."""
+    return bool(
+        not state["active"]
+        or plan_defaults(state, incoming, outgoing)
+        or plan_rules(state["rules"], **rule_arguments).changes
+        or plan_profiles(state["profiles"], profiles) is not None
     )

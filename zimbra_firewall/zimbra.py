@@ -10,12 +10,12 @@ INHERITED = {"zimbraMemcachedBindPort", "zimbraMemcachedClientServerList"}
 _CANONICAL = {name.lower(): name for name in MEMCACHED_ATTRIBUTES}
 
 
-def parse_localconfig(text):
+def parse_localconfig(text: str) -> dict[str, str]:
     root = ET.fromstring(text)
     return {key.get("name"): (key.findtext("value") or "") for key in root.iter("key")}
 
 
-def parse_ldif(text):
+def parse_ldif(text: str) -> list[tuple[str, dict[str, list[str]]]]:
     """`ldapsearch -LLL -o ldif-wrap=no` output → list of (dn, {attribute: [values]})."""
     entries = []
     for block in text.strip().split("\n\n"):
@@ -37,7 +37,7 @@ def parse_ldif(text):
     return entries
 
 
-def memcached_from_ldap(entries, server_dn):
+def memcached_from_ldap(entries: list, server_dn: str) -> dict[str, list[str]]:
     """The values `zmprov gs` shows: the server's own, else those it inherits from the global config."""
     server = next((attrs for dn, attrs in entries if dn.lower() == server_dn.lower()), None)
     if server is None:
@@ -48,7 +48,7 @@ def memcached_from_ldap(entries, server_dn):
     return values
 
 
-def parse_zmprov_gs(text):
+def parse_zmprov_gs(text: str) -> dict[str, list[str]]:
     """`zmprov gs SERVER attr…` stdout → {attribute: [values]}."""
     values = {}
     for line in text.splitlines():
@@ -60,7 +60,7 @@ def parse_zmprov_gs(text):
     return values
 
 
-def memcached_changes(current, desired):
+def memcached_changes(current: dict[str, list[str]], desired: dict[str, list[str]]) -> list[str]:
     """Attributes whose values differ (order aside) → `zmprov ms` arguments ('' deletes)."""
     args = []
     for name, wanted in desired.items():

@@ -1,25 +1,10 @@
 """The deploy on the lab: a fresh Zimbra host hardened, proven by probes from other hosts."""
 
 import pytest
-from support import ZIMBRA_FQDN, deploy, zmprov, zmprov_calls
+from support import LOCAL_ONLY, OPERATIONS, PUBLIC, ZIMBRA_FQDN, deploy, zmprov, zmprov_calls
 
 from lab import client
 from scripts.reachability import catalogue_specs
-
-PUBLIC = {"25/tcp", "443/tcp", "465/tcp", "587/tcp", "993/tcp", "995/tcp"}
-LOCAL_ONLY = {"22/tcp", "80/tcp", "110/tcp", "143/tcp", "389/tcp", "7025/tcp", "7071/tcp", "7073/tcp"}
-OPERATIONS = [
-    "Preflight",
-    "Earlier rollbacks",
-    "Rollback armed",
-    "Zimbra ufw profiles",
-    "ufw rules",
-    "ufw default policies",
-    "ufw enabled",
-    "New SSH connection",
-    "Rollback disarmed",
-    "memcached binding",
-]
 
 
 def zimbra_address(lab, family):

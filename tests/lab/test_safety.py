@@ -7,8 +7,8 @@ import threading
 import time
 
 import pytest
-from support import PYINFRA, REPO, ZIMBRA_FQDN, deploy, zmprov, zmprov_calls
-from test_deploy import LOCAL_ONLY, OPERATIONS, PUBLIC, answering, zimbra_address
+from support import LOCAL_ONLY, OPERATIONS, PUBLIC, PYINFRA, REPO, ZIMBRA_FQDN, deploy, zmprov, zmprov_calls
+from test_deploy import answering, zimbra_address
 
 from lab import client
 

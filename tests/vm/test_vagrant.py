@@ -13,27 +13,13 @@ import time
 import pytest
 import testinfra
 import vagrant
-from support import REPO, ZIMBRA_FQDN, deploy
+from support import LOCAL_ONLY, OPERATIONS, PUBLIC, REPO, ZIMBRA_FQDN, deploy
 
 from scripts.reachability import catalogue_specs
 
 PROBE = os.path.join(REPO, "lab/guest/probe.py")
-PUBLIC = {"25/tcp", "443/tcp", "465/tcp", "587/tcp", "993/tcp", "995/tcp"}
-LOCAL_ONLY = {"22/tcp", "80/tcp", "110/tcp", "143/tcp", "389/tcp", "7025/tcp", "7071/tcp", "7073/tcp"}
 # an address of this side standing for the internet: outside every subnet of group_data/vagrant.py
 OUTSIDE = "192.168.57.1"
-OPERATIONS = [
-    "Preflight",
-    "Earlier rollbacks",
-    "Rollback armed",
-    "Zimbra ufw profiles",
-    "ufw rules",
-    "ufw default policies",
-    "ufw enabled",
-    "New SSH connection",
-    "Rollback disarmed",
-    "memcached binding",
-]
 
 
 @pytest.fixture(scope="module")

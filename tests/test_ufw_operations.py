@@ -1,0 +1,164 @@
+"""The ufw operations, state in → commands out (as pyinfra's own operation tests do): plain values, no
+Zimbra, so any pyinfra deploy can use them; and the rollback's "will ufw change" agrees with them."""
+
+import os
+from types import SimpleNamespace
+
+import pytest
+from pyinfra.context import ctx_host
+from test_policy import policy
+
+from facts.ufw import UfwState
+from tasks import ufw
+from tasks.safety import firewall_will_change
+from zimbra_firewall.ufw import parse_state, render_profiles
+
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "ufw")
+LOCK = "flock -w 60 /run/xtables.lock true"
+SSH = ("allow", "from", "10.0.0.0/8", "to", "any", "port", "22", "proto", "tcp")
+
+
+def state(name, **changes):
+    with open(os.path.join(FIXTURES, f"{name}.txt")) as f:
+        return {**parse_state(f.read()), **changes}
+
+
+class FakeHost:
+    """What the operations use of pyinfra's host: its name, the UfwState fact and noop()."""
+
+    def __init__(self, ufw_state):
+        self.name = "web1"
+        self.state = SimpleNamespace(is_executing=True)
+        self.ufw_state = ufw_state
+        self.noops = []
+
+    def get_fact(self, fact, **_kwargs):
+        assert fact is UfwState
+        return self.ufw_state
+
+    def noop(self, message):
+        self.noops.append(message)
+
+
+def commands(operation, ufw_state, **arguments):
+    """The shell commands an operation yields on a host in this state."""
+    fake = FakeHost(ufw_state)
+    with ctx_host.use(fake):
+        ufw.forget_state()
+        produced = [command.get_raw_value() for command in operation._inner(**arguments)]
+    return produced, fake.noops
+
+
+def test_a_web_server_gets_its_profile_written_and_loaded():
+    produced, _ = commands(
+        ufw.app_profiles, state("state-fresh"), profiles={"Web": "80,443/tcp"}, path="/etc/ufw/applications.d/web"
+    )
+    assert produced[0].startswith(f"sh -c '{LOCK} ||")
+    assert produced[1:] == [
+        "printf %s '# Managed by zimbra-firewall: edits are replaced on the next run.\n\n"
+        "[Web]\ntitle=Web\ndescription=\nports=80,443/tcp\n' > /etc/ufw/applications.d/web",
+        "LC_ALL=C ufw app update Web",
+    ]
+    text = produced[1].split("'")[1]
+    again, noops = commands(
+        ufw.app_profiles,
+        state("state-fresh", profiles=text.rstrip("\n")),
+        profiles={"Web": "80,443/tcp"},
+        path="/etc/ufw/applications.d/web",
+    )
+    assert again == [] and noops == ["ufw profiles in /etc/ufw/applications.d/web are up to date"]
+
+
+def test_rules_are_added_tagged_and_what_widens_a_restriction_is_deleted():
+    current = state(
+        "state-fresh",
+        rules=[
+            ("allow", "5432/tcp"),  # someone opened the database to the world
+            ("allow", "from", "10.1.0.0/16", "to", "any", "port", "5432", "proto", "tcp"),  # within the restriction
+            ("allow", "from", "192.0.2.0/24", "to", "any", "app", "Web", "comment", "web-fw"),  # owned, not wanted
+        ],
+    )
+    arguments = dict(
+        rules=[SSH, ("allow", "Web")],
+        owner="web-fw",
+        restrictions={"5432/tcp": ["10.1.0.0/16"]},
+        apps={"Web": "80,443/tcp"},
+    )
+    produced, _ = commands(ufw.rules, current, **arguments)
+    assert produced[1:] == [
+        "LC_ALL=C ufw allow from 10.0.0.0/8 to any port 22 proto tcp comment web-fw",
+        "LC_ALL=C ufw allow Web comment web-fw",
+        "LC_ALL=C ufw --force delete allow from 192.0.2.0/24 to any app Web comment web-fw",
+        "LC_ALL=C ufw --force delete allow 5432/tcp",
+    ]
+    converged = state(
+        "state-fresh", rules=[(*SSH, "comment", "web-fw"), ("allow", "Web", "comment", "web-fw"), current["rules"][1]]
+    )
+    assert commands(ufw.rules, converged, **arguments) == ([], ["ufw rules are as wanted"])
+    purged, _ = commands(ufw.rules, converged, **arguments, purge=True)
+    assert purged[1:] == ["LC_ALL=C ufw --force delete allow from 10.1.0.0/16 to any port 5432 proto tcp"]
+
+
+def test_defaults_and_enabling_change_only_what_differs():
+    fresh = state("state-fresh")
+    produced, _ = commands(ufw.default_policy, fresh, incoming="reject", outgoing="allow")
+    assert produced[1:] == ["LC_ALL=C ufw default reject incoming"]
+    assert commands(ufw.default_policy, fresh, incoming="deny", outgoing="allow")[0] == []
+    assert commands(ufw.enabled, fresh)[0][1:] == ["LC_ALL=C ufw --force enable"]
+    assert commands(ufw.enabled, state("state-fresh", active=True)) == ([], ["ufw is already active"])
+
+
+def test_bad_values_are_refused_before_anything_runs():
+    from pyinfra.api import OperationValueError
+
+    for operation, arguments in [
+        (ufw.rules, dict(rules=[SSH], owner="x'; ufw disable")),
+        (ufw.rules, dict(rules=[()], owner="web-fw")),
+        (ufw.default_policy, dict(incoming="drop")),
+        (ufw.app_profiles, dict(profiles={})),
+    ]:
+        with pytest.raises(OperationValueError):
+            commands(operation, state("state-fresh"), **arguments)
+
+
+@pytest.mark.parametrize("fixture", ["state-fresh", "state-deployed-and-drift"])
+@pytest.mark.parametrize("overrides", [{}, {"purge_unmanaged_rules": True}, {"default_outgoing": "deny"}])
+def test_the_rollback_is_armed_exactly_when_an_operation_would_change_ufw(fixture, overrides):
+    p = policy(management_subnets=["10.77.1.0/24", "fd5a:7e3c:91b2:1::/64"], **overrides)
+    current = state(fixture)
+    would_change = any(
+        commands(operation, current, **arguments)[0]
+        for operation, arguments in [
+            (ufw.app_profiles, dict(profiles=p.profiles)),
+            (ufw.rules, p.rule_arguments),
+            (ufw.default_policy, dict(incoming=p.default_incoming, outgoing=p.default_outgoing)),
+            (ufw.enabled, {}),
+        ]
+    )
+    fake = FakeHost(current)
+    with ctx_host.use(fake):
+        ufw.forget_state()
+        assert (
+            firewall_will_change(p) is would_change is True
+        )  # both fixtures differ from the policy  # both fixtures differ from the policy somewhere
+
+
+def test_a_converged_firewall_arms_no_rollback_and_no_operation_changes_anything():
+    p = policy(management_subnets=["10.77.1.0/24", "fd5a:7e3c:91b2:1::/64"])
+    converged = state(
+        "state-fresh",
+        active=True,
+        rules=[(*rule, "comment", p.comment) for rule in p.rules],
+        profiles=render_profiles(p.profiles).rstrip("\n"),
+    )
+    for operation, arguments in [
+        (ufw.app_profiles, dict(profiles=p.profiles)),
+        (ufw.rules, p.rule_arguments),
+        (ufw.default_policy, dict(incoming=p.default_incoming, outgoing=p.default_outgoing)),
+        (ufw.enabled, {}),
+    ]:
+        assert commands(operation, converged, **arguments)[0] == []
+    fake = FakeHost(converged)
+    with ctx_host.use(fake):
+        ufw.forget_state()
+        assert firewall_will_change(p) is False
