@@ -2,8 +2,9 @@
 
 from pyinfra.api import FactBase, FactProcessError
 
+from zimbra_firewall.ldif import parse_ldif
 from zimbra_firewall.ufw import SECTION
-from zimbra_firewall.zimbra import MEMCACHED_ATTRIBUTES, memcached_from_ldap, parse_ldif, parse_zmprov_gs
+from zimbra_firewall.zimbra import ATTRIBUTE_NAMES, MEMCACHED_ATTRIBUTES, memcached_from_ldap, parse_zmprov_gs
 
 ZIMBRA_HOME = "/opt/zimbra"
 LOCALCONFIG = f"{ZIMBRA_HOME}/conf/localconfig.xml"
@@ -58,7 +59,7 @@ class ZimbraMemcached(FactBase):
             raise FactProcessError(f"no zimbra_server_hostname in {LOCALCONFIG}")
         if source == "ldap":
             try:
-                values = memcached_from_ldap(parse_ldif(text), f"cn={hostname},cn=servers,cn=zimbra")
+                values = memcached_from_ldap(parse_ldif(text, ATTRIBUTE_NAMES), f"cn={hostname},cn=servers,cn=zimbra")
             except ValueError as error:
                 raise FactProcessError(str(error)) from None
         else:

@@ -20,6 +20,8 @@ from . import rootfs, topology
 from .errors import LabError
 
 GUEST_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "guest")
+# the one LDIF parser, the deploy's, which the stand-in uses too
+LDIF_PARSER = os.path.join(os.path.dirname(GUEST_DIR), os.pardir, "zimbra_firewall", "ldif.py")
 REQUIRED_TOOLS = ["ip", "unshare", "nsenter", "ssh-keygen", "openssl", "nc", "chroot", "mount"]
 BOOT_SCRIPT = r"""
 set -e
@@ -172,6 +174,7 @@ def build_layers():
         target = os.path.join(zimbra, "opt/zimbra", tool)
         shutil.copy(os.path.join(GUEST_DIR, "zimbra/bin/zmtool"), target)
         os.chmod(target, 0o755)
+    shutil.copy(LDIF_PARSER, os.path.join(zimbra, "opt/zimbra/common/lib/lab/ldif.py"))
     common_bin = os.path.join(zimbra, "opt/zimbra/common/bin")
     os.makedirs(common_bin)
     os.symlink("/usr/bin/ldapsearch", os.path.join(common_bin, "ldapsearch"))

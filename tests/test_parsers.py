@@ -4,12 +4,13 @@ import os
 
 from test_policy import policy
 
+from zimbra_firewall.ldif import parse_ldif
 from zimbra_firewall.safety import parse_preflight, preflight_problem
 from zimbra_firewall.ufw import parse_defaults, parse_show_added, parse_state, plan_rules, render_profiles
 from zimbra_firewall.zimbra import (
+    ATTRIBUTE_NAMES,
     memcached_changes,
     memcached_from_ldap,
-    parse_ldif,
     parse_localconfig,
     parse_zmprov_gs,
 )
@@ -123,7 +124,7 @@ def test_zmprov_gs_and_ldap_read_agree():
         "dn: cn=zimbra.zfw.test,cn=servers,cn=zimbra\nzimbraMemcachedBindAddress: 127.0.0.1\n"
         "zimbraMemcachedClientServerList:: MTI3LjAuMC4x\n"
     )
-    assert memcached_from_ldap(parse_ldif(ldif), "cn=zimbra.zfw.test,cn=servers,cn=zimbra") == gs
+    assert memcached_from_ldap(parse_ldif(ldif, ATTRIBUTE_NAMES), "cn=zimbra.zfw.test,cn=servers,cn=zimbra") == gs
 
 
 def test_memcached_changes_ignore_order_and_unset_with_empty_value():

@@ -2,39 +2,17 @@
 change set. Pure functions; the formats are those of Zimbra/zm-mailbox ProvUtil.java (zmprov) and LC.java.
 """
 
-import base64
 import xml.etree.ElementTree as ET
 
 MEMCACHED_ATTRIBUTES = ("zimbraMemcachedBindAddress", "zimbraMemcachedBindPort", "zimbraMemcachedClientServerList")
 INHERITED = {"zimbraMemcachedBindPort", "zimbraMemcachedClientServerList"}
-_CANONICAL = {name.lower(): name for name in MEMCACHED_ATTRIBUTES}
+# LDAP and zmprov take attribute names in any case: these spellings are the ones this code compares
+ATTRIBUTE_NAMES = {name.lower(): name for name in MEMCACHED_ATTRIBUTES}
 
 
 def parse_localconfig(text: str) -> dict[str, str]:
     root = ET.fromstring(text)
     return {key.get("name"): (key.findtext("value") or "") for key in root.iter("key")}
-
-
-def parse_ldif(text: str) -> list[tuple[str, dict[str, list[str]]]]:
-    """`ldapsearch -LLL -o ldif-wrap=no` output → list of (dn, {attribute: [values]})."""
-    entries = []
-    for block in text.strip().split("\n\n"):
-        dn, attrs = None, {}
-        for line in block.splitlines():
-            name, sep, value = line.partition(":")
-            if not sep or line.startswith("#"):
-                continue
-            if value.startswith(":"):
-                value = base64.b64decode(value[1:].strip()).decode()
-            elif value.startswith(" "):
-                value = value[1:]
-            if name.lower() == "dn":
-                dn = value
-            else:
-                attrs.setdefault(_CANONICAL.get(name.lower(), name), []).append(value)
-        if dn:
-            entries.append((dn, attrs))
-    return entries
 
 
 def memcached_from_ldap(entries: list, server_dn: str) -> dict[str, list[str]]:
@@ -56,7 +34,7 @@ def parse_zmprov_gs(text: str) -> dict[str, list[str]]:
             continue
         name, sep, value = line.partition(": ")
         if sep:
-            values.setdefault(_CANONICAL.get(name.lower(), name), []).append(value)
+            values.setdefault(ATTRIBUTE_NAMES.get(name.lower(), name), []).append(value)
     return values
 
 

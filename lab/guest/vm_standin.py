@@ -72,6 +72,7 @@ def install_standin(fqdn):
     lib = f"{ZIMBRA_HOME}/common/lib/lab"
     os.makedirs(lib, exist_ok=True)
     shutil.copy(os.path.join(guest, "zimbra/common/lib/lab/standin.py"), lib)
+    shutil.copy(runtime.LDIF_PARSER, os.path.join(lib, "ldif.py"))
     for tool in TOOLS:
         os.makedirs(os.path.dirname(f"{ZIMBRA_HOME}/{tool}"), exist_ok=True)
         shutil.copy(os.path.join(guest, "zimbra/bin/zmtool"), f"{ZIMBRA_HOME}/{tool}")

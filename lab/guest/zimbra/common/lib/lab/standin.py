@@ -20,6 +20,8 @@ import sys
 import time
 import xml.etree.ElementTree as ET
 
+from ldif import parse_ldif  # zimbra_firewall/ldif.py, laid next to this file
+
 ZIMBRA_HOME = "/opt/zimbra"
 LOCALCONFIG = f"{ZIMBRA_HOME}/conf/localconfig.xml"
 CALL_LOG = f"{ZIMBRA_HOME}/log/zmprov-calls.log"
@@ -154,29 +156,6 @@ def server_ldif(server):
     return ldif_entry(f"cn={server['name']},{SERVERS_DN}", "zimbraServer", server["name"], server["attrs"])
 
 
-def parse_ldif(text):
-    """LDIF from `ldapsearch -LLL -o ldif-wrap=no` → [(dn, {attr: [values]})]."""
-    entries = []
-    for block in text.strip().split("\n\n"):
-        if not block.strip():
-            continue
-        dn, attrs = None, {}
-        for line in block.splitlines():
-            name, sep, value = line.partition(":")
-            if not sep:
-                continue
-            if value.startswith(":"):
-                value = base64.b64decode(value[1:].strip()).decode()
-            else:
-                value = value[1:] if value.startswith(" ") else value
-            if name == "dn":
-                dn = value
-            else:
-                attrs.setdefault(CANONICAL.get(name.lower(), name), []).append(value)
-        entries.append((dn, attrs))
-    return entries
-
-
 class Directory:
     """Zimbra's LDAP, reached as Zimbra's tools reach it: ldap_url, StartTLS, the zimbra admin bind."""
 
@@ -207,7 +186,7 @@ class Directory:
 
     def search(self, base, scope="base", ldap_filter="(objectClass=*)"):
         out = self._run("ldapsearch", ["-LLL", "-o", "ldif-wrap=no", "-b", base, "-s", scope, ldap_filter, "*"])
-        return parse_ldif(out)
+        return parse_ldif(out, CANONICAL)
 
     def modify(self, dn, changes):
         """changes: [(op, attr, [values])], op in replace/add/delete."""
