@@ -5,12 +5,12 @@ disarm it once the controller got through on a new connection, and report rollba
 
 from collections.abc import Generator
 
-from pyinfra import host, logger
-from pyinfra.api import FunctionCommand, OperationValueError, QuoteString, StringCommand, operation
+from pyinfra import host
+from pyinfra.api import OperationValueError, QuoteString, StringCommand, operation
 
 from facts.safety import Preflight
 from facts.ufw import FileText
-from tasks.report import report_once
+from tasks.report import fail_host, report_once
 from tasks.ufw import current_state, forget_state
 from zimbra_firewall.policy import Policy
 from zimbra_firewall.safety import ROLLBACK_LOG, arm_arguments, disarm_arguments, preflight_problem
@@ -40,12 +40,7 @@ def preflight(policy: Policy) -> Generator:
     if not problem:
         host.noop("a Zimbra server with ufw, reached from a management subnet on the firewall's SSH port")
         return
-    yield FunctionCommand(_refuse, (problem,), {})
-
-
-def _refuse(state, host, problem):
-    host.log_styled(f"{problem}; this host is left untouched", fg="red", log_func=logger.error)
-    return False
+    yield fail_host(f"{problem}; this host is left untouched")
 
 
 def firewall_will_change(policy: Policy) -> bool:

@@ -6,6 +6,7 @@ from pyinfra import host
 from pyinfra.api import OperationValueError, QuoteString, StringCommand, operation
 
 from facts.zimbra import ZIMBRA_HOME, ZimbraMemcached
+from tasks.report import fail_host
 from zimbra_firewall.zimbra import MEMCACHED_ATTRIBUTES, memcached_changes
 
 ZMPROV = f"{ZIMBRA_HOME}/bin/zmprov"
@@ -36,6 +37,9 @@ def memcached_binding(attributes: Mapping[str, list[str]], read: str = "ldap") -
     if unknown:
         raise OperationValueError(f"not memcached attributes: {', '.join(sorted(unknown))}")
     current = host.get_fact(ZimbraMemcached, read=read)
+    if "error" in current:
+        yield fail_host(f"cannot read memcached's Zimbra attributes (LDAP, then zmprov): {current['error']}")
+        return
     change = memcached_changes(current["values"], attributes)
     if not change:
         host.noop("memcached attributes already set")

@@ -172,11 +172,16 @@ class Directory:
         os.close(write_fd)
         cmd = [f"/usr/bin/{tool}", "-x", "-H", self.url, "-D", self.bind_dn, "-y", f"/dev/fd/{read_fd}"]
         cmd += ["-ZZ"] if self.starttls else []
+
         env = dict(os.environ, LDAPTLS_CACERT=CA_CERT)
         try:
+            # Zimbra's LDAP client gives up after ldap_connect_timeout (30 s, LC.java); ldapsearch's own
+            # nettimeout does not cover StartTLS
             result = subprocess.run(
-                cmd + args, input=stdin, capture_output=True, text=True, env=env, pass_fds=(read_fd,)
+                cmd + args, input=stdin, capture_output=True, text=True, env=env, pass_fds=(read_fd,), timeout=30
             )
+        except subprocess.TimeoutExpired:
+            raise ZimbraError("service.FAILURE", "system failure: LDAP error: connect timed out") from None
         finally:
             os.close(read_fd)
         if result.returncode:
