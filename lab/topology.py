@@ -158,16 +158,16 @@ def check_listen_mode(mode):
         raise LabError(f"--listen must be one of {', '.join(LISTEN_MODES)}, not {mode!r}")
 
 
-def listen_ports(services=None, mode: str = "roles", catalogue=None) -> list[dict]:
+def listen_ports(services: list[str], mode: str = "roles") -> list[dict]:
     """The stand-in listeners of a node: the catalogue's ports of its services ("all" on every node),
     bound as the real services bind (loopback-only ports on 127.0.0.1, the rest on every address); with
     mode "all", every catalogue port on every address (the harshest case). Ports a real service of the
-    node holds are left out. services=None: a single server with every role."""
+    node holds are left out."""
     check_listen_mode(mode)
-    services = set(services_for(SINGLE_SERVER_ROLES) if services is None else services)
+    services = set(services)
     held = {spec for service, specs in REAL_SERVICES.items() if service in services for spec in specs}
     listeners = []
-    for entry in catalogue if catalogue is not None else load_catalogue_ports():
+    for entry in load_catalogue_ports():
         if (entry["port"], entry["proto"]) in held:
             continue
         if mode == "all":
