@@ -46,6 +46,16 @@ def ssh_works():
     )
 
 
+def wait_for_rollback(seconds=30):
+    """Until SSH is back AND the restore has finished: SSH can answer while `ufw reload` is still loading
+    the restored rules, and a probe then would see that moment, not the result."""
+    deadline = time.monotonic() + seconds
+    restored = "test -s /var/lib/zimbra-firewall/rollbacks.log && ! test -e /var/lib/zimbra-firewall/restoring"
+    while not (ssh_works() and client.run("zimbra", "sh", "-c", restored, check=False).returncode == 0):
+        assert time.monotonic() < deadline, "SSH, or the restored firewall, never came back"
+        time.sleep(0.2)
+
+
 HOSTILE = [
     ("management_subnets", ["10.77.1.1/24"]),
     ("management_subnets", ["10.77.1.0/33"]),
@@ -121,10 +131,7 @@ def test_a_change_that_cuts_ssh_off_is_rolled_back_and_reported(fresh_lab):
     result = deploy("--group-data", cutting)
     assert result.returncode != 0, result.stdout + result.stderr
     assert "rollback timer fired before the change was confirmed" in result.stdout + result.stderr
-    deadline = time.monotonic() + 30
-    while not ssh_works():
-        assert time.monotonic() < deadline, "SSH never came back"
-        time.sleep(0.2)
+    wait_for_rollback()
     print(f"access restored {time.monotonic() - started:.1f} s after the deploy started (rollback_seconds=5)")
     assert client.run("zimbra", "ufw", "status").stdout.strip() == "Status: inactive"
     assert client.run("zimbra", "test", "-e", "/var/lib/zimbra-firewall/armed", check=False).returncode == 1
@@ -141,10 +148,7 @@ def test_a_cut_on_an_active_firewall_is_rolled_back_to_the_rules_the_kernel_had(
     assert deploy().returncode == 0
     cutting = group_data(management_subnets=["10.77.2.0/24"], allow_lockout_risk=True, rollback_seconds=5)
     assert deploy("--group-data", cutting).returncode != 0
-    deadline = time.monotonic() + 30
-    while not ssh_works():
-        assert time.monotonic() < deadline, "SSH never came back"
-        time.sleep(0.2)
+    wait_for_rollback()
     assert answering("mgmt", zimbra_address(fresh_lab, "ipv4")) == PUBLIC | LOCAL_ONLY
     assert answering("outside", zimbra_address(fresh_lab, "ipv4")) == PUBLIC
     rerun = deploy()
