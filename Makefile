@@ -17,7 +17,7 @@ VM_TOOLS := vagrant:vagrant vagrant-libvirt:vagrant-libvirt libvirtd:libvirt-dae
 # which Vagrant machines the VM suite brings up (one Zimbra VM; the clients are played by the namespace side)
 VM_TEST_VMS ?= zimbra
 
-.PHONY: setup system-tools vm-tools rehearse lint unit test vm-test bench lab-up lab-down
+.PHONY: setup system-tools vm-tools rehearse rehearse-cluster lint unit test vm-test bench lab-up lab-down
 
 setup: system-tools $(VENV)/.installed
 
@@ -38,14 +38,20 @@ lab-up: setup
 lab-down:
 	$(PY) -m lab down
 
+# TOPOLOGY=cluster (or `make rehearse-cluster`): ldap, mta, proxy, two mailboxes, each with its own rules
+TOPOLOGY ?= single
 rehearse: setup
 	$(PY) -m lab down
-	$(PY) -m lab up
+	$(PY) -m lab up --topology $(TOPOLOGY)
 	$(PY) scripts/reachability.py --title "before the deploy"
+	$(PY) -m lab flows | tail -n 1
 	$(VENV)/bin/pyinfra -y inventories/lab.py deploy.py
 	$(PY) scripts/reachability.py --title "after the deploy"
-	-$(PY) -m lab flows
-	@echo "The lab stays up: python -m lab exec zimbra -- ufw status verbose; make lab-down when done."
+	$(PY) -m lab flows --strict
+	@echo "The lab stays up: python -m lab exec HOST -- ufw status verbose; make lab-down when done."
+
+rehearse-cluster:
+	$(MAKE) rehearse TOPOLOGY=cluster
 
 $(VENV)/.dev-installed: $(VENV)/.installed
 	$(VENV)/bin/pip install -q --disable-pip-version-check ".[dev]"

@@ -1,33 +1,38 @@
-"""Lock down a Zimbra server's network exposure: the seed article's steps, done idempotently and safely.
+"""Lock down a Zimbra server's network exposure: the seed article's steps, done idempotently and safely,
+each node's rules derived from what Zimbra's LDAP records about the whole install.
 
 pyinfra -y inventories/<env>.py deploy.py        (--dry shows the plan and changes nothing)
 """
 
-from pyinfra import host, logger
+from pyinfra import host
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.operations import python
 
-from tasks import safety, ufw, zimbra
-from zimbra_firewall.policy import PolicyError, build_policy
+from tasks import report, safety, ufw, zimbra
+from zimbra_firewall.policy import PolicyError, build_policy, read_settings, topology_attributes
 
-# Every group_data value is checked here, for every host, before any host changes.
+# Every group_data value is checked here, for every host, before any host changes; then one read of
+# Zimbra's LDAP (no JVM) gives this node's services, ports and peers, resolved as this node resolves them.
 try:
-    policy = build_policy(host.data.dict())
+    read = read_settings(host.data.dict())["zimbra_read"]
+    topology = zimbra.read_topology(topology_attributes(), read)
+    policy = build_policy(host.data.dict(), topology)
 except PolicyError as error:
     raise PyinfraError(f"{host.name}: {error}") from None
-for warning in policy.warnings:
-    logger.warning(f"{host.name}: {warning}")
+report.node_view(topology, policy.warnings)
 
-# 0. A host that is not a Zimbra server with ufw, or whose firewall would cut this SSH connection off, fails
-#    here alone and untouched; rollbacks since the last run are reported; a rollback is armed before ufw changes
+# 0. A host that is not a Zimbra server with ufw, whose LDAP cannot be read, or whose firewall would cut this
+#    SSH connection off, fails here alone and untouched; a rollback is armed before ufw changes
 safety.preflight(name="Preflight", policy=policy)
 safety.report_rollbacks(name="Earlier rollbacks")
 armed = safety.arm_rollback(name="Rollback armed", policy=policy, seconds=policy.rollback_seconds)
 # 1. ufw application profiles for Zimbra: one public, one local-only
 wait = policy.xtables_lock_wait
 ufw.app_profiles(name="Zimbra ufw profiles", profiles=policy.profiles, lock_wait=wait)
-# 2. SSH first, then the public profile from anywhere and the local-only one from the management subnets
-ufw.rules(name="ufw rules", **policy.rule_arguments, lock_wait=wait)
+# 2. SSH first, then the public profile from anywhere, the local-only one from the management subnets and
+#    each peer's ports from its addresses: added on every node before any rule is deleted anywhere
+ufw.rules(name="ufw rules added", **policy.rule_arguments, changes="add", lock_wait=wait)
+ufw.rules(name="ufw rules removed", **policy.rule_arguments, changes="delete", lock_wait=wait)
 # 3. Default deny incoming, allow outgoing
 ufw.default_policy(
     name="ufw default policies", incoming=policy.default_incoming, outgoing=policy.default_outgoing, lock_wait=wait
@@ -36,7 +41,14 @@ ufw.default_policy(
 ufw.enabled(name="ufw enabled", lock_wait=wait)
 python.call(name="New SSH connection", function=safety.confirm_new_connection, _if=armed.did_change)
 safety.disarm_rollback(name="Rollback disarmed", _if=armed.did_change)
-# 5. memcached bound where configured (127.0.0.1), restarted only when that changed
+# 5. memcached bound where the proxies' nginx looks for it (its 11211 rule exists by now), restarted only
+#    when that changed
+current = topology.this.attributes if topology.this else {}
 zimbra.memcached_binding(
-    name="memcached binding", attributes=policy.memcached, read=policy.memcached_read, _sudo=True, _sudo_user="zimbra"
+    name="memcached binding",
+    server=policy.server,
+    current=current,
+    attributes=policy.memcached,
+    _sudo=True,
+    _sudo_user="zimbra",
 )

@@ -5,7 +5,7 @@ For each N and tool: fresh converge wall time, no-op rerun wall time, zmprov cal
 per host, peak controller memory. Both tools must reach the same end state (checked before any time
 is reported). Prints a table with ratios and writes docs/benchmarks.md.
 
-    python bench/run.py [--hosts 1 10 30] [--runs 3] [--zmprov-delay 2]
+    python bench/run.py [--hosts 1 10 30] [--runs 3] [--zmprov-delay 2] [--cluster PROXIES MAILBOXES]
 """
 
 import argparse
@@ -25,6 +25,7 @@ sys.path.insert(0, REPO)
 
 from lab import client  # noqa: E402
 from zimbra_firewall.policy import build_policy  # noqa: E402
+from zimbra_firewall.topology import Server, Topology  # noqa: E402
 from zimbra_firewall.ufw import render_profiles  # noqa: E402
 from zimbra_firewall.zimbra import memcached_changes  # noqa: E402
 
@@ -33,29 +34,32 @@ LAB_MGMT = ["10.77.1.0/24", "fd5a:7e3c:91b2:1::/64"]
 ANSIBLE_DEFAULT_FORKS = 5
 
 
-def lab_policy():
+def lab_policy(host):
+    """The policy the deploy computes for a lab single server, from what `lab status` says of it (its name
+    resolves to its IPv6 address first, then its IPv4 one, as getent reads the lab's /etc/hosts)."""
     import runpy
 
     data = {k: v for k, v in runpy.run_path(os.path.join(REPO, "group_data/lab.py")).items() if not k.startswith("_")}
-    return build_policy(data)
+    server = Server(host["fqdn"], host["fqdn"], frozenset(host["roles"]), {}, (host["ipv6"], host["ipv4"]))
+    return build_policy(data, Topology(server, (server,), (host["ipv4"], host["ipv6"])))
 
 
-def ansible_files(workdir, lab, policy):
-    """Inventory and variables for the playbook, from the lab's status and the deploy's policy."""
+def ansible_files(workdir, lab):
+    """Inventory and variables for the playbook, from the lab's status and the deploy's policy per host."""
     ssh = lab["ssh"]
-    inventory = {
-        "zimbra_servers": {
-            "hosts": {
-                h["name"]: {"ansible_host": h["name"], "zimbra_hostname": h["fqdn"]}
-                for h in lab["hosts"]
-                if h["role"] == "zimbra"
-            }
+    hosts, policy = {}, None
+    for host in [h for h in lab["hosts"] if h["role"] == "zimbra"]:
+        policy = lab_policy(host)
+        hosts[host["name"]] = {
+            "ansible_host": host["name"],
+            "zimbra_hostname": host["fqdn"],
+            "memcached_ms_args": memcached_changes({}, policy.memcached),
+            "memcached_expected_lines": [f"{n}: {v}" for n, values in policy.memcached.items() for v in values],
         }
-    }
+    inventory = {"zimbra_servers": {"hosts": hosts}}
     names = {p.name for p in policy.profiles}
     public = next(p.name for p in policy.profiles if "public" in p.title)
     local = next(n for n in names if n != public)
-    expected = [f"{name}: {value}" for name, values in policy.memcached.items() for value in values]
     variables = {
         "ansible_user": "root",
         "ansible_ssh_common_args": f"-F {ssh['config']}",
@@ -67,8 +71,6 @@ def ansible_files(workdir, lab, policy):
         "rule_comment": policy.comment,
         "public_profile": public,
         "local_profile": local,
-        "memcached_ms_args": memcached_changes({}, policy.memcached),
-        "memcached_expected_lines": expected,
     }
     paths = {"inventory": os.path.join(workdir, "inventory.json"), "vars": os.path.join(workdir, "vars.json")}
     with open(paths["inventory"], "w") as f:
@@ -160,16 +162,17 @@ def end_state(lab):
     )
 
 
-def measure(tool, n, delay, workdir, policy):
+def measure(tool, n, delay, workdir, topology=()):
+    """topology: extra `lab up` arguments (a cluster); n: the number of Zimbra nodes it makes."""
     client.lab("down")
-    client.lab("up", "--zimbra-hosts", str(n), "--zmprov-delay", str(delay))
+    client.lab("up", *(topology or ("--zimbra-hosts", str(n))), "--zmprov-delay", str(delay))
     lab = client.status()
     zimbra_hosts = [h["name"] for h in lab["hosts"] if h["role"] == "zimbra"]
     if tool == "pyinfra":
         command, env = [os.path.join(BIN, "pyinfra"), "-y", "inventories/lab.py", "deploy.py"], {}
     else:
         forks = ANSIBLE_DEFAULT_FORKS if tool == "ansible" else n
-        paths = ansible_files(workdir, lab, policy)
+        paths = ansible_files(workdir, lab)
         command = [
             os.path.join(BIN, "ansible-playbook"),
             "-i",
@@ -190,6 +193,8 @@ def measure(tool, n, delay, workdir, policy):
             "ANSIBLE_SSH_CONTROL_PATH_DIR": control,
         }
     converge, converge_mem = timed(command, env)
+    if topology:
+        client.lab("flows", "--strict")  # the judge: every flow of the install works, nothing else
     after_converge = counters(zimbra_hosts)
     noop, noop_mem = timed(command, env)
     after_noop = counters(zimbra_hosts)
@@ -222,8 +227,15 @@ def main():
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--zmprov-delay", type=float, default=2.0)
     parser.add_argument("--output", default=os.path.join(REPO, "docs/benchmarks.md"))
+    parser.add_argument(
+        "--cluster",
+        type=int,
+        nargs=2,
+        default=[2, 10],
+        metavar=("PROXIES", "MAILBOXES"),
+        help="the cluster measured besides (ldap, mta, PROXIES, MAILBOXES; 0 0: none)",
+    )
     args = parser.parse_args()
-    policy = lab_policy()
     tools = ["pyinfra", "ansible", "ansible-forks=N"]
     rows = []
     with tempfile.TemporaryDirectory(prefix="zfw-bench-") as workdir:
@@ -233,7 +245,7 @@ def main():
                 runs = []
                 for run in range(args.runs):
                     print(f"N={n} {tool} run {run + 1}/{args.runs}", file=sys.stderr, flush=True)
-                    runs.append(measure(tool, n, args.zmprov_delay, workdir, policy))
+                    runs.append(measure(tool, n, args.zmprov_delay, workdir))
                 results[tool] = runs
             reference = results["pyinfra"][0]["state"]
             for tool, runs in results.items():
@@ -249,27 +261,44 @@ def main():
                     {
                         "n": n,
                         "tool": tool if tool != "ansible-forks=N" else f"ansible forks={n}",
-                        **{
-                            k: median_of(runs, k)
-                            for k in (
-                                "converge",
-                                "noop",
-                                "zmprov_converge",
-                                "zmprov_noop",
-                                "commands_converge",
-                                "commands_noop",
-                                "memory_mib",
-                            )
-                        },
+                        **{k: median_of(runs, k) for k in METRICS},
                     }
                 )
             # each N is printed and written as soon as it is measured: a long run that stops keeps its results
-            table = render(rows, args)
-            print(table, flush=True)
-            os.makedirs(os.path.dirname(args.output), exist_ok=True)
-            with open(args.output, "w") as f:
-                f.write(document(table, args, done=[r["n"] for r in rows]))
+            write(rows, args)
+        proxies, mailboxes = args.cluster
+        if proxies:
+            n = 2 + proxies + mailboxes
+            topology = ("--topology", "cluster", "--proxies", str(proxies), "--mailboxes", str(mailboxes))
+            runs = []
+            for run in range(args.runs):
+                print(f"cluster of {n} pyinfra run {run + 1}/{args.runs}", file=sys.stderr, flush=True)
+                runs.append(measure("pyinfra", n, args.zmprov_delay, workdir, topology))
+            rows.append(
+                {"n": n, "tool": "pyinfra", "cluster": f"1 ldap, 1 mta, {proxies} proxies, {mailboxes} mailboxes"}
+            )
+            rows[-1].update({k: median_of(runs, k) for k in METRICS})
+            write(rows, args)
     client.lab("down")
+
+
+METRICS = (
+    "converge",
+    "noop",
+    "zmprov_converge",
+    "zmprov_noop",
+    "commands_converge",
+    "commands_noop",
+    "memory_mib",
+)
+
+
+def write(rows, args):
+    table = render(rows, args)
+    print(table, flush=True)
+    os.makedirs(os.path.dirname(args.output), exist_ok=True)
+    with open(args.output, "w") as f:
+        f.write(document(table, args, done=sorted({r["n"] for r in rows if "cluster" not in r})))
 
 
 def render(rows, args):
@@ -278,8 +307,9 @@ def render(rows, args):
         "zmprov/host no-op | commands/host converge | commands/host no-op | peak MiB |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    ours = {r["n"]: r for r in rows if r["tool"] == "pyinfra"}
-    for r in rows:
+    ours = {r["n"]: r for r in rows if r["tool"] == "pyinfra" and "cluster" not in r}
+    clusters = [r for r in rows if "cluster" in r]
+    for r in [r for r in rows if "cluster" not in r]:
         base = ours[r["n"]]
         lines.append(
             f"| {r['n']} | {r['tool']} | {r['converge']:.1f} | {r['noop']:.1f} | "
@@ -291,6 +321,23 @@ def render(rows, args):
         top = max(ours)
         lines.append("")
         lines.append(f"pyinfra no-op at N={top} / N=1: {ours[top]['noop'] / ours[1]['noop']:.2f}x")
+    if clusters:
+        lines += [
+            "",
+            "One Zimbra install over several nodes (pyinfra only: each node's rules from Zimbra's LDAP; the "
+            "playbook has no equivalent):",
+            "",
+            "| nodes | cluster | converge s | no-op s | no-op / single-server no-op | zmprov/node converge | "
+            "zmprov/node no-op | commands/node converge | commands/node no-op | peak MiB |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in clusters:
+            single = f"{r['noop'] / ours[1]['noop']:.2f}x" if 1 in ours else "(N=1 not measured)"
+            lines.append(
+                f"| {r['n']} | {r['cluster']} | {r['converge']:.1f} | {r['noop']:.1f} | {single} | "
+                f"{r['zmprov_converge']:.1f} | {r['zmprov_noop']:.0f} | {r['commands_converge']:.0f} | "
+                f"{r['commands_noop']:.0f} | {r['memory_mib']:.0f} |"
+            )
     return "\n".join(lines)
 
 

@@ -244,7 +244,7 @@ def client_key():
     return key
 
 
-def prepare_host(host, state, key, layers, register=False):
+def prepare_host(host, state, key, layers):
     folder = os.path.join(state_dir(), "hosts", host["name"])
     upper = os.path.join(folder, "upper")
     for sub in ("upper/etc/ssh", "upper/root/.ssh", "work", "merged"):
@@ -261,7 +261,6 @@ def prepare_host(host, state, key, layers, register=False):
         state["zmprov_delay"],
         state["ldap_password"],
         state["listen"],
-        register,
     )
     with open(os.path.join(upper, "etc/lab-host.json"), "w") as f:
         json.dump(config, f)
@@ -470,9 +469,10 @@ def running_cluster():
 
 
 def add(name: str, roles: list[str], timeout: float = 120, log=sys.stderr) -> None:
-    """Start one more Zimbra node in the running cluster; it registers itself in the cluster's LDAP as
-    an installer does. Every node learns its name (/etc/hosts) and the proxies regenerate their view of
-    memcached, as zmconfigd does."""
+    """Start one more Zimbra node in the running cluster. Its server entry is created first, from the LDAP
+    master (`zmprov -l cs`), as an admin does before installing a node behind host firewalls: the peers'
+    firewalls can then be opened for it before it needs them. Every node learns its name (/etc/hosts) and
+    the proxies regenerate their view of memcached, as zmconfigd does."""
     require_root_and_tools()
     state = running_cluster()
     existing = [topology.host_from_dict(h) for h in state["hosts"]]
@@ -490,10 +490,14 @@ def add(name: str, roles: list[str], timeout: float = 120, log=sys.stderr) -> No
     )
     host = node.to_dict()
     started = time.monotonic()
+    master = next(h for h in state["hosts"] if "ldap" in h.get("services", ()))
+    entry = topology.server_entry(node)
+    pairs = [word for name, values in entry["attrs"].items() for value in values for word in (name, value)]
+    zmprov_as_zimbra(master["name"], "-l", "cs", node.fqdn, *pairs)
     state["hosts"].insert(len(zimbra_nodes), host)
     save_state(state)
     try:
-        folder, lower = prepare_host(host, state, client_key(), layer_paths(), register=True)
+        folder, lower = prepare_host(host, state, client_key(), layer_paths())
         host["pid"] = start_host(host, folder, lower)
         save_state(state)
         attach_host(host, host["pid"])
@@ -503,6 +507,7 @@ def add(name: str, roles: list[str], timeout: float = 120, log=sys.stderr) -> No
         stop_hosts([host])
         state["hosts"].remove(host)
         save_state(state)
+        zmprov_as_zimbra(master["name"], "-l", "ds", node.fqdn)
         raise
     peers_changed(state, key=client_key())
     print(f"lab: {name} ({' '.join(roles)}) up and registered in {time.monotonic() - started:.1f} s", file=log)

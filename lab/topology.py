@@ -180,7 +180,7 @@ def listen_ports(services: list[str], mode: str = "roles") -> list[dict]:
     return listeners
 
 
-def host_config(host, hosts, zmprov_delay, ldap_password, listen_mode="roles", register=False):
+def host_config(host, hosts, zmprov_delay, ldap_password, listen_mode="roles"):
     """The /etc/lab-host.json a host's init reads at start. Each install's LDAP master is its `ldap`
     node (a cluster) or the server itself (single servers); the master loads every server of its install."""
     config = dict(
@@ -199,10 +199,7 @@ def host_config(host, hosts, zmprov_delay, ldap_password, listen_mode="roles", r
             "zmprov_delay": zmprov_delay,
             "ldap_master": master.fqdn,
             "ldap_password": ldap_password,
-            "register": register,
         }
-        if register:
-            config["zimbra"]["entry"] = server_entry(host)
         if host == master:
             config["zimbra"]["directory"] = directory(install)
         config["listen"] = listen_ports(host.services, listen_mode)

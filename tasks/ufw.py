@@ -87,12 +87,15 @@ def rules(
     restrictions: Mapping[str, Iterable[str]] | None = None,
     apps: Mapping[str, str] | None = None,
     purge: bool = False,
+    changes: str = "both",
     lock_wait: int = 60,
 ) -> Generator:
     """
     Make ufw's user rules match ``rules``: add the missing ones (in the order given: put SSH first),
     delete rules tagged ``owner`` that are no longer wanted and unmanaged rules that open a restricted
     port to other sources; list the other unmanaged rules (or delete them with ``purge``).
+    With ``changes="add"`` then ``changes="delete"`` (two operations), pyinfra adds on every host before
+    it deletes on any: a rule another host's traffic needs is never missing in between.
 
     + rules: argument tuples as ``ufw show added`` prints them, e.g. ``("allow", "from", "10.0.0.0/8",
       "to", "any", "port", "22", "proto", "tcp")``; each is tagged with the comment ``owner``
@@ -100,6 +103,7 @@ def rules(
     + restrictions: ``{"5432/tcp": ["10.1.0.0/16"]}``: ports only those sources may reach
     + apps: ``{"Web": "80,443/tcp"}``: what the profiles named in rules open
     + purge: delete every unmanaged rule, not only those that widen a restriction
+    + changes: ``both``, ``add`` (additions only) or ``delete`` (deletions only)
     + lock_wait: seconds to wait for another program's xtables lock before failing
 
     **Example:**
@@ -117,6 +121,9 @@ def rules(
         raise OperationValueError(f"owner must be a plain tag (letters, digits, _ . : -), not {owner!r}")
     if any(not rule or not all(isinstance(word, str) for word in rule) for rule in rules):
         raise OperationValueError("each rule is a non-empty tuple of ufw's words")
+    if changes not in ("both", "add", "delete"):
+        raise OperationValueError(f"changes must be both, add or delete, not {changes!r}")
+    # deletions do not depend on whether the additions ran, so each step plans from what it reads
     plan = plan_rules(current_state(lock_wait)["rules"], rules, owner, restrictions, apps, purge)
     for rule in plan.delete_widening:
         report_once("warning", f"removing unmanaged rule that opens a restricted port: ufw {' '.join(rule)}")
@@ -124,14 +131,16 @@ def rules(
         report_once("warning", f"removing unmanaged rule (purge): ufw {' '.join(rule)}")
     for rule in plan.kept_unmanaged:
         report_once("info", f"keeping unmanaged rule: ufw {' '.join(rule)}")
-    if not plan.changes:
-        host.noop("ufw rules are as wanted")
+    additions = plan.add if changes != "delete" else ()
+    deletions = plan.delete_owned + plan.delete_widening + plan.delete_unmanaged if changes != "add" else ()
+    if not additions and not deletions:
+        host.noop("ufw rules are as wanted" if not plan.changes else f"no rule to {changes} here")
         return
     forget_state()
     yield _wait_for_xtables_lock(lock_wait)
-    for rule in plan.add:
+    for rule in additions:
         yield _ufw(*rule)
-    for rule in plan.delete_owned + plan.delete_widening + plan.delete_unmanaged:
+    for rule in deletions:
         yield _ufw("--force", "delete", *rule)
 
 

@@ -5,55 +5,92 @@ from collections.abc import Generator, Mapping
 from pyinfra import host
 from pyinfra.api import OperationValueError, QuoteString, StringCommand, operation
 
-from facts.zimbra import ZIMBRA_HOME, ZimbraMemcached
-from tasks.report import fail_host
-from zimbra_firewall.zimbra import MEMCACHED_ATTRIBUTES, memcached_changes
+from facts.zimbra import ZIMBRA_HOME, ResolvedNames, ZimbraTopology
+from zimbra_firewall.topology import Topology, parse_resolved, seen_from
+from zimbra_firewall.zimbra import MEMCACHED_ATTRIBUTES, NEEDS_CLIENT_RELOAD, NEEDS_RESTART, memcached_changes
 
 ZMPROV = f"{ZIMBRA_HOME}/bin/zmprov"
 ZMMEMCACHEDCTL = f"{ZIMBRA_HOME}/bin/zmmemcachedctl"
+_reads = {}  # (state, server name) → a Topology some host of this run read, containing that server
+
+
+def read_topology(attributes: tuple[str, ...], read: str = "ldap") -> Topology:
+    """
+    This node's view of Zimbra's servers (``facts.zimbra.ZimbraTopology``). A node that cannot reach LDAP
+    itself, such as a new node that the LDAP server's firewall does not know yet, takes the read of
+    another host of this run whose LDAP lists it (asking the others in inventory order when none has read
+    yet), with the names resolved on this node: the run that opens LDAP to it gives it its rules as well.
+    """
+    topology = host.get_fact(ZimbraTopology, attributes=attributes, read=read)
+    _remember(topology)
+    if topology.this or not topology.name:
+        return topology
+    key = (id(host.state), topology.name.lower())
+    for other in host.state.inventory.get_active_hosts():
+        if key in _reads:
+            break
+        if other is not host:
+            _remember(other.get_fact(ZimbraTopology, attributes=attributes, read=read), other.name)
+    if key not in _reads:
+        return topology
+    borrowed, by = _reads[key]
+    seen = host.get_fact(ResolvedNames, names=tuple(sorted({s.hostname for s in borrowed.servers})))
+    return seen_from(borrowed, topology.name, parse_resolved(seen["resolved"]), seen["own_addresses"].split(), by)
+
+
+def _remember(topology: Topology, by: str = "") -> None:
+    if topology.this:
+        for server in topology.servers:
+            _reads.setdefault((id(host.state), server.name.lower()), (topology, by or host.name))
 
 
 @operation()
-def memcached_binding(attributes: Mapping[str, list[str]], read: str = "ldap") -> Generator:
+def memcached_binding(server: str, current: Mapping[str, list[str]], attributes: Mapping[str, list[str]]) -> Generator:
     """
-    Set memcached's Zimbra attributes with ONE ``zmprov -l ms`` (only those that differ; multi-valued
-    values compare without regard to order), then restart memcached. When memcached does not start
-    with the new binding, the previous values are put back, memcached restarted, and the step fails.
+    Set memcached's Zimbra attributes on ``server`` with ONE ``zmprov -l ms`` (only those that differ;
+    multi-valued values compare without regard to order). When the binding changed, restart memcached;
+    when it does not start with the new binding, the previous values are put back, memcached restarted,
+    and the step fails. When the client list changed, ``zmprov rmcc SERVER`` makes mailboxd re-read it.
     Run as the zimbra user.
 
-    + attributes: ``{"zimbraMemcachedBindAddress": ["127.0.0.1"], ...}``; an empty list unsets
-    + read: "ldap" (one ldapsearch, no JVM) or "zmprov" (one ``zmprov -l gs``)
+    + server: the Zimbra server's name (``zimbra_server_hostname``)
+    + current: the attributes as Zimbra has them (``facts.zimbra.ZimbraTopology``'s ``this.attributes``:
+      the deploy reads them once, with everything else it needs from LDAP)
+    + attributes: ``{"zimbraMemcachedBindAddress": ["127.0.0.1", "10.0.0.5"], ...}``; an empty list unsets
 
     **Example:**
 
     .. code:: python
 
         zimbra.memcached_binding(
-            attributes={"zimbraMemcachedBindAddress": ["127.0.0.1"]},
+            server="mail.example.com",
+            current=topology.this.attributes,
+            attributes={"zimbraMemcachedBindAddress": ["127.0.0.1", "10.0.0.5"]},
             _sudo=True, _sudo_user="zimbra",
         )
     """
     unknown = set(attributes) - set(MEMCACHED_ATTRIBUTES)
     if unknown:
         raise OperationValueError(f"not memcached attributes: {', '.join(sorted(unknown))}")
-    current = host.get_fact(ZimbraMemcached, read=read)
-    if "error" in current:
-        yield fail_host(f"cannot read memcached's Zimbra attributes (LDAP, then zmprov): {current['error']}")
-        return
-    change = memcached_changes(current["values"], attributes)
+    current = {name: list(current.get(name, ())) for name in attributes}
+    change = memcached_changes(current, attributes)
     if not change:
-        host.noop("memcached attributes already set")
+        host.noop("memcached attributes already set" if attributes else "no memcached attribute to manage here")
         return
-    previous = {name: current["values"].get(name, []) for name in attributes}
-    undo = memcached_changes(attributes, previous)
-    server = QuoteString(current["hostname"])
-    yield StringCommand(ZMPROV, "-l", "ms", server, *[QuoteString(a) for a in change])
-    restore = StringCommand(ZMPROV, "-l", "ms", server, *[QuoteString(a) for a in undo]).get_raw_value()
-    yield StringCommand(
-        "sh",
-        "-c",
-        QuoteString(
-            f"{ZMMEMCACHEDCTL} restart || {{ {restore}; {ZMMEMCACHEDCTL} restart; "
-            "echo 'memcached did not start with the new binding: the previous binding is restored' >&2; exit 1; }"
-        ),
-    )
+    changed = set(change[::2])
+    name = QuoteString(server)
+    yield StringCommand(ZMPROV, "-l", "ms", name, *[QuoteString(a) for a in change])
+    if changed & NEEDS_RESTART:
+        undo = memcached_changes(attributes, current)
+        restore = StringCommand(ZMPROV, "-l", "ms", name, *[QuoteString(a) for a in undo]).get_raw_value()
+        yield StringCommand(
+            "sh",
+            "-c",
+            QuoteString(
+                f"{ZMMEMCACHEDCTL} restart || {{ {restore}; {ZMMEMCACHEDCTL} restart; "
+                "echo 'memcached did not start with the new binding: the previous binding is restored' >&2; "
+                "exit 1; }"
+            ),
+        )
+    if changed & NEEDS_CLIENT_RELOAD:
+        yield StringCommand(ZMPROV, "rmcc", name)

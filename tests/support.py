@@ -1,4 +1,5 @@
-"""What the lab and VM suites share: running the deploy as a user does, and reading a lab host's zmprov."""
+"""What the lab and VM suites share: running the deploy as a user does, reading a lab host's zmprov, and
+`lab flows`' report."""
 
 import json
 import os
@@ -20,7 +21,8 @@ OPERATIONS = [
     "Earlier rollbacks",
     "Rollback armed",
     "Zimbra ufw profiles",
-    "ufw rules",
+    "ufw rules added",
+    "ufw rules removed",
     "ufw default policies",
     "ufw enabled",
     "New SSH connection",
@@ -63,3 +65,31 @@ def zmprov_calls(host="zimbra"):
 
 def zmprov(*args, host="zimbra", check=True):
     return client.run(host, "runuser", "-u", "zimbra", "--", "/opt/zimbra/bin/zmprov", *args, check=check)
+
+
+# --- `python -m lab flows`, the judge ---------------------------------------------------------------
+
+
+def flows(*args):
+    result = client.lab("flows", "--json", *args, check=False)
+    assert result.returncode in (0, 1), result.stderr
+    report = json.loads(result.stdout)
+    report["exit"] = result.returncode
+    return report
+
+
+def find(report, source, destination, port, **match):
+    found = [
+        f
+        for f in report["flows"]
+        if f["source"] == source
+        and f["destination"] == destination
+        and f["port"] == port
+        and all(f[k] == v for k, v in match.items())
+    ]
+    assert found, f"no flow {source} -> {destination}:{port} {match}"
+    return found
+
+
+def results(report, source, destination, port, **match):
+    return {(f["family"], f["result"]) for f in find(report, source, destination, port, **match)}

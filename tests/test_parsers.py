@@ -2,18 +2,12 @@
 
 import os
 
-from test_policy import policy
+from test_policy import policy, topology
 
-from zimbra_firewall.ldif import parse_ldif
+from zimbra_firewall.policy import topology_attributes
 from zimbra_firewall.safety import parse_preflight, preflight_problem
 from zimbra_firewall.ufw import parse_defaults, parse_show_added, parse_state, plan_rules, render_profiles
-from zimbra_firewall.zimbra import (
-    ATTRIBUTE_NAMES,
-    memcached_changes,
-    memcached_from_ldap,
-    parse_localconfig,
-    parse_zmprov_gs,
-)
+from zimbra_firewall.zimbra import memcached_changes
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 TAG = ("comment", "zimbra-firewall")
@@ -114,17 +108,40 @@ def test_rendered_profile_is_what_ufw_reads():
     assert "ports=80,110,143,389,7025,7071,7073/tcp\n" in text
 
 
-def test_zmprov_gs_and_ldap_read_agree():
-    config = parse_localconfig(fixture("zimbra/localconfig.xml"))
-    assert config["zimbra_server_hostname"] == "zimbra.zfw.test"
-    gs = parse_zmprov_gs(fixture("zimbra/zmprov-gs-memcached.txt"))
-    ldif = (
-        "dn: cn=config,cn=zimbra\nzimbraMemcachedBindPort: 11211\n"
-        "zimbraMemcachedClientServerList: 10.0.0.9\n\n"
-        "dn: cn=zimbra.zfw.test,cn=servers,cn=zimbra\nzimbraMemcachedBindAddress: 127.0.0.1\n"
-        "zimbraMemcachedClientServerList:: MTI3LjAuMC4x\n"
-    )
-    assert memcached_from_ldap(parse_ldif(ldif, ATTRIBUTE_NAMES), "cn=zimbra.zfw.test,cn=servers,cn=zimbra") == gs
+def test_the_ldap_read_and_the_zmprov_read_see_the_same_install():
+    ldap, zmprov = topology("single-ldap"), topology("single-zmprov")
+    assert (ldap.source, zmprov.source) == ("ldap", "zmprov")
+    assert ldap.own_addresses == zmprov.own_addresses == ("10.77.0.10", "fd5a:7e3c:91b2::a")
+    for read in (ldap, zmprov):
+        assert read.this.hostname == "zimbra.zfw.test" and read.peers == ()
+        assert read.this.addresses == ("fd5a:7e3c:91b2::a", "10.77.0.10")
+        assert {"ldap", "mta", "mailbox", "proxy", "memcached", "logger"} <= read.this.services
+    # cn=config's values are inherited in LDAP; `zmprov gs` prints them already merged
+    for name in topology_attributes():
+        if name != "cn":
+            assert ldap.this.attributes.get(name) == zmprov.this.attributes.get(name), name
+
+
+def test_a_cluster_read_holds_every_server_with_its_addresses():
+    read = topology("cluster-mta")
+    assert read.this.name == "mta.zfw.test" and read.this.services == {"amavis", "mta", "opendkim", "stats"}
+    assert [(s.name, s.addresses) for s in read.peers] == [
+        ("ldap.zfw.test", ("fd5a:7e3c:91b2::a", "10.77.0.10")),
+        ("mailbox-2.zfw.test", ("fd5a:7e3c:91b2::e", "10.77.0.14")),
+        ("mailbox.zfw.test", ("fd5a:7e3c:91b2::d", "10.77.0.13")),
+        ("proxy.zfw.test", ("fd5a:7e3c:91b2::c", "10.77.0.12")),
+    ]
+    mailbox = read.peers[2]
+    assert mailbox.value("zimbraLmtpBindPort") == "7025"  # inherited from cn=config
+    assert mailbox.value("zimbraReverseProxyLookupTarget") == "TRUE"  # its own
+
+
+def test_a_failed_read_says_why():
+    text = "zimbra.zfw.test\n@@zimbra-firewall@@\n\n@@zimbra-firewall@@\nfailed\nERROR: service.FAILURE (ldap down)\n"
+    from facts.zimbra import ZimbraTopology
+
+    read = ZimbraTopology().process(text.splitlines() + ["@@zimbra-firewall@@"])
+    assert read.this is None and read.error == "ERROR: service.FAILURE (ldap down)"
 
 
 def test_memcached_changes_ignore_order_and_unset_with_empty_value():

@@ -1,14 +1,25 @@
 """group_data → Policy: defaults, the seed's options, and bad input refused with the key named."""
 
+import os
+
 import pytest
 
+from facts.zimbra import ZimbraTopology
 from zimbra_firewall.policy import PolicyError, Port, build_policy
 
 MGMT = ["10.10.0.0/24", "fd00:10::/64"]
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "zimbra")
 
 
-def policy(**overrides):
-    return build_policy({"management_subnets": MGMT, **overrides})
+def topology(node="single-ldap"):
+    """The topology read's output captured in the lab (tests/fixtures/zimbra/topology-<node>.txt), parsed
+    as the fact parses it."""
+    with open(os.path.join(FIXTURES, f"topology-{node}.txt")) as f:
+        return ZimbraTopology().process(f.read().splitlines())
+
+
+def policy(node="single-ldap", **overrides):
+    return build_policy({"management_subnets": MGMT, **overrides}, topology(node))
 
 
 def ports(*numbers):
@@ -36,9 +47,10 @@ def test_default_policy_is_the_seed_table():
     # local-only ports from the management subnets alone; intra (no zimbra_nodes) and loopback-only from nobody
     restrictions = p.restrictions
     assert restrictions.pop("80,110,143,389,7025,7071,7073/tcp") == MGMT
-    assert list(restrictions.values()) == [[], []]
+    assert list(restrictions.values()) == [[]]
+    # memcached where nginx looks: the address zimbra.zfw.test resolves to on this host, and loopback
     assert p.memcached == {
-        "zimbraMemcachedBindAddress": ["127.0.0.1"],
+        "zimbraMemcachedBindAddress": ["127.0.0.1", "fd5a:7e3c:91b2::a", "10.77.0.10"],
         "zimbraMemcachedClientServerList": ["127.0.0.1"],
     }
     assert p.warnings == ()
@@ -101,7 +113,8 @@ def test_profiles_never_exceed_the_multiport_limit():
         ("default_incoming", "drop", "deny, reject or allow"),
         ("memcached_bind_addresses", ["127.0.0.1; reboot"], "not an IP address"),
         ("memcached_client_servers", ["$(reboot)"], "host[:port]"),
-        ("memcached_read", "soap", "ldap"),
+        ("memcached_bind_addresses", "automatic", "'auto' or a list"),
+        ("zimbra_read", "soap", "ldap"),
         ("purge_unmanaged_rules", "yes", "True or False"),
     ],
 )
@@ -113,7 +126,7 @@ def test_bad_values_are_refused_naming_the_key(key, value, words):
 
 def test_misspelled_key_is_refused_with_a_suggestion():
     with pytest.raises(PolicyError, match="did you mean 'management_subnets'"):
-        build_policy({"management_subnets": MGMT, "managment_subnets": MGMT})
+        build_policy({"management_subnets": MGMT, "managment_subnets": MGMT}, topology())
 
 
 def test_foreign_keys_of_pyinfra_are_not_typos():

@@ -4,16 +4,30 @@ Every group_data value is checked here, before pyinfra runs a single command on 
 value raises PolicyError naming the key.
 """
 
+import functools
+import ipaddress
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import yaml
 
 from zimbra_firewall.settings import PolicyError, read_settings, text
+from zimbra_firewall.topology import Server, Topology, value_port
 from zimbra_firewall.ufw import Port, Profile, chunk_ports
+from zimbra_firewall.zimbra import MEMCACHED_ATTRIBUTES
 
-__all__ = ["Policy", "PolicyError", "Port", "Profile", "build_policy", "load_catalogue", "parse_port"]
+__all__ = [
+    "Policy",
+    "PolicyError",
+    "Port",
+    "Profile",
+    "build_policy",
+    "load_catalogue",
+    "parse_port",
+    "topology_attributes",
+]
 
 CATALOGUE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "catalogue.yaml")
 EXPOSURES = ("public", "local-only", "intra", "loopback-only")
@@ -37,22 +51,19 @@ class Policy:
     default_outgoing: str
     comment: str
     purge_unmanaged: bool
-    memcached: dict  # zimbra attribute → list of desired values
-    memcached_read: str
+    memcached: dict  # zimbra attribute → list of desired values (only those this node manages)
+    restricted: tuple  # ((ports text, sources), ...): non-public ports and the only sources that may reach them
     rollback_seconds: int
     allow_lockout_risk: bool
     xtables_lock_wait: int
+    server: str = ""  # this node's Zimbra server name (zimbra_server_hostname)
+    problem: str = ""  # why this node's topology could not be read: the preflight fails the host with it
     warnings: tuple = field(default=())
 
     @property
     def restrictions(self) -> dict[str, list[str]]:
         """{ports text: [subnets]}: the non-public ports and the only sources that may reach them."""
-        allowed = {"local-only": self.management_subnets, "intra": self.zimbra_nodes, "loopback-only": ()}
-        return {
-            chunk_ports(self.exposure[exposure]): [str(net) for net in sources]
-            for exposure, sources in allowed.items()
-            if self.exposure[exposure]
-        }
+        return {ports: list(sources) for ports, sources in self.restricted}
 
     @property
     def rule_arguments(self) -> dict:
@@ -67,7 +78,9 @@ class Policy:
 
     @property
     def needs_ipv6(self) -> bool:
-        return any(n.version == 6 for n in self.management_subnets + self.zimbra_nodes)
+        return any(n.version == 6 for n in self.management_subnets + self.zimbra_nodes) or any(
+            ":" in rule[2] for rule in self.rules if rule[1:2] == ("from",)
+        )
 
 
 def load_catalogue(path: str = CATALOGUE) -> dict:
@@ -84,7 +97,23 @@ def load_catalogue(path: str = CATALOGUE) -> dict:
         if port in seen:
             raise PolicyError("catalogue", f"port {port} is listed twice")
         seen[port] = entry
+    for flow in catalogue["flows"]:
+        where = f"flow {flow.get('from')} → {flow.get('to')} port {flow.get('port')}"
+        if not isinstance(flow.get("port"), int) and not isinstance(flow.get("default"), int):
+            raise PolicyError("catalogue", f"{where}: a port attribute needs a numeric `default`")
+        if flow.get("proto") not in ("tcp", "udp") or not isinstance(flow.get("from"), list):
+            raise PolicyError("catalogue", f"{where}: needs `proto` (tcp/udp) and a list `from`")
+        if set(flow.get("when", {})) - {"source", "destination"}:
+            raise PolicyError("catalogue", f"{where}: `when` takes source and destination")
+        if flow.get("group") and flow["group"] not in catalogue["groups"]:
+            raise PolicyError("catalogue", f"{where}: unknown group {flow['group']!r}")
     return catalogue
+
+
+@functools.cache
+def catalogue_cache() -> dict:
+    """The catalogue, read once per process (pyinfra builds a policy per host); never modified."""
+    return load_catalogue()
 
 
 def parse_port(text: str | int, key: str) -> Port:
@@ -132,7 +161,8 @@ def exposure_map(catalogue, groups, overrides):
     return classes
 
 
-def build_profiles(data, classes, with_intra):
+def build_profiles(data, classes, intra_ports):
+    """Profiles of this node's ports: public, local-only, and (with `zimbra_nodes`) what other nodes reach."""
     names = data["profile_names"]
     for exposure, name in names.items():
         if exposure not in ("public", "local-only", "intra"):
@@ -148,13 +178,14 @@ def build_profiles(data, classes, with_intra):
         ),
         "intra": ("Zimbra internal services", "Ports between Zimbra nodes only (managed by zimbra-firewall)"),
     }
+    ports_of = {exposure: [p for p, c in classes.items() if c == exposure] for exposure in ("public", "local-only")}
+    ports_of["intra"] = list(intra_ports)
     profiles = {}
     for exposure, (title, description) in descriptions.items():
-        ports = [p for p, c in classes.items() if c == exposure]
-        if ports and (exposure != "intra" or with_intra):
+        if ports_of[exposure]:
             if exposure not in names:
                 raise PolicyError("profile_names", f"needs a name for the {exposure!r} profile")
-            profiles[exposure] = Profile(names[exposure], chunk_ports(ports), title, description)
+            profiles[exposure] = Profile(names[exposure], chunk_ports(ports_of[exposure]), title, description)
     if data["profile_mode"] == "seed":
         profiles["public"] = Profile(
             SEED_PROFILE["name"], SEED_PROFILE["ports"], SEED_PROFILE["title"], SEED_PROFILE["description"]
@@ -162,9 +193,19 @@ def build_profiles(data, classes, with_intra):
     return profiles
 
 
-def build_rules(profiles, management, zimbra_nodes, ssh_port, blanket):
-    """SSH first, then the public profile from anywhere, then what the management subnets and the other
-    Zimbra nodes may reach (ufw.rules adds the owner's comment tag to each)."""
+def port_rules(source: str, ports: Iterable[Port]) -> list[tuple[str, ...]]:
+    """ufw rules letting `source` reach `ports`, as `ufw show added` prints them (multiport lists)."""
+    rules = []
+    for entry in chunk_ports(ports).split("|"):
+        spec, _, proto = entry.rpartition("/")
+        rules.append(("allow", "from", source, "to", "any", "port", spec, "proto", proto))
+    return rules
+
+
+def build_rules(profiles, management, zimbra_nodes, ssh_port, blanket, peer_access):
+    """SSH first, then the public profile from anywhere, then what the management subnets may reach, then
+    what the other Zimbra nodes may reach: the intra profile from `zimbra_nodes`, else each peer's ports
+    from its addresses (ufw.rules adds the owner's comment tag to each)."""
     rules = [("allow", "from", str(net), "to", "any", "port", str(ssh_port), "proto", "tcp") for net in management]
     if "public" in profiles:
         rules.append(("allow", profiles["public"].name))
@@ -173,9 +214,173 @@ def build_rules(profiles, management, zimbra_nodes, ssh_port, blanket):
             rules.append(("allow", "from", str(net)))
         elif "local-only" in profiles:
             rules.append(("allow", "from", str(net), "to", "any", "app", profiles["local-only"].name))
-    if "intra" in profiles:
-        rules += [("allow", "from", str(net), "to", "any", "app", profiles["intra"].name) for net in zimbra_nodes]
+    if zimbra_nodes:
+        if "intra" in profiles:
+            rules += [("allow", "from", str(net), "to", "any", "app", profiles["intra"].name) for net in zimbra_nodes]
+        return tuple(rules)
+    by_source = {}
+    for port, sources in peer_access.items():
+        for source in sources:
+            by_source.setdefault(source, []).append(port)
+    for source in sorted(by_source, key=lambda a: (ipaddress.ip_address(a).version, ipaddress.ip_address(a))):
+        rules += port_rules(source, by_source[source])
     return tuple(rules)
+
+
+# --- this node in its cluster: ports of its services, the peers that reach each ---------------------------
+
+
+def catalogue_port(entry) -> Port:
+    return parse_port(f"{entry['port']}/{entry['proto']}", "catalogue")
+
+
+def topology_attributes(catalogue: dict | None = None) -> tuple[str, ...]:
+    """Every LDAP attribute the policy reads: services, host names, the catalogue's port attributes and
+    those its flows name (never zimbraSSLPrivateKey or anything else)."""
+    catalogue = catalogue or catalogue_cache()
+    names = {"cn", "zimbraServiceEnabled", "zimbraServiceHostname", *MEMCACHED_ATTRIBUTES}
+    names |= {entry["attribute"] for entry in catalogue["ports"] if entry.get("attribute")}
+    for flow in catalogue["flows"]:
+        if flow["to"].startswith("@"):
+            names.add(flow["to"][1:])
+        if isinstance(flow["port"], str):
+            names.add(flow["port"])
+        for conditions in flow.get("when", {}).values():
+            names |= set(conditions)
+    return tuple(sorted(names))
+
+
+def attribute_port(server: Server | None, attribute: str | None, default: int) -> int:
+    """The number a port attribute gives on this server (its own value, else cn=config's), else default."""
+    value = server.value(attribute) if server and attribute else ""
+    return int(value) if value.isdigit() and 1 <= int(value) <= 65535 else default
+
+
+def node_classes(catalogue, classes, server):
+    """This node's ports → exposure class: the catalogue ports of its services (at the number their
+    attribute gives), and the ports the overrides add. server None: every service (topology unknown)."""
+    entries = {catalogue_port(entry): entry for entry in catalogue["ports"]}
+    node = {}
+    for port, exposure in classes.items():
+        entry = entries.get(port)
+        if entry is None:
+            node[port] = exposure  # a port the overrides add: on every node
+        elif server is None or entry["role"] == "all" or entry["role"] in server.services:
+            number = attribute_port(server, entry.get("attribute"), port.first)
+            node[Port(number, number + port.last - port.first, port.proto)] = exposure
+    return node
+
+
+def reaches(flow, source: Server, destination: Server) -> bool:
+    """Does this catalogue flow go from `source` to `destination`?"""
+    if "all" not in flow["from"] and not source.services & set(flow["from"]):
+        return False
+    to = flow["to"]
+    if to.startswith("@"):
+        if not any(destination.named_by(value) for value in source.attributes.get(to[1:], ())):
+            return False
+    elif to != "all" and to not in destination.services:
+        return False
+    for side, conditions in flow.get("when", {}).items():
+        server = source if side == "source" else destination
+        if any(server.value(attr).upper() != str(wanted).upper() for attr, wanted in conditions.items()):
+            return False
+    return True
+
+
+def flow_port(flow, source: Server, destination: Server) -> Port:
+    if flow["to"].startswith("@"):
+        for value in source.attributes.get(flow["to"][1:], ()):
+            if destination.named_by(value) and value_port(value):
+                return Port(value_port(value), value_port(value), flow["proto"])
+    if isinstance(flow["port"], int):
+        number = flow["port"]
+    else:
+        number = attribute_port(destination, flow["port"], flow["default"])
+    return Port(number, number, flow["proto"])
+
+
+def peer_access(catalogue, groups, topology: Topology, public) -> dict[Port, set[str]]:
+    """Port of this node → the addresses of the peers whose flows reach it (ports the public rule opens
+    anyway left out; a host's own traffic goes over loopback, which ufw always accepts)."""
+    access = {}
+    if topology.this is None:
+        return access
+    for flow in catalogue["flows"]:
+        if flow.get("group") and flow["group"] not in groups:
+            continue
+        for peer in topology.peers:
+            if reaches(flow, peer, topology.this):
+                port = flow_port(flow, peer, topology.this)
+                if not any(port.overlaps(p) for p in public):
+                    addresses = {a for a in peer.addresses if not ipaddress.ip_address(a).is_loopback}
+                    access.setdefault(port, set()).update(addresses)
+    return access
+
+
+def restricted_ports(catalogue, classes, node, management, zimbra_nodes, access):
+    """((ports text, sources), ...): every non-public port (the catalogue's, and this node's at its
+    attribute's number) with the only sources the policy lets reach it; an unmanaged rule opening one wider
+    is deleted."""
+    ports = {p: c for p, c in classes.items() if c != "public"}
+    ports.update({p: c for p, c in node.items() if c != "public"})
+    grouped = {}
+    for port, exposure in ports.items():
+        sources = set()
+        if exposure == "local-only":
+            sources |= {str(net) for net in management}
+        if exposure != "loopback-only":
+            sources |= {str(net) for net in zimbra_nodes}
+            sources |= {s for p, peers in access.items() if p.overlaps(port) for s in peers}
+        grouped.setdefault(frozenset(sources), []).append(port)
+    return tuple((chunk_ports(ports), tuple(sorted(sources))) for sources, ports in grouped.items())
+
+
+def memcached_wanted(settings, topology: Topology):
+    """The memcached attributes this node manages, and warnings. zimbraMemcachedBindAddress on a memcached
+    node: `auto` = 127.0.0.1 plus the addresses its zimbraServiceHostname resolves to that are its own,
+    because nginx connects to the resolved host name, never to the bind address (Zimbra/zm-mailbox
+    ProxyConfGen.java, MemcacheServersVar). zimbraMemcachedClientServerList on a mailbox node: `auto` =
+    127.0.0.1 when it runs memcached itself (the seed's value), else left as Zimbra has it."""
+    this, wanted, warnings = topology.this, {}, []
+    if this is None:
+        return wanted, warnings
+    if "memcached" in this.services:
+        bind = settings["memcached_bind_addresses"]
+        if bind == "auto":
+            own = [a for a in this.addresses if ipaddress.ip_address(a).is_loopback or a in topology.own_addresses]
+            foreign = [a for a in this.addresses if a not in own]
+            bind = ["127.0.0.1", *[a for a in own if a != "127.0.0.1"]]
+            if foreign:
+                warnings.append(
+                    f"{this.hostname} resolves here to {', '.join(foreign)}, which this host does not have: memcached "
+                    "is not bound there, so a proxy resolving that name loses its route cache"
+                )
+        nginx = next((a for a in this.addresses if ipaddress.ip_address(a).version == 4), None)
+        proxies = sorted(s.hostname for s in topology.servers if "proxy" in s.services)
+        opened = any(ipaddress.ip_address(a).is_unspecified for a in bind)
+        if proxies and nginx and nginx not in bind and not opened:
+            warnings.append(
+                f"memcached_bind_addresses leaves out {nginx}, where {', '.join(proxies)} look for this memcached "
+                "(nginx.conf.memcache): their route cache will be off"
+            )
+        wanted["zimbraMemcachedBindAddress"] = list(bind)
+    if "mailbox" in this.services:
+        clients = settings["memcached_client_servers"]
+        if clients != "auto":
+            wanted["zimbraMemcachedClientServerList"] = list(clients)
+        elif "memcached" in this.services:
+            wanted["zimbraMemcachedClientServerList"] = ["127.0.0.1"]
+    return wanted, warnings
+
+
+def peer_warnings(topology: Topology) -> list[str]:
+    """Peers no rule can name: Zimbra's own processes on this node could not reach them either."""
+    return [
+        f"peer {s.hostname} resolves on this node to {', '.join(s.addresses) or 'nothing'}: no rule lets it in"
+        for s in topology.peers
+        if all(ipaddress.ip_address(a).is_loopback for a in s.addresses)
+    ]
 
 
 def check_groups(groups, catalogue):
@@ -203,38 +408,49 @@ def seed_warnings(settings, classes):
     return ("profile_mode 'seed' opens local-only ports to everyone: " + ", ".join(str(p) for p in opened),)
 
 
-def build_policy(host_data: dict, catalogue: dict | None = None) -> Policy:
-    """host_data: the host's group_data as a dict (pyinfra's host.data.dict())."""
+def build_policy(host_data: dict, topology: Topology) -> Policy:
+    """host_data: the host's group_data as a dict (pyinfra's host.data.dict()); topology: Zimbra's LDAP as
+    this node reads it (facts/zimbra.py ZimbraTopology). A topology that could not be read gives the
+    policy of a server running every service with no peers, and its error in `problem`."""
     settings = read_settings(host_data)
-    catalogue = catalogue or load_catalogue()
-    check_groups(settings["optional_groups"], catalogue)
-    classes = exposure_map(catalogue, settings["optional_groups"], settings["exposure_overrides"])
-    check_management_for_local_only(classes, settings["management_subnets"])
-    profiles = build_profiles(settings, classes, with_intra=bool(settings["zimbra_nodes"]))
+    catalogue = catalogue_cache()
+    groups, management = settings["optional_groups"], settings["management_subnets"]
+    zimbra_nodes = settings["zimbra_nodes"]
+    check_groups(groups, catalogue)
+    classes = exposure_map(catalogue, groups, settings["exposure_overrides"])
+    check_management_for_local_only(classes, management)
+    node = node_classes(catalogue, classes, topology.this)
+    public = [p for p, c in node.items() if c == "public"]
+    access = peer_access(catalogue, groups, topology, public)
+    intra = sorted({*(p for p, c in node.items() if c == "intra"), *access}) if zimbra_nodes else ()
+    profiles = build_profiles(settings, node, intra)
+    memcached, memcached_warnings = memcached_wanted(settings, topology)
+    if zimbra_nodes:
+        access = {}  # the subnets stand in for the peers
     return Policy(
-        exposure={name: tuple(sorted(p for p, c in classes.items() if c == name)) for name in EXPOSURES},
-        management_subnets=settings["management_subnets"],
-        zimbra_nodes=settings["zimbra_nodes"],
+        exposure={name: tuple(sorted(p for p, c in node.items() if c == name)) for name in EXPOSURES},
+        management_subnets=management,
+        zimbra_nodes=zimbra_nodes,
         ssh_port=settings["firewall_ssh_port"],
         profiles=tuple(profiles.values()),
         rules=build_rules(
             profiles,
-            settings["management_subnets"],
-            settings["zimbra_nodes"],
+            management,
+            zimbra_nodes,
             settings["firewall_ssh_port"],
             settings["allow_management_all_ports"],
+            access,
         ),
         default_incoming=settings["default_incoming"],
         default_outgoing=settings["default_outgoing"],
         comment=settings["rule_comment"],
         purge_unmanaged=settings["purge_unmanaged_rules"],
-        memcached={
-            "zimbraMemcachedBindAddress": list(settings["memcached_bind_addresses"]),
-            "zimbraMemcachedClientServerList": list(settings["memcached_client_servers"]),
-        },
-        memcached_read=settings["memcached_read"],
+        memcached=memcached,
+        restricted=restricted_ports(catalogue, classes, node, management, zimbra_nodes, access),
         rollback_seconds=settings["rollback_seconds"],
         allow_lockout_risk=settings["allow_lockout_risk"],
         xtables_lock_wait=settings["xtables_lock_wait"],
-        warnings=seed_warnings(settings, classes),
+        server=topology.this.name if topology.this else "",
+        problem=topology.error,
+        warnings=(*seed_warnings(settings, classes), *memcached_warnings, *peer_warnings(topology)),
     )

@@ -34,6 +34,8 @@ def preflight_problem(policy, found: dict) -> str | None:
         return "not a Zimbra server: /opt/zimbra is missing"
     if not found["ufw"]:
         return "ufw is not installed (apt-get install ufw)"
+    if policy.problem:
+        return f"cannot read Zimbra's servers (LDAP, then zmprov): {policy.problem}"
     if policy.needs_ipv6 and not found["ipv6"]:
         return (
             "IPv6 subnets are configured but /etc/default/ufw has IPV6=no, so ufw would ignore their rules; "

@@ -73,6 +73,15 @@ def list_of(item: Callable[[Any, str], Any]) -> Callable[[Any, str], tuple]:
     return check
 
 
+def auto_or(check: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
+    def either(value: Any, key: str) -> Any:
+        if isinstance(value, str) and value != "auto":
+            raise PolicyError(key, f"{value!r}: use 'auto' or a list")
+        return "auto" if value == "auto" else check(value, key)
+
+    return either
+
+
 def mapping(value: Any, key: str) -> dict:
     if not isinstance(value, dict):
         raise PolicyError(key, f"must be a mapping, not {value!r}")
@@ -140,7 +149,8 @@ SETTINGS = (
         "zimbra_nodes",
         [],
         "IPv4/IPv6 CIDRs",
-        'the other Zimbra nodes\' subnets: the intra ports (a "Zimbra Intra" profile) are allowed from these',
+        "instead of the peers read from Zimbra's LDAP: every port other nodes reach on this one (a "
+        '"Zimbra Intra" profile) is allowed from these subnets',
         list_of(subnet),
     ),
     Setting(
@@ -215,20 +225,26 @@ SETTINGS = (
         text(r"[A-Za-z0-9][A-Za-z0-9_.:-]*", "a plain tag (letters, digits, _ . : -)", 64),
     ),
     Setting(
-        "memcached_bind_addresses", ["127.0.0.1"], "IP addresses", "`zimbraMemcachedBindAddress`", list_of(ip_address)
+        "memcached_bind_addresses",
+        "auto",
+        "`auto`, IP addresses",
+        "`zimbraMemcachedBindAddress` on memcached nodes; `auto`: 127.0.0.1 and the node's own addresses its "
+        "host name resolves to, where the proxies' nginx connects",
+        auto_or(list_of(ip_address)),
     ),
     Setting(
         "memcached_client_servers",
-        ["127.0.0.1"],
-        "`host[:port]` values",
-        "`zimbraMemcachedClientServerList`",
-        list_of(host_port),
+        "auto",
+        "`auto`, `host[:port]` values",
+        "`zimbraMemcachedClientServerList` on mailbox nodes; `auto`: 127.0.0.1 on a node that also runs "
+        "memcached, else left as Zimbra has it",
+        auto_or(list_of(host_port)),
     ),
     Setting(
-        "memcached_read",
+        "zimbra_read",
         "ldap",
         "`ldap`, `zmprov`",
-        "read current values with one ldapsearch (no JVM), or with one `zmprov -l gs`",
+        "read Zimbra's servers with one ldapsearch (no JVM), or with `zmprov -l gas` and one `gs` per server",
         choice("ldap", "zmprov"),
     ),
     Setting(

@@ -1,39 +1,12 @@
 """The lab's cluster topology and `python -m lab flows`: nodes that really talk to each other, judged
 from Zimbra's own flow tables."""
 
-import json
-
 import pytest
-from support import zmprov
+from support import find, flows, results, zmprov
 
 from lab import client
 
 NGINX_MEMCACHE = "/opt/zimbra/conf/nginx/includes/nginx.conf.memcache"
-
-
-def flows(*args):
-    result = client.lab("flows", "--json", *args, check=False)
-    assert result.returncode in (0, 1), result.stderr
-    report = json.loads(result.stdout)
-    report["exit"] = result.returncode
-    return report
-
-
-def find(report, source, destination, port, **match):
-    found = [
-        f
-        for f in report["flows"]
-        if f["source"] == source
-        and f["destination"] == destination
-        and f["port"] == port
-        and all(f[k] == v for k, v in match.items())
-    ]
-    assert found, f"no flow {source} -> {destination}:{port} {match}"
-    return found
-
-
-def results(report, source, destination, port, **match):
-    return {(f["family"], f["result"]) for f in find(report, source, destination, port, **match)}
 
 
 def host(lab, name):

@@ -1,7 +1,7 @@
 """The deploy on the lab: a fresh Zimbra host hardened, proven by probes from other hosts."""
 
 import pytest
-from support import LOCAL_ONLY, OPERATIONS, PUBLIC, ZIMBRA_FQDN, deploy, zmprov, zmprov_calls
+from support import LOCAL_ONLY, OPERATIONS, PUBLIC, ZIMBRA_FQDN, deploy, flows, zmprov, zmprov_calls
 
 from lab import client
 from scripts.reachability import catalogue_specs
@@ -40,26 +40,40 @@ def test_management_reaches_local_only_ports_and_ssh_but_not_internal_ones(deplo
     assert answering("mgmt", zimbra_address(lab, family)) == PUBLIC | LOCAL_ONLY
 
 
-def test_memcached_listens_on_loopback_only_without_udp(deployed):
+def memcached_listeners():
     listening = client.run("zimbra", "ss", "-Hlnt", "sport = :11211").stdout.split()
-    assert [w for w in listening if w.endswith(":11211")] == ["127.0.0.1:11211"]
+    return sorted(w for w in listening if w.endswith(":11211"))
+
+
+def test_memcached_listens_on_loopback_and_where_nginx_looks_without_udp(deployed):
+    assert memcached_listeners() == ["10.77.0.10:11211", "127.0.0.1:11211", "[fd5a:7e3c:91b2::a]:11211"]
     assert client.run("zimbra", "ss", "-Hlnu", "sport = :11211").stdout == ""
+    # nginx's memcached address (ProxyConfGen: the resolved host name) answers; from off the host it is filtered
+    nginx = client.run("zimbra", "cat", "/opt/zimbra/conf/nginx/includes/nginx.conf.memcache").stdout
+    assert "  servers   10.77.0.10:11211;" in nginx
+    report = flows("--strict")
+    assert report["summary"]["broken"] == report["summary"]["exposed"] == 0
+    assert [f["result"] for f in report["flows"] if f["kind"] == "nginx-memcache"] == ["ok"]
+    for viewer in ("outside", "mgmt"):
+        assert set(client.probe(viewer, "10.77.0.10", ["11211/tcp", "11211/udp"]).values()) == {"filtered"}
 
 
 def test_zmprov_shows_the_new_values(deployed):
     assert zmprov("-l", "gs", ZIMBRA_FQDN, "zimbraMemcachedBindAddress", "zimbraMemcachedClientServerList").stdout == (
-        f"# name {ZIMBRA_FQDN}\nzimbraMemcachedBindAddress: 127.0.0.1\nzimbraMemcachedClientServerList: 127.0.0.1\n\n"
+        f"# name {ZIMBRA_FQDN}\nzimbraMemcachedBindAddress: 127.0.0.1\nzimbraMemcachedBindAddress: fd5a:7e3c:91b2::a\n"
+        "zimbraMemcachedBindAddress: 10.77.0.10\nzimbraMemcachedClientServerList: 127.0.0.1\n\n"
     )
 
 
 def test_first_run_changed_every_step_and_called_zmprov_once(deployed):
     _, first = deployed
     assert {op: r["success"] for op, r in first.ops.items()} == {
-        op: 0 if op in ("Preflight", "Earlier rollbacks", "ufw default policies") else 1  # a fresh ufw already denies
+        # a fresh ufw already denies, and has no rule to remove
+        op: 0 if op in ("Preflight", "Earlier rollbacks", "ufw rules removed", "ufw default policies") else 1
         for op in OPERATIONS
     }
     own = [c["argv"][:2] for c in first.zmprov_calls if c["caller"] == ""]
-    assert own == [["-l", "ms"]]
+    assert own == [["-l", "ms"], ["rmcc", ZIMBRA_FQDN]]  # the client list changed: mailboxd re-reads it
 
 
 def test_second_run_changes_nothing_and_runs_no_zmprov(deployed):
@@ -70,12 +84,12 @@ def test_second_run_changes_nothing_and_runs_no_zmprov(deployed):
     assert zmprov_calls()[calls:] == []  # neither zmprov nor zmmemcachedctl (which calls zmprov) ran
 
 
-def test_zmprov_read_path_costs_exactly_one_call_and_agrees_with_ldap(deployed):
+def test_zmprov_read_path_costs_gas_gs_and_gcf_and_agrees_with_ldap(deployed):
     calls = len(zmprov_calls())
-    again = deploy("--data", "memcached_read=zmprov")
+    again = deploy("--data", "zimbra_read=zmprov")
     assert again.returncode == 0
     assert all(r["no_change"] == 1 for r in again.ops.values())
-    assert [c["argv"][:2] for c in zmprov_calls()[calls:]] == [["-l", "gs"]]
+    assert [c["argv"][:2] for c in zmprov_calls()[calls:]] == [["-l", "gas"], ["-l", "gs"], ["-l", "gcf"]]
 
 
 def test_drift_is_repaired_and_reported(deployed):
@@ -91,7 +105,7 @@ def test_drift_is_repaired_and_reported(deployed):
     assert changed == {
         "Rollback armed",
         "Zimbra ufw profiles",
-        "ufw rules",
+        "ufw rules removed",  # only: the drift added rules, it removed none of ours
         "New SSH connection",
         "Rollback disarmed",
         "memcached binding",
@@ -101,6 +115,5 @@ def test_drift_is_repaired_and_reported(deployed):
     assert "keeping unmanaged rule: ufw allow OpenSSH" in output
     assert answering("outside", zimbra_address(lab, "ipv4")) == PUBLIC | {"22/tcp"}  # OpenSSH stays, as listed
     client.run("zimbra", "ufw", "delete", "allow", "OpenSSH")
-    listening = client.run("zimbra", "ss", "-Hlnt", "sport = :11211").stdout.split()
-    assert [w for w in listening if w.endswith(":11211")] == ["127.0.0.1:11211"]
+    assert memcached_listeners() == ["10.77.0.10:11211", "127.0.0.1:11211", "[fd5a:7e3c:91b2::a]:11211"]
     assert all(r["no_change"] == 1 for r in deploy().ops.values())

@@ -14,7 +14,7 @@ def test_dry_run_shows_the_plan_and_changes_nothing(fresh_lab):
     dry = deploy("--dry", yes=False)
     assert dry.returncode == 0
     plan = dry.stdout + dry.stderr
-    for op in ("Zimbra ufw profiles", "ufw rules", "ufw enabled", "memcached binding"):
+    for op in ("Zimbra ufw profiles", "ufw rules added", "ufw enabled", "memcached binding"):
         assert re.search(rf"{op}\s+1 \(zimbra\)", plan), plan
     assert client.run("zimbra", "ufw", "status").stdout.strip() == "Status: inactive"
     assert client.run("zimbra", "test", "-e", "/etc/ufw/applications.d/zimbra", check=False).returncode == 1

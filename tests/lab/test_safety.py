@@ -212,18 +212,20 @@ def test_two_deploys_at_once_end_converged(fresh_lab):
     assert all(r["no_change"] == 1 for r in deploy().ops.values())
 
 
-def test_zmprov_failing_fails_the_memcached_step_and_a_rerun_converges(fresh_lab):
+def test_an_ldap_that_cannot_be_read_fails_the_host_untouched_and_a_rerun_converges(fresh_lab):
     slapd = client.run("zimbra", "cat", "/opt/zimbra/data/ldap/slapd.pid").stdout.strip()
     client.run("zimbra", "kill", slapd)
-    result = deploy()
-    output = result.stdout + result.stderr
-    assert result.returncode != 0
-    assert "ERROR: service.FAILURE" in output  # Zimbra's own message, as zmprov printed it
-    assert "Starting operation: memcached binding" in output
-    # the host fails with a sentence, and the run ends as pyinfra's runs end: no crash
-    assert "cannot read memcached's Zimbra attributes" in output
-    assert "Traceback" not in output
-    assert answering("outside", zimbra_address(fresh_lab, "ipv4")) == PUBLIC  # the firewall is complete
+    for read, message in (
+        ("ldap", "LDAP at ldap://zimbra.zfw.test:389 does not answer"),  # zmprov would not get an answer either
+        ("zmprov", "ERROR: service.FAILURE"),  # Zimbra's own message, as zmprov printed it
+    ):
+        result = deploy("--data", f"zimbra_read={read}")
+        output = result.stdout + result.stderr
+        assert result.returncode != 0
+        # the host fails with a sentence in the preflight, and the run ends as pyinfra's runs end: no crash
+        assert "cannot read Zimbra's servers (LDAP, then zmprov): " in output and message in output, output[-3000:]
+        assert "Traceback" not in output
+        assert client.run("zimbra", "ufw", "status").stdout.strip() == "Status: inactive"
     client.run(
         "zimbra",
         "/usr/sbin/slapd",

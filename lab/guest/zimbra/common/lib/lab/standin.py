@@ -327,7 +327,9 @@ ZMPROV_USAGE = """usage:  zmprov [args] [cmd] [cmd-args ...]
   modifyConfig(mcf) attr1 value1 [attr2 value2...]
   getAllServers(gas) [service]
   getAllMemcachedServers(gamcs)
+  createServer(cs) {name} [attr1 value1 [attr2 value2...]]
   deleteServer(ds) {name|id}
+  reloadMemcachedClientConfig(rmcc) {all|mailbox-server}
 """
 
 
@@ -368,6 +370,19 @@ def zmprov(argv, out=sys.stdout):
         out.write("".join(f"{attrs['cn'][0]}\n" for _dn, attrs in directory.servers(*args)))
     elif command in ("gamcs", "getallmemcachedservers"):
         out.write(f"{''.join(f'{host}:{port} ' for host, port in memcached_servers(directory))}\n")
+    elif command in ("rmcc", "reloadmemcachedclientconfig"):
+        if len(args) != 1:
+            raise UsageError()
+        # real mailboxd re-reads zimbraMemcachedClientServerList over SOAP; the stand-in has no mailboxd
+        out.write("")
+    elif command in ("cs", "createserver"):
+        if not args or len(args) % 2 != 1:
+            raise UsageError()
+        attrs = {}
+        for name, value in zip(args[1::2], args[2::2], strict=True):
+            attrs.setdefault(name, []).append(value)
+        attrs.setdefault("zimbraServiceHostname", [args[0]])
+        directory.add(server_ldif({"name": args[0], "attrs": attrs}))
     elif command in ("ds", "deleteserver"):
         if len(args) != 1:
             raise UsageError()
@@ -611,8 +626,8 @@ def install_directory(zimbra, password):
 
 def provision(host):
     """Make this host a fresh Zimbra node: a single server (its own LDAP master) or a cluster node whose
-    localconfig points at the cluster's LDAP master. `register`: a node added later writes its own server
-    entry, as zmsetup.pl does (`zmprov cs`)."""
+    localconfig points at the cluster's LDAP master (its server entry is already there: `lab add` creates
+    it from the master)."""
     zimbra = host["zimbra"]
     services = zimbra["services"]
     master = "directory" in zimbra
@@ -654,10 +669,9 @@ def provision(host):
         subprocess.run(
             ["/usr/sbin/slapd", "-f", SLAPD_CONF, "-h", "ldap:///", "-u", "zimbra", "-g", "zimbra"], check=True
         )
-    directory = Directory(read_localconfig())
-    wait_for_directory(directory)
-    if zimbra["register"]:
-        directory.add(server_ldif(zimbra["entry"]))
+    if master or {"memcached", "proxy"} & set(services):
+        # memcached reads its binding and nginx its memcached servers from LDAP, as zmcontrol does
+        wait_for_directory(Directory(read_localconfig()))
     as_zimbra = ["su", "-s", "/bin/sh", "zimbra", "-c"]
     if "memcached" in services:
         subprocess.run([*as_zimbra, f"{ZIMBRA_HOME}/bin/zmmemcachedctl start"], check=True, stdout=subprocess.DEVNULL)

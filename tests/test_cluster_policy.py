@@ -1,0 +1,167 @@
+"""Each node's policy from Zimbra's LDAP, on the topology reads captured from the lab's default cluster
+(ldap, mta, proxy with memcached, mailbox with the logger, mailbox-2): ports by role, each intra port from
+exactly the peers whose flows reach it, memcached where nginx looks."""
+
+import dataclasses
+
+from test_policy import MGMT, policy, topology
+
+from zimbra_firewall.policy import build_policy
+from zimbra_firewall.safety import preflight_problem
+from zimbra_firewall.ufw import Port
+
+V4 = {
+    "ldap": "10.77.0.10",
+    "mta": "10.77.0.11",
+    "proxy": "10.77.0.12",
+    "mailbox": "10.77.0.13",
+    "mailbox-2": "10.77.0.14",
+}
+V6 = {
+    "ldap": "fd5a:7e3c:91b2::a",
+    "mta": "fd5a:7e3c:91b2::b",
+    "proxy": "fd5a:7e3c:91b2::c",
+    "mailbox": "fd5a:7e3c:91b2::d",
+    "mailbox-2": "fd5a:7e3c:91b2::e",
+}
+
+
+def peer_ports(p, spec_proto="tcp"):
+    """{source address: set of port numbers} from the per-peer rules."""
+    ports = {}
+    for rule in p.rules:
+        if rule[1] == "from" and "port" in rule and rule[-1] == spec_proto and rule[2] in {*V4.values(), *V6.values()}:
+            for number in rule[6].split(","):
+                ports.setdefault(rule[2], set()).add(int(number))
+    return ports
+
+
+def both(node, ports):
+    return {V4[node]: set(ports), V6[node]: set(ports)}
+
+
+def with_attributes(read, server_name, **attributes):
+    """The read with one server's (effective) attributes changed, as if LDAP said so."""
+    servers = []
+    for server in read.servers:
+        if server.name.startswith(server_name + "."):
+            server = dataclasses.replace(server, attributes={**server.attributes, **attributes})
+        servers.append(server)
+    this = next(s for s in servers if s.name == read.this.name)
+    return dataclasses.replace(read, this=this, servers=tuple(servers))
+
+
+def cluster_policy(node, read=None, **overrides):
+    return build_policy({"management_subnets": MGMT, **overrides}, read or topology(f"cluster-{node}"))
+
+
+def test_ldap_node_lets_every_peer_reach_ldap_and_mailboxes_reach_ssh():
+    p = policy("cluster-ldap")
+    assert [x.name for x in p.profiles] == ["Zimbra Local"] and p.profiles[0].ports == "389/tcp"
+    assert ("allow", "Zimbra Public") not in p.rules  # no public port on an LDAP node
+    expected = {}
+    for node in ("mta", "proxy"):
+        expected |= both(node, {389})
+    for node in ("mailbox", "mailbox-2"):
+        expected |= both(node, {22, 389})  # zmrcd's remote management over SSH
+    assert peer_ports(p) == expected
+    assert p.memcached == {}
+
+
+def test_mailbox_node_lets_each_port_in_from_exactly_the_roles_that_use_it():
+    p = policy("cluster-mailbox")
+    assert peer_ports(p) == {
+        **both("mta", {7025, 7073}),
+        **both("proxy", {7072, 7993, 7995, 8443}),
+        **both("mailbox-2", {22, 7071, 8443}),
+    }
+    # the logger: syslog from every other node
+    assert peer_ports(p, "udp") == {
+        address: {514} for node in ("ldap", "mta", "proxy", "mailbox-2") for address in (V4[node], V6[node])
+    }
+    assert p.restrictions["7072,7993,7995/tcp"] == [V4["proxy"], V6["proxy"]]
+    assert "11211," in next(k for k, v in p.restrictions.items() if v == [])
+
+
+def test_proxy_node_binds_memcached_where_nginx_looks_and_lets_no_one_else_in():
+    p = policy("cluster-proxy")
+    assert [x.ports for x in p.profiles] == ["443,993,995/tcp", "80,110,143/tcp"]
+    assert peer_ports(p) == {**both("mailbox", {22}), **both("mailbox-2", {22})}
+    assert p.memcached == {"zimbraMemcachedBindAddress": ["127.0.0.1", V6["proxy"], V4["proxy"]]}
+    assert p.warnings == ()
+
+
+def test_a_client_list_naming_the_memcached_server_lets_that_mailbox_in():
+    read = with_attributes(
+        topology("cluster-proxy"), "mailbox", zimbraMemcachedClientServerList=("proxy.zfw.test:11211",)
+    )
+    assert peer_ports(cluster_policy("proxy", read)) == {**both("mailbox", {22, 11211}), **both("mailbox-2", {22})}
+
+
+def test_plain_upstreams_and_the_admin_proxy_follow_the_proxys_attributes():
+    read = with_attributes(
+        topology("cluster-mailbox"),
+        "proxy",
+        zimbraReverseProxySSLToUpstreamEnabled=("FALSE",),
+        zimbraReverseProxyAdminEnabled=("TRUE",),
+    )
+    assert peer_ports(cluster_policy("mailbox", read))[V4["proxy"]] == {7071, 7072, 8080, 7143, 7110}
+
+
+def test_a_moved_port_attribute_moves_the_rules():
+    read = with_attributes(
+        topology("cluster-mailbox"), "mailbox", zimbraAdminPort=("7271",), zimbraLmtpBindPort=("7125",)
+    )
+    p = cluster_policy("mailbox", read)
+    assert p.profiles[0].ports == "7073,7125,7271/tcp"  # local-only, from the management subnets
+    assert peer_ports(p)[V4["mta"]] == {7073, 7125}
+    assert peer_ports(p)[V4["mailbox-2"]] == {22, 7271, 8443}
+
+
+def test_zimbra_nodes_subnets_replace_the_discovered_peers():
+    p = policy("cluster-ldap", zimbra_nodes=["10.77.0.0/24"])
+    intra = next(x for x in p.profiles if x.name == "Zimbra Intra")
+    assert intra.ports == "22,389,636/tcp"
+    assert ("allow", "from", "10.77.0.0/24", "to", "any", "app", "Zimbra Intra") in p.rules
+    assert peer_ports(p) == {}
+
+
+def test_a_bind_list_without_nginxs_address_warns_naming_the_proxy():
+    p = policy("cluster-proxy", memcached_bind_addresses=["127.0.0.1"])
+    assert p.memcached == {"zimbraMemcachedBindAddress": ["127.0.0.1"]}
+    assert p.warnings == (
+        "memcached_bind_addresses leaves out 10.77.0.12, where proxy.zfw.test look for this memcached "
+        "(nginx.conf.memcache): their route cache will be off",
+    )
+
+
+def test_a_host_name_resolving_to_an_address_the_host_lacks_is_not_bound_and_said_so():
+    read = topology("cluster-proxy")
+    read = dataclasses.replace(read, this=dataclasses.replace(read.this, addresses=("203.0.113.7", V4["proxy"])))
+    p = cluster_policy("proxy", read)
+    assert p.memcached["zimbraMemcachedBindAddress"] == ["127.0.0.1", V4["proxy"]]
+    assert "resolves here to 203.0.113.7, which this host does not have" in p.warnings[0]
+
+
+def test_an_unresolved_peer_gets_no_rule_and_a_warning():
+    read = topology("cluster-ldap")
+    servers = tuple(dataclasses.replace(s, addresses=()) if s.name.startswith("mta.") else s for s in read.servers)
+    p = cluster_policy("ldap", dataclasses.replace(read, servers=servers))
+    assert V4["mta"] not in peer_ports(p)
+    assert p.warnings == ("peer mta.zfw.test resolves on this node to nothing: no rule lets it in",)
+
+
+def test_a_single_server_opens_nothing_to_peers_and_binds_memcached_to_its_lan_address():
+    p = policy()
+    assert peer_ports(p) == {} and Port(11211, 11211, "tcp") in p.exposure["intra"]
+    assert p.memcached["zimbraMemcachedBindAddress"] == ["127.0.0.1", "fd5a:7e3c:91b2::a", "10.77.0.10"]
+
+
+def test_an_unreadable_topology_fails_the_preflight_with_zimbras_message():
+    read = dataclasses.replace(topology(), this=None, servers=(), error="ERROR: service.FAILURE (ldap down)")
+    p = cluster_policy("ldap", read)
+    assert p.memcached == {} and p.server == ""
+    found = {"zimbra": True, "ufw": True, "ipv6": True, "ssh_connection": "10.10.0.5 50000 10.77.0.10 22"}
+    assert preflight_problem(p, found) == (
+        "cannot read Zimbra's servers (LDAP, then zmprov): ERROR: service.FAILURE (ldap down)"
+    )
