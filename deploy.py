@@ -8,14 +8,17 @@ from pyinfra import host
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.operations import python
 
-from tasks import report, safety, ufw, zimbra
+from tasks import prefetch, report, safety, ufw, zimbra
 from zimbra_firewall.policy import PolicyError, build_policy, read_settings, topology_attributes
 
 # Every group_data value is checked here, for every host, before any host changes; then one read of
 # Zimbra's LDAP (no JVM) gives this node's services, ports and peers, resolved as this node resolves them.
+# Every read the steps make is made here, at once (pyinfra loads this file for every host together).
 try:
-    read = read_settings(host.data.dict())["zimbra_read"]
-    topology = zimbra.read_topology(topology_attributes(), read)
+    settings = read_settings(host.data.dict())
+    attributes, read = topology_attributes(), settings["zimbra_read"]
+    prefetch.prefetch(zimbra.reads(attributes, read) + safety.reads() + ufw.reads(settings["xtables_lock_wait"]))
+    topology = zimbra.read_topology(attributes, read)
     policy = build_policy(host.data.dict(), topology)
 except PolicyError as error:
     raise PyinfraError(f"{host.name}: {error}") from None

@@ -2,15 +2,16 @@
 
 from pyinfra.api import FactBase, FactProcessError, QuoteString, StringCommand
 
-from zimbra_firewall.ufw import NO_FILE, SECTION, parse_state, wait_for_xtables_lock
+from zimbra_firewall.ufw import NO_FILE, SECTION, parse_state, read_user_rules, wait_for_xtables_lock
 
 
 class UfwState(FactBase):
     """
     Everything the ufw operations compare against, in ONE command (reads are what a no-op run costs):
     ``{"active": True, "incoming": "deny", "outgoing": "allow", "ipv6": True, "rules": [("allow", "22/tcp"),
-    ...], "profiles": "<text of the profile file>" or None}``. Rules are those of `ufw show added` (readable
-    while ufw is inactive), policies come from /etc/default/ufw (which holds them while inactive too).
+    ...], "profiles": "<text of the profile file>" or None}``. Rules are those `ufw show added` prints, read
+    from ufw's user rule files without starting ufw's Python (readable while ufw is inactive); policies come
+    from /etc/default/ufw (which holds them while inactive too).
     Whether ufw is active is tested as ``ufw status`` does (is its chain loaded?) without starting
     ufw's Python a second time; that reads the kernel's rules, so the command first waits at most
     ``lock_wait`` seconds for the xtables lock.
@@ -35,7 +36,7 @@ class UfwState(FactBase):
         return StringCommand(
             f"{wait_for_xtables_lock(lock_wait)}; iptables -n -L ufw-user-input >/dev/null 2>&1; echo $?; "
             f"echo {SECTION} && "
-            f"cat /etc/default/ufw && echo {SECTION} && LC_ALL=C ufw show added && echo {SECTION} && "
+            f"cat /etc/default/ufw && echo {SECTION} && {{ {read_user_rules()}; }} && echo {SECTION} && "
             "{ cat",
             QuoteString(profile_path),
             "2>/dev/null || echo",

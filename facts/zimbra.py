@@ -10,10 +10,14 @@ from zimbra_firewall.ufw import SECTION
 ZIMBRA_HOME = "/opt/zimbra"
 LOCALCONFIG = f"{ZIMBRA_HOME}/conf/localconfig.xml"
 LDAP_TIMEOUT = 15  # seconds
-# stdin: host names, one per line → "name address address…" per name, in the resolver's order
+# stdin: host names, one per line → "name address address…" per name, in getaddrinfo's order (as Zimbra's
+# processes resolve them, and as `getent ahosts` lists them), in one process for every name: perl-base is
+# on every Debian and Ubuntu host, and Zimbra ships its own perl besides
 RESOLVE = (
-    'sort -u | while read -r name; do [ -n "$name" ] && '
-    'echo "$name $(getent ahosts "$name" | awk \'!seen[$1]++ {print $1}\' | tr "\\n" " ")"; done; true'
+    "sort -u | xargs perl -MSocket=getaddrinfo,getnameinfo,NI_NUMERICHOST,NIx_NOSERV,SOCK_STREAM -e '"
+    'for $n (@ARGV) { my ($e, @r) = getaddrinfo($n, "", {socktype => SOCK_STREAM}); my %s; '
+    'print join(" ", $n, grep { !$s{$_}++ } map { (getnameinfo($_->{addr}, NI_NUMERICHOST, NIx_NOSERV))[1] } @r), '
+    '"\\n" }\''
 )
 
 # Prints one localconfig.xml value (XML entities decoded) without starting Zimbra's JVM.

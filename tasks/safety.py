@@ -10,11 +10,17 @@ from pyinfra.api import OperationValueError, QuoteString, StringCommand, operati
 
 from facts.safety import Preflight
 from facts.ufw import FileText
+from tasks import prefetch
 from tasks.report import fail_host, report_once
 from tasks.ufw import current_state, forget_state
 from zimbra_firewall.policy import Policy
 from zimbra_firewall.safety import ROLLBACK_LOG, arm_arguments, disarm_arguments, preflight_problem
 from zimbra_firewall.ufw import changes_pending
+
+
+def reads() -> prefetch.Reads:
+    """The facts this module's operations read (for tasks/prefetch.py)."""
+    return [(Preflight, {"_sudo": False}), (FileText, {"path": ROLLBACK_LOG})]
 
 
 def _sh(script, *arguments):
@@ -36,7 +42,7 @@ def preflight(policy: Policy) -> Generator:
 
         safety.preflight(policy=policy)
     """
-    problem = preflight_problem(policy, host.get_fact(Preflight, _sudo=False))
+    problem = preflight_problem(policy, prefetch.fact(Preflight, _sudo=False))
     if not problem:
         host.noop("a Zimbra server with ufw, reached from a management subnet on the firewall's SSH port")
         return
@@ -106,7 +112,7 @@ def report_rollbacks() -> Generator:
 
         safety.report_rollbacks()
     """
-    log = host.get_fact(FileText, path=ROLLBACK_LOG)
+    log = prefetch.fact(FileText, path=ROLLBACK_LOG)
     if not log:
         host.noop("no rollback since the last run")
         return

@@ -11,6 +11,7 @@ from pyinfra import host
 from pyinfra.api import OperationValueError, QuoteString, StringCommand, operation
 
 from facts.ufw import UfwState
+from tasks import prefetch
 from tasks.report import report_once
 from zimbra_firewall.ufw import (
     DEFAULT_POLICIES,
@@ -31,8 +32,13 @@ _states = {}
 def current_state(lock_wait: int, profile_path: str = PROFILE_PATH) -> dict:
     key = (id(host.state), host.name, host.state.is_executing, lock_wait, profile_path)
     if key not in _states:
-        _states[key] = host.get_fact(UfwState, profile_path=profile_path, lock_wait=lock_wait)
+        _states[key] = prefetch.fact(UfwState, profile_path=profile_path, lock_wait=lock_wait)
     return _states[key]
+
+
+def reads(lock_wait: int = 60, profile_path: str = PROFILE_PATH) -> prefetch.Reads:
+    """The fact this module's operations read first (for tasks/prefetch.py)."""
+    return [(UfwState, {"profile_path": profile_path, "lock_wait": lock_wait})]
 
 
 def forget_state() -> None:

@@ -6,12 +6,18 @@ from pyinfra import host
 from pyinfra.api import OperationValueError, QuoteString, StringCommand, operation
 
 from facts.zimbra import ZIMBRA_HOME, ResolvedNames, ZimbraTopology
+from tasks import prefetch
 from zimbra_firewall.topology import Topology, parse_resolved, seen_from
 from zimbra_firewall.zimbra import MEMCACHED_ATTRIBUTES, NEEDS_CLIENT_RELOAD, NEEDS_RESTART, memcached_changes
 
 ZMPROV = f"{ZIMBRA_HOME}/bin/zmprov"
 ZMMEMCACHEDCTL = f"{ZIMBRA_HOME}/bin/zmmemcachedctl"
 _reads = {}  # (state, server name) → a Topology some host of this run read, containing that server
+
+
+def reads(attributes: tuple[str, ...], read: str = "ldap") -> prefetch.Reads:
+    """The fact read_topology reads (for tasks/prefetch.py)."""
+    return [(ZimbraTopology, {"attributes": attributes, "read": read})]
 
 
 def read_topology(attributes: tuple[str, ...], read: str = "ldap") -> Topology:
@@ -21,7 +27,7 @@ def read_topology(attributes: tuple[str, ...], read: str = "ldap") -> Topology:
     another host of this run whose LDAP lists it (asking the others in inventory order when none has read
     yet), with the names resolved on this node: the run that opens LDAP to it gives it its rules as well.
     """
-    topology = host.get_fact(ZimbraTopology, attributes=attributes, read=read)
+    topology = prefetch.fact(ZimbraTopology, attributes=attributes, read=read)
     _remember(topology)
     if topology.this or not topology.name:
         return topology
@@ -30,7 +36,7 @@ def read_topology(attributes: tuple[str, ...], read: str = "ldap") -> Topology:
         if key in _reads:
             break
         if other is not host:
-            _remember(other.get_fact(ZimbraTopology, attributes=attributes, read=read), other.name)
+            _remember(prefetch.fact(ZimbraTopology, on=other, attributes=attributes, read=read), other.name)
     if key not in _reads:
         return topology
     borrowed, by = _reads[key]

@@ -6,7 +6,14 @@ from test_policy import policy, topology
 
 from zimbra_firewall.policy import topology_attributes
 from zimbra_firewall.safety import parse_preflight, preflight_problem
-from zimbra_firewall.ufw import parse_defaults, parse_show_added, parse_state, plan_rules, render_profiles
+from zimbra_firewall.ufw import (
+    parse_defaults,
+    parse_rules,
+    parse_show_added,
+    parse_state,
+    plan_rules,
+    render_profiles,
+)
 from zimbra_firewall.zimbra import memcached_changes
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
@@ -16,6 +23,20 @@ TAG = ("comment", "zimbra-firewall")
 def fixture(name):
     with open(os.path.join(FIXTURES, name)) as f:
         return f.read()
+
+
+def test_ufws_rule_files_read_as_ufw_show_added_prints_them():
+    """42 rules of every shape (apps with spaces, log/log-all, in/out interfaces, ranges, v4/v6 only, source
+    ports, inserted rules, comments with spaces and accents), captured from ufw 0.36 in the lab."""
+    expected = parse_show_added(fixture("ufw/show-added-varied.txt"))
+    assert len(expected) == 42
+    assert parse_rules(fixture("ufw/user-rules-varied.txt")) == expected
+    # a route rule is ufw's to print: the read then carries `ufw show added`'s own output
+    assert parse_rules("show-added\n" + fixture("ufw/show-added-varied.txt")) == expected
+    # with IPV6=no, ufw ignores user6.rules
+    v4_only = parse_rules(fixture("ufw/user-rules-varied.txt"), ipv6=False)
+    assert ("allow", "from", "fd00::/64", "to", "any", "port", "10024:10032", "proto", "tcp") not in v4_only
+    assert len(v4_only) < len(expected)
 
 
 def test_state_of_a_fresh_host_and_of_a_deployed_host_with_drift():

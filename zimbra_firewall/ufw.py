@@ -95,6 +95,90 @@ def parse_show_added(text: str) -> list[tuple[str, ...]]:
     return rules
 
 
+USER_RULES = ("/etc/ufw/user.rules", "/etc/ufw/user6.rules")
+TUPLE = "### tuple ###"
+ANYWHERE_TEXT = ("0.0.0.0/0", "::/0")
+
+
+def read_user_rules() -> str:
+    """Shell printing what parse_rules reads: ufw's user rule files (ufw's Python not started), or `ufw show
+    added` when a route rule is there (their printing is not reimplemented here)."""
+    v4, v6 = USER_RULES
+    return (
+        f"if grep -qs '^{TUPLE} route:' {v4} {v6}; then echo show-added; LC_ALL=C ufw show added; "
+        f"else echo files; cat {v4}; echo {SECTION}6; cat {v6} 2>/dev/null; fi"
+    )
+
+
+def parse_rules(text: str, ipv6: bool = True) -> list[tuple[str, ...]]:
+    """read_user_rules' output → the rules as `ufw show added` prints them (argument tuples, in order)."""
+    kind, _, body = text.partition("\n")
+    if kind.strip() == "show-added":
+        return parse_show_added(body)
+    v4, _, v6 = body.partition(f"\n{SECTION}6\n")
+    rules = []
+    for rules_text in (v4, v6) if ipv6 else (v4,):
+        for line in rules_text.splitlines():
+            if line.startswith(TUPLE):
+                rule = command_of_tuple(line)
+                if rule and rule not in rules:  # a rule for IPv4 and IPv6 is printed once, as ufw does
+                    rules.append(rule)
+    return rules
+
+
+def command_of_tuple(line: str) -> tuple[str, ...] | None:
+    """One `### tuple ###` line of user.rules/user6.rules → the rule's words as `ufw show added` prints
+    them, as ufw 0.36 reads the line (backend_iptables.py _read_rules) and prints it (parser.py
+    UFWCommandRule.get_command); None for a malformed line, which ufw skips too."""
+    body, _, comment = line.partition(" comment=")
+    fields = body[len(TUPLE) :].split()
+    if not 6 <= len(fields) <= 9:
+        return None
+    action_words = fields[0].lower().split("_")
+    action = action_words[0] if action_words[0] in ("allow", "reject", "limit") else "deny"
+    logtype = action_words[1] if len(action_words) > 1 else ""
+    protocol, dport, dst, sport, src = fields[1:6]
+    direction, interface_in, interface_out = "in", "", ""
+    if len(fields) in (7, 9):
+        last = fields[-1]
+        direction = last.split("_")[0]
+        for part in last.split("!"):
+            side, _, name = part.partition("_")
+            if name:
+                interface_in, interface_out = (name, interface_out) if side == "in" else (interface_in, name)
+    dapp = sapp = ""
+    if len(fields) >= 8:
+        dapp = "" if fields[6] == "-" else fields[6].replace("%20", " ")
+        sapp = "" if fields[7] == "-" else fields[7].replace("%20", " ")
+    words = [action]
+    simple = dst in ANYWHERE_TEXT and src in ANYWHERE_TEXT and sport == "any" and not sapp
+    if simple and not interface_in and not interface_out and dport != "any":
+        words += ["out"] if direction == "out" else []
+        words += [logtype] if logtype else []
+        words.append(dapp or (dport if protocol == "any" else f"{dport}/{protocol}"))
+    else:
+        words += ["in", "on", interface_in] if interface_in else []
+        if interface_out:
+            words += ["out", "on", interface_out]
+        elif direction == "out":
+            words.append("out")
+        words += [logtype] if logtype else []
+        located = False
+        for word, address, port, app in (("from", src, sport, sapp), ("to", dst, dport, dapp)):
+            address = "any" if address in ANYWHERE_TEXT else address
+            if address != "any" or port != "any" or app:
+                located = True
+                words += [word, address] + (["app", app] if app else ["port", port] if port != "any" else [])
+        if not located and not interface_in and not interface_out:
+            words += ["to", "any"]
+        if protocol != "any" and not dapp and not sapp:
+            words += ["proto", protocol]
+    if comment.strip():
+        hex_text = comment.strip()
+        words += ["comment", bytes.fromhex(hex_text[: len(hex_text) // 2 * 2]).decode("utf-8", "backslashreplace")]
+    return tuple(words)
+
+
 def parse_defaults(text: str) -> dict:
     """/etc/default/ufw → {'ipv6': bool, 'incoming': …, 'outgoing': …}; readable while ufw is inactive."""
     values = dict(re.findall(r'^([A-Z_0-9]+)="?([^"\n]*)"?', text, re.MULTILINE))
@@ -106,9 +190,10 @@ def parse_defaults(text: str) -> dict:
 
 
 def parse_state(text: str) -> dict:
-    """The state read's output (exit status of `iptables -L ufw-user-input`, /etc/default/ufw, `ufw show added`,
-    the profile file, separated by SECTION lines) → {'active', 'incoming', 'outgoing', 'ipv6', 'rules',
-    'profiles'}; 'profiles' is the profile file's text without its final newline, or None when there is none."""
+    """The state read's output (exit status of `iptables -L ufw-user-input`, /etc/default/ufw, the user rules
+    (read_user_rules), the profile file, separated by SECTION lines) → {'active', 'incoming', 'outgoing',
+    'ipv6', 'rules', 'profiles'}; 'profiles' is the profile file's text without its final newline, or None
+    when there is none."""
     parts = re.split(rf"^{SECTION}$\n?", text, maxsplit=3, flags=re.MULTILINE)
     if len(parts) != 4:
         raise ValueError(f"expected 4 parts in ufw's state, got {len(parts)}")
@@ -117,10 +202,11 @@ def parse_state(text: str) -> dict:
     if chain_status.strip() not in ("0", "1"):
         raise ValueError(f"iptables could not list ufw's chain (exit status {chain_status.strip()})")
     profiles = profiles.rstrip("\n")
+    policies = parse_defaults(defaults)
     return {
-        **parse_defaults(defaults),
+        **policies,
         "active": chain_status.strip() == "0",
-        "rules": parse_show_added(added),
+        "rules": parse_rules(added, policies["ipv6"]),
         "profiles": None if profiles == NO_FILE else profiles,
     }
 

@@ -1,0 +1,38 @@
+"""Read early, use later. pyinfra loads deploy.py for every host at once, but runs the operations one
+after another, each on every host before the next; with `-y` an operation reads its facts only when it
+runs. Reads made while deploy.py loads overlap across hosts; reads made by operations cost one round of
+the whole inventory each. `prefetch` makes an operation's reads while loading; `fact` hands each value
+out once (a later read of the same fact reads the host again)."""
+
+import gevent
+from pyinfra import host
+from pyinfra.api import FactBase
+from pyinfra.context import ctx_host
+
+Reads = list[tuple[type[FactBase], dict]]
+_fetched: dict = {}
+_MISSING = object()
+
+
+def _key(name: str, cls: type[FactBase], kwargs: dict) -> tuple:
+    return (id(host.state), name, cls, tuple(sorted(kwargs.items())))
+
+
+def prefetch(reads: Reads) -> None:
+    """Read these facts of the current host now, all at once (a channel each on the host's connection)."""
+    current = ctx_host.get()  # the Host itself: greenlets spawned here do not share the context
+
+    def read(cls, kwargs):
+        with ctx_host.use(current):
+            _fetched[_key(current.name, cls, kwargs)] = current.get_fact(cls, **kwargs)
+
+    gevent.joinall([gevent.spawn(read, cls, kwargs) for cls, kwargs in reads], raise_error=True)
+
+
+def fact(cls: type[FactBase], on=None, **kwargs):
+    """The current host's fact (or that of the host `on`): the prefetched value, once (`on` leaves it to
+    its host), else a read."""
+    target = on or host
+    key = _key(target.name, cls, kwargs)
+    value = _fetched.get(key, _MISSING) if on else _fetched.pop(key, _MISSING)
+    return target.get_fact(cls, **kwargs) if value is _MISSING else value
