@@ -8,6 +8,7 @@ from support import REPO, deploy, zmprov_calls
 from test_deploy import answering, zimbra_address
 
 from lab import client
+from zimbra_firewall.ufw import parse_rules, parse_show_added, read_user_rules
 
 
 def test_dry_run_shows_the_plan_and_changes_nothing(fresh_lab):
@@ -36,3 +37,26 @@ def test_a_host_that_is_not_zimbra_fails_alone_untouched(fresh_lab):
     assert "not a Zimbra server" in output
     assert client.run("mgmt", "ufw", "status").stdout.strip() == "Status: inactive"
     assert client.run("zimbra", "ufw", "status").stdout.strip().startswith("Status: active")
+
+
+def test_the_rule_read_agrees_with_ufw_show_added_on_every_rule_shape(fresh_lab):
+    """The state read takes ufw's rules from user.rules/user6.rules without ufw's Python: on real ufw, it
+    must list exactly what `ufw show added` lists, route rules (printed by ufw itself) included."""
+    for rule in [
+        "allow 7071",
+        "allow OpenSSH",
+        "deny out 25/tcp",
+        "allow log 8080/tcp",
+        "limit in on eth0 to any port 2222 proto tcp",
+        "reject from 192.0.2.0/24 to any port 53 proto udp comment 'with spaces and é'",
+        "allow from fd00::/64 to any port 10024:10032 proto tcp",
+        "deny from 198.51.100.7",
+        "allow out on eth0 to 203.0.113.9 port 443 proto tcp",
+        "allow proto udp from 10.0.0.0/8 port 123 to any port 123",
+        "insert 1 deny from 192.0.2.66",
+        "route allow in on eth0 out on eth1",
+    ]:
+        client.run("zimbra", "sh", "-c", f"ufw {rule} >/dev/null")
+        shown = parse_show_added(client.run("zimbra", "sh", "-c", "LC_ALL=C ufw show added").stdout)
+        assert parse_rules(client.run("zimbra", "sh", "-c", read_user_rules()).stdout) == shown, rule
+    assert shown[0] == ("deny", "from", "192.0.2.66") and any(r[0] == "route" for r in shown)
