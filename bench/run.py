@@ -155,7 +155,7 @@ def end_state(lab):
                 (
                     "ufw status verbose; ufw show added | sort; "
                     f"runuser -u zimbra -- /opt/zimbra/bin/zmprov -l gs {fqdns[name]} zimbraMemcachedBindAddress "
-                    "zimbraMemcachedClientServerList; ss -Hlnt 'sport = :11211' | awk '{print $4}'"
+                    "zimbraMemcachedClientServerList; ss -Hlnt 'sport = :11211' | awk '{print $4}' | sort"
                 ),
             ).stdout
         ),

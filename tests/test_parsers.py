@@ -175,3 +175,16 @@ def test_memcached_changes_ignore_order_and_unset_with_empty_value():
         "zimbraMemcachedClientServerList",
         "b",
     ]
+
+
+def test_the_topology_read_names_every_attribute_it_wants_and_never_the_private_key():
+    from facts.zimbra import ZimbraTopology
+
+    attributes = topology_attributes()
+    assert {"zimbraServiceEnabled", "zimbraServiceHostname", "zimbraAdminPort", "zimbraLogHostname"} <= set(attributes)
+    for read in ("ldap", "zmprov"):
+        command = ZimbraTopology().command(attributes, read=read)
+        assert "zimbraSSLPrivateKey" not in command and " -v" not in command  # `gas -v` would print the key
+        assert " gs " in command or "ldapsearch" in command
+    # the ldapsearch asks for exactly these attributes, after its filter
+    assert '(cn=config)))" ' + " ".join(attributes) + " 2>" in ZimbraTopology().command(attributes)

@@ -4,6 +4,7 @@ share. Pure functions on plain values, tested on output captured from ufw 0.36; 
 Zimbra's (zimbra_firewall/policy.py turns the Zimbra policy into these values).
 """
 
+import functools
 import ipaddress
 import re
 import shlex
@@ -339,12 +340,26 @@ def plan_rules(
     an unmanaged rule that opens a port of `restrictions` ({ports text: [subnets]}) to other sources is
     deleted; other unmanaged rules are kept and listed, or deleted when `purge`. apps: profile name →
     ports text, to know what an app rule opens."""
-    wanted = tuple((*without_comment(tuple(rule)), "comment", owner) for rule in rules)
+    # a deploy asks the same question several times per host (will ufw change? what to add? to delete?)
+    return _plan_rules(
+        tuple(tuple(r) for r in current),
+        tuple(tuple(r) for r in rules),
+        owner,
+        tuple((ports, tuple(sources)) for ports, sources in (restrictions or {}).items()),
+        tuple((apps or {}).items()),
+        purge,
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _plan_rules(current, rules, owner, restrictions, apps, purge) -> RulePlan:
+    wanted = tuple((*without_comment(rule), "comment", owner) for rule in rules)
     wanted_bare = {without_comment(r) for r in wanted}
-    owned = [r for r in current if view_rule(r).comment == owner]
-    unmanaged = [r for r in current if view_rule(r).comment != owner and without_comment(r) not in wanted_bare]
-    limits = restriction_list(restrictions or {})
-    app_ports = {name: ports_of_text(text) for name, text in (apps or {}).items()}
+    comments = {r: view_rule(r).comment for r in current}
+    owned = [r for r in current if comments[r] == owner]
+    unmanaged = [r for r in current if comments[r] != owner and without_comment(r) not in wanted_bare]
+    limits = restriction_list(dict(restrictions))
+    app_ports = {name: ports_of_text(text) for name, text in apps}
     widening = tuple(r for r in unmanaged if widens(r, limits, app_ports))
     rest = tuple(r for r in unmanaged if r not in widening)
     return RulePlan(
