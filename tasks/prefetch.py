@@ -19,14 +19,18 @@ def _key(name: str, cls: type[FactBase], kwargs: dict) -> tuple:
 
 
 def prefetch(reads: Reads) -> None:
-    """Read these facts of the current host now, all at once (a channel each on the host's connection)."""
+    """Read these facts of the current host now, all at once (a channel each on the host's connection). A
+    read that fails is left to the operation that needs it: raised here, it would stop every host's run."""
     current = ctx_host.get()  # the Host itself: greenlets spawned here do not share the context
 
     def read(cls, kwargs):
         with ctx_host.use(current):
-            _fetched[_key(current.name, cls, kwargs)] = current.get_fact(cls, **kwargs)
+            try:
+                _fetched[_key(current.name, cls, kwargs)] = current.get_fact(cls, **kwargs)
+            except Exception:  # the operation's own read raises it again, failing this host alone
+                return
 
-    gevent.joinall([gevent.spawn(read, cls, kwargs) for cls, kwargs in reads], raise_error=True)
+    gevent.joinall([gevent.spawn(read, cls, kwargs) for cls, kwargs in reads])
 
 
 def fact(cls: type[FactBase], on=None, **kwargs):
