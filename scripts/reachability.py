@@ -7,13 +7,13 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from lab import client  # noqa: E402
-from zimbra_firewall.policy import load_catalogue, parse_port  # noqa: E402
+from zimbra_firewall.policy import catalogue_port, load_catalogue  # noqa: E402
 
 
 def catalogue_specs():
     specs = ["22/tcp"]
     for entry in load_catalogue()["ports"]:
-        port = parse_port(f"{entry['port']}/{entry['proto']}", "catalogue")
+        port = catalogue_port(entry)
         specs += [f"{n}/{port.proto}" for n in range(port.first, port.last + 1)]
     return specs + ["11211/udp"]
 

@@ -89,7 +89,7 @@ def load_catalogue(path: str = CATALOGUE) -> dict:
         catalogue = yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     seen = {}
     for entry in catalogue["ports"]:
-        port = parse_port(f"{entry['port']}/{entry['proto']}", "catalogue")
+        port = catalogue_port(entry)
         if entry["exposure"] not in EXPOSURES:
             raise PolicyError("catalogue", f"port {port}: unknown exposure {entry['exposure']!r}")
         if entry.get("group") and entry["group"] not in catalogue["groups"]:
@@ -132,6 +132,11 @@ def parse_port(text: str | int, key: str) -> Port:
     return Port(first, last, match.group(3) or "tcp")
 
 
+def catalogue_port(entry: dict) -> Port:
+    """A catalogue entry's port, at its default number."""
+    return parse_port(f"{entry['port']}/{entry['proto']}", "catalogue")
+
+
 PROFILE_NAME = text(r"[A-Za-z0-9][A-Za-z0-9 _.+-]*", "a profile name ufw accepts (letters, digits, space, _ . + -)", 64)
 
 
@@ -141,7 +146,7 @@ def exposure_map(catalogue, groups, overrides):
     for entry in catalogue["ports"]:
         if entry.get("group") and entry["group"] not in groups:
             continue
-        classes[parse_port(f"{entry['port']}/{entry['proto']}", "catalogue")] = entry["exposure"]
+        classes[catalogue_port(entry)] = entry["exposure"]
     claimed = {}
     for exposure, ports in overrides.items():
         key = f"exposure_overrides[{exposure!r}]"
@@ -228,10 +233,6 @@ def build_rules(profiles, management, zimbra_nodes, ssh_port, blanket, peer_acce
 
 
 # --- this node in its cluster: ports of its services, the peers that reach each ---------------------------
-
-
-def catalogue_port(entry) -> Port:
-    return parse_port(f"{entry['port']}/{entry['proto']}", "catalogue")
 
 
 def topology_attributes(catalogue: dict | None = None) -> tuple[str, ...]:
