@@ -2,7 +2,7 @@
 
 from pyinfra.api import FactBase, FactProcessError, QuoteString, StringCommand
 
-from zimbra_firewall.ufw import NO_FILE, SECTION, parse_state, read_user_rules, wait_for_xtables_lock
+from zimbra_firewall.ufw import NO_FILE, SECTION, parse_state, read_user_rules, status_read
 
 
 class UfwState(FactBase):
@@ -12,9 +12,8 @@ class UfwState(FactBase):
     ...], "profiles": "<text of the profile file>" or None}``. Rules are those `ufw show added` prints, read
     from ufw's user rule files without starting ufw's Python (readable while ufw is inactive); policies come
     from /etc/default/ufw (which holds them while inactive too).
-    Whether ufw is active is tested as ``ufw status`` does (is its chain loaded?) without starting
-    ufw's Python a second time; that reads the kernel's rules, so the command first waits at most
-    ``lock_wait`` seconds for the xtables lock.
+    Whether ufw is active is tested as ``ufw status`` does (zimbra_firewall.ufw.status_read), waiting at
+    most ``lock_wait`` seconds for the xtables lock.
     """
 
     @staticmethod
@@ -34,10 +33,7 @@ class UfwState(FactBase):
 
     def command(self, profile_path: str, lock_wait: int = 60) -> StringCommand:
         return StringCommand(
-            f"{wait_for_xtables_lock(lock_wait)}; iptables -n -L ufw-user-input >/dev/null 2>&1; echo $?; "
-            f"echo {SECTION} && "
-            f"cat /etc/default/ufw && echo {SECTION} && {{ {read_user_rules()}; }} && echo {SECTION} && "
-            "{ cat",
+            f"{status_read(lock_wait)} && echo {SECTION} && {{ {read_user_rules()}; }} && echo {SECTION} && {{ cat",
             QuoteString(profile_path),
             "2>/dev/null || echo",
             NO_FILE,

@@ -19,6 +19,9 @@ _ssh = {
     "ssh_user": _lab["ssh"]["user"],
     "ssh_known_hosts_file": _lab["ssh"]["known_hosts"],
     "ssh_strict_host_key_checking": "yes",
+    # the controller reaches the lab from inside its network namespace, as SSH does (ProxyCommand): so must
+    # the audit's active check, or its connections would leave through this machine's own default route
+    "audit_probe_via": f"ip netns exec {_lab['netns']}",
 }
 
 zimbra_servers = [(host["name"], dict(_ssh)) for host in _lab["hosts"] if host["role"] == "zimbra"]

@@ -337,6 +337,12 @@ def restricted_ports(catalogue, classes, node, management, zimbra_nodes, access)
     return tuple((chunk_ports(ports), tuple(sorted(sources))) for sources, ports in grouped.items())
 
 
+def nginx_memcached_address(server: Server) -> str | None:
+    """Where the proxies' nginx connects to this memcached server: its zimbraServiceHostname (Zimbra/zm-mailbox
+    ProxyConfGen.java, MemcacheServersVar), resolved to its first IPv4 address."""
+    return next((a for a in server.addresses if ipaddress.ip_address(a).version == 4), None)
+
+
 def memcached_wanted(settings, topology: Topology):
     """The memcached attributes this node manages, and warnings. zimbraMemcachedBindAddress on a memcached
     node: `auto` = 127.0.0.1 plus the addresses its zimbraServiceHostname resolves to that are its own,
@@ -357,7 +363,7 @@ def memcached_wanted(settings, topology: Topology):
                     f"{this.hostname} resolves here to {', '.join(foreign)}, which this host does not have: memcached "
                     "is not bound there, so a proxy resolving that name loses its route cache"
                 )
-        nginx = next((a for a in this.addresses if ipaddress.ip_address(a).version == 4), None)
+        nginx = nginx_memcached_address(this)
         proxies = sorted(s.hostname for s in topology.servers if "proxy" in s.services)
         opened = any(ipaddress.ip_address(a).is_unspecified for a in bind)
         if proxies and nginx and nginx not in bind and not opened:

@@ -73,6 +73,19 @@ def list_of(item: Callable[[Any, str], Any]) -> Callable[[Any, str], tuple]:
     return check
 
 
+def optional_path(value: Any, key: str) -> str:
+    if not isinstance(value, str) or "\0" in value or len(value) > 4096:
+        raise PolicyError(key, f"{value!r} is not a file path")
+    return value
+
+
+def empty_or(check: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
+    def either(value: Any, key: str) -> Any:
+        return "" if value == "" else check(value, key)
+
+    return either
+
+
 def auto_or(check: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
     def either(value: Any, key: str) -> Any:
         if isinstance(value, str) and value != "auto":
@@ -267,6 +280,34 @@ SETTINGS = (
         "1-3600",
         "seconds to wait for another program's xtables lock (iptables-legacy hosts) before a ufw step fails",
         integer(1, 3600, "a number of seconds"),
+    ),
+    Setting(
+        "audit_json",
+        "",
+        "a file path",
+        "audit.py: also write the report as JSON there (docs/audit.schema.json)",
+        optional_path,
+    ),
+    Setting(
+        "audit_html",
+        "",
+        "a file path",
+        "audit.py: also write the report as one HTML page there (a node × port matrix, the findings and their fixes)",
+        optional_path,
+    ),
+    Setting(
+        "audit_probe",
+        False,
+        "`True`, `False`",
+        "audit.py: also connect from the controller to every TCP listener, and say where that disagrees with the rules",
+        boolean,
+    ),
+    Setting(
+        "audit_probe_via",
+        "",
+        "a command prefix",
+        "audit.py: run the controller's probe through this (the lab's inventory sets `ip netns exec <netns>`)",
+        empty_or(text(r"[A-Za-z0-9_./ =:-]+", "a command prefix (words of letters, digits and _ . / = : -)", 200)),
     ),
 )
 BY_NAME = {setting.name: setting for setting in SETTINGS}

@@ -162,7 +162,9 @@ def topology_from_read(this_name: str, own_addresses: str, source: str, body: st
     """The parts of facts/zimbra.py's read → Topology. LDAP and zmprov print attribute names as Zimbra's
     schema spells them."""
     if source == "failed":
-        return Topology(None, error=body.strip() or "zmprov failed", name=this_name)
+        return Topology(
+            None, own_addresses=tuple(own_addresses.split()), error=body.strip() or "zmprov failed", name=this_name
+        )
     entries = parse_ldif(body) if source == "ldap" else entries_from_zmprov(body)
     return build_topology(entries, this_name, parse_resolved(resolved), own_addresses.split(), source)
 

@@ -127,18 +127,34 @@ def parse_rules(text: str, ipv6: bool = True) -> list[tuple[str, ...]]:
     return rules
 
 
-def command_of_tuple(line: str) -> tuple[str, ...] | None:
-    """One `### tuple ###` line of user.rules/user6.rules → the rule's words as `ufw show added` prints
-    them, as ufw 0.36 reads the line (backend_iptables.py _read_rules) and prints it (parser.py
-    UFWCommandRule.get_command); None for a malformed line, which ufw skips too."""
+@dataclass(frozen=True)
+class TupleLine:
+    """The fields of one `### tuple ###` line of user.rules/user6.rules, as ufw 0.36 reads them
+    (backend_iptables.py _read_rules): ports and addresses as ufw stores them (an app rule's ports too)."""
+
+    action: str  # allow | deny | reject | limit
+    logtype: str  # "", log, log-all
+    protocol: str  # tcp | udp | any …
+    dport: str
+    dst: str
+    sport: str
+    src: str
+    direction: str  # in | out
+    interface_in: str
+    interface_out: str
+    dapp: str
+    sapp: str
+    comment: str
+
+
+def read_tuple(line: str) -> TupleLine | None:
+    """One `### tuple ###` line → its fields; None for a route rule or a malformed line (ufw skips those)."""
     body, _, comment = line.partition(" comment=")
     fields = body[len(TUPLE) :].split()
-    if not 6 <= len(fields) <= 9:
+    if not 6 <= len(fields) <= 9 or fields[0].startswith("route:"):
         return None
     action_words = fields[0].lower().split("_")
     action = action_words[0] if action_words[0] in ("allow", "reject", "limit") else "deny"
-    logtype = action_words[1] if len(action_words) > 1 else ""
-    protocol, dport, dst, sport, src = fields[1:6]
     direction, interface_in, interface_out = "in", "", ""
     if len(fields) in (7, 9):
         last = fields[-1]
@@ -151,32 +167,44 @@ def command_of_tuple(line: str) -> tuple[str, ...] | None:
     if len(fields) >= 8:
         dapp = "" if fields[6] == "-" else fields[6].replace("%20", " ")
         sapp = "" if fields[7] == "-" else fields[7].replace("%20", " ")
-    words = [action]
-    simple = dst in ANYWHERE_TEXT and src in ANYWHERE_TEXT and sport == "any" and not sapp
-    if simple and not interface_in and not interface_out and dport != "any":
-        words += ["out"] if direction == "out" else []
-        words += [logtype] if logtype else []
-        words.append(dapp or (dport if protocol == "any" else f"{dport}/{protocol}"))
+    hex_text = comment.strip()
+    text = bytes.fromhex(hex_text[: len(hex_text) // 2 * 2]).decode("utf-8", "backslashreplace")
+    logtype = action_words[1] if len(action_words) > 1 else ""
+    return TupleLine(action, logtype, *fields[1:6], direction, interface_in, interface_out, dapp, sapp, text)
+
+
+def command_of_tuple(line: str) -> tuple[str, ...] | None:
+    """One `### tuple ###` line of user.rules/user6.rules → the rule's words as `ufw show added` prints
+    them, as ufw 0.36 prints it (parser.py UFWCommandRule.get_command); None for a malformed line."""
+    rule = read_tuple(line)
+    if rule is None:
+        return None
+    words = [rule.action]
+    simple = rule.dst in ANYWHERE_TEXT and rule.src in ANYWHERE_TEXT and rule.sport == "any" and not rule.sapp
+    if simple and not rule.interface_in and not rule.interface_out and rule.dport != "any":
+        words += ["out"] if rule.direction == "out" else []
+        words += [rule.logtype] if rule.logtype else []
+        words.append(rule.dapp or (rule.dport if rule.protocol == "any" else f"{rule.dport}/{rule.protocol}"))
     else:
-        words += ["in", "on", interface_in] if interface_in else []
-        if interface_out:
-            words += ["out", "on", interface_out]
-        elif direction == "out":
+        words += ["in", "on", rule.interface_in] if rule.interface_in else []
+        if rule.interface_out:
+            words += ["out", "on", rule.interface_out]
+        elif rule.direction == "out":
             words.append("out")
-        words += [logtype] if logtype else []
+        words += [rule.logtype] if rule.logtype else []
         located = False
-        for word, address, port, app in (("from", src, sport, sapp), ("to", dst, dport, dapp)):
+        ends = (("from", rule.src, rule.sport, rule.sapp), ("to", rule.dst, rule.dport, rule.dapp))
+        for word, address, port, app in ends:
             address = "any" if address in ANYWHERE_TEXT else address
             if address != "any" or port != "any" or app:
                 located = True
                 words += [word, address] + (["app", app] if app else ["port", port] if port != "any" else [])
-        if not located and not interface_in and not interface_out:
+        if not located and not rule.interface_in and not rule.interface_out:
             words += ["to", "any"]
-        if protocol != "any" and not dapp and not sapp:
-            words += ["proto", protocol]
-    if comment.strip():
-        hex_text = comment.strip()
-        words += ["comment", bytes.fromhex(hex_text[: len(hex_text) // 2 * 2]).decode("utf-8", "backslashreplace")]
+        if rule.protocol != "any" and not rule.dapp and not rule.sapp:
+            words += ["proto", rule.protocol]
+    if rule.comment:
+        words += ["comment", rule.comment]
     return tuple(words)
 
 
@@ -190,24 +218,37 @@ def parse_defaults(text: str) -> dict:
     }
 
 
+def status_read(lock_wait: int) -> str:
+    """Shell printing what parse_status reads: whether ufw's chain is loaded, a SECTION line, /etc/default/ufw.
+    That test is the one `ufw status` makes without starting ufw's Python; it reads the kernel's rules, so
+    it first waits at most `lock_wait` seconds for the xtables lock."""
+    return (
+        f"{wait_for_xtables_lock(lock_wait)}; iptables -n -L ufw-user-input >/dev/null 2>&1; echo $?; "
+        f"echo {SECTION} && cat /etc/default/ufw"
+    )
+
+
+def parse_status(chain_status: str, defaults: str) -> dict:
+    """status_read's two parts → {'active', 'incoming', 'outgoing', 'ipv6'}."""
+    # ufw's user chain is loaded while ufw is active, missing (1) when not
+    if chain_status.strip() not in ("0", "1"):
+        raise ValueError(f"iptables could not list ufw's chain (exit status {chain_status.strip()})")
+    return {**parse_defaults(defaults), "active": chain_status.strip() == "0"}
+
+
 def parse_state(text: str) -> dict:
-    """The state read's output (exit status of `iptables -L ufw-user-input`, /etc/default/ufw, the user rules
-    (read_user_rules), the profile file, separated by SECTION lines) → {'active', 'incoming', 'outgoing',
-    'ipv6', 'rules', 'profiles'}; 'profiles' is the profile file's text without its final newline, or None
-    when there is none."""
+    """The state read's output (status_read's, the user rules (read_user_rules), the profile file, separated
+    by SECTION lines) → {'active', 'incoming', 'outgoing', 'ipv6', 'rules', 'profiles'}; 'profiles' is the
+    profile file's text without its final newline, or None when there is none."""
     parts = re.split(rf"^{SECTION}$\n?", text, maxsplit=3, flags=re.MULTILINE)
     if len(parts) != 4:
         raise ValueError(f"expected 4 parts in ufw's state, got {len(parts)}")
     chain_status, defaults, added, profiles = parts
-    # the test `ufw status` makes: its user chain is loaded while ufw is active, missing (1) when not
-    if chain_status.strip() not in ("0", "1"):
-        raise ValueError(f"iptables could not list ufw's chain (exit status {chain_status.strip()})")
     profiles = profiles.rstrip("\n")
-    policies = parse_defaults(defaults)
+    status = parse_status(chain_status, defaults)
     return {
-        **policies,
-        "active": chain_status.strip() == "0",
-        "rules": parse_rules(added, policies["ipv6"]),
+        **status,
+        "rules": parse_rules(added, status["ipv6"]),
         "profiles": None if profiles == NO_FILE else profiles,
     }
 
@@ -222,6 +263,8 @@ class RuleView:
     ports: tuple  # of Port; None when the rule names no port
     app: str
     comment: str
+    destinations: tuple = ANYWHERE
+    interface: str = ""  # `in on IFACE`: only packets arriving there
 
 
 def _ports_of(spec, proto):
@@ -240,7 +283,8 @@ def view_rule(args: tuple[str, ...]) -> RuleView:
     """Read one rule in the canonical forms `ufw show added` prints."""
     words = list(args)
     action = words.pop(0)
-    inbound, sources, port_spec, proto, app, comment = True, ANYWHERE, None, None, "", ""
+    inbound, sources, destinations, port_spec, proto, app, comment = True, ANYWHERE, ANYWHERE, None, None, "", ""
+    interface = ""
     if words and words[0] in ("in", "out"):
         inbound = words.pop(0) == "in"
     extended = any(w in ("from", "to", "on") for w in words)
@@ -255,18 +299,42 @@ def view_rule(args: tuple[str, ...]) -> RuleView:
             if not port_spec[:1].isdigit():
                 app, port_spec = word, None
         elif word == "from":
-            source = words.pop(0)
-            sources = ANYWHERE if source == "any" else (ipaddress.ip_network(source, strict=False),)
+            sources = _networks(words.pop(0))
         elif word == "port":
             port_spec = words.pop(0)
         elif word == "proto":
             proto = words.pop(0)
         elif word == "app":
             app = words.pop(0)
-        elif word in ("to", "on"):
-            words.pop(0)
+        elif word == "to":
+            destinations = _networks(words.pop(0))
+        elif word == "on":
+            interface = words.pop(0)
     ports = _ports_of(port_spec, proto) if port_spec else None
-    return RuleView(action, inbound, sources, ports, app, comment)
+    return RuleView(action, inbound, sources, ports, app, comment, destinations, interface)
+
+
+def _networks(address: str) -> tuple:
+    return ANYWHERE if address in ("any", *ANYWHERE_TEXT) else (ipaddress.ip_network(address, strict=False),)
+
+
+def rule_of_tuple(line: str) -> RuleView | None:
+    """One `### tuple ###` line → what it lets in, with the ports ufw stored (an app rule's too: ufw writes
+    the profile's ports into the line when the rule is added); None for a route rule or a malformed line."""
+    rule = read_tuple(line)
+    if rule is None:
+        return None
+    ports = None if rule.dport == "any" else _ports_of(rule.dport, rule.protocol)
+    return RuleView(
+        rule.action,
+        rule.direction == "in",
+        _networks(rule.src),
+        ports,
+        rule.dapp,
+        rule.comment,
+        _networks(rule.dst),
+        rule.interface_in,
+    )
 
 
 def _within(sources, allowed):

@@ -128,3 +128,19 @@ def test_a_change_that_cuts_ssh_off_is_rolled_back_by_a_systemd_timer(deployed, 
     again = deploy(inventory="inventories/vagrant.py")
     assert again.returncode == 0, again.stdout + again.stderr
     assert "ROLLBACK happened" in again.stdout + again.stderr
+
+
+def test_audit_after_the_rollback_is_clean_and_names_it(deployed, tmp_path):
+    """Runs after the rollback test. Vagrant's user reads through sudo, which drops $SSH_CONNECTION: the read
+    still finds the controller's address, so the active check runs, and agrees with the rules."""
+    report = tmp_path / "audit.json"
+    command = [os.path.join(os.path.dirname(sys.executable), "pyinfra"), "-y", "inventories/vagrant.py", "audit.py"]
+    command += ["--data", f"audit_json={report}", "--data", "audit_probe=true"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stdout + result.stderr
+    node = json.loads(report.read_text())["nodes"][0]
+    assert node["findings"] == [] and node["ufw"]["active"]
+    assert "restored the ufw rules" in node["rollback"]["last"] and not node["rollback"]["armed"]
+    probed = [s for s in node["sockets"] if s["probe"]]
+    assert probed and all(s["probe"]["agrees"] for s in probed)
+    assert {s["port"] for s in probed if s["probe"]["observed"] == "open"} >= {22, 25, 7071}

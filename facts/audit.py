@@ -1,0 +1,68 @@
+"""The exposure audit's read of a node: everything it judges, in ONE command."""
+
+from pyinfra.api import FactBase, FactProcessError
+
+from facts.zimbra import ZimbraTopology
+from zimbra_firewall.audit import NodeRead, parse_listeners
+from zimbra_firewall.safety import ROLLBACK_LOG, STATE_DIR
+from zimbra_firewall.ufw import SECTION, USER_RULES, parse_status, status_read
+
+PART = f"{SECTION}part"
+
+
+class ExposureRead(FactBase):
+    """
+    A node as the audit sees it: Zimbra's servers (the deploy's topology read: LDAP, no JVM), every
+    listening socket with its process (``ss``), ufw's state and rule files, the last rollback and whether
+    one is armed, and the controller's address (``$SSH_CONNECTION``): a
+    ``zimbra_firewall.audit.NodeRead``. Read it as root (``ss`` names other users' processes only to root);
+    it changes nothing.
+    """
+
+    def requires_command(self, attributes: tuple[str, ...], read: str = "ldap", lock_wait: int = 60) -> str:
+        return "ss"
+
+    def command(self, attributes: tuple[str, ...], read: str = "ldap", lock_wait: int = 60) -> str:
+        v4, v6 = USER_RULES
+        parts = [
+            f"( {ZimbraTopology().command(attributes, read)} )",
+            "ss -Hlnptu",
+            f"( {status_read(lock_wait)} ) 2>&1",
+            f"cat {v4} 2>/dev/null",
+            f"cat {v6} 2>/dev/null",
+            # sudo drops $SSH_CONNECTION from the environment it gives; sudo itself, this shell's parent, has it
+            "echo ssh_connection=${SSH_CONNECTION:-$(tr '\\0' '\\n' < /proc/$PPID/environ 2>/dev/null | "
+            "sed -n 's/^SSH_CONNECTION=//p')}; "
+            f'PATH="$PATH:/usr/sbin:/sbin" command -v ufw >/dev/null && '
+            f"echo ufw=yes; test -d {STATE_DIR}/armed && echo armed=yes; "
+            f'echo "rollback=$(cat {ROLLBACK_LOG}.reported {ROLLBACK_LOG} 2>/dev/null | tail -n 1)"',
+        ]
+        return f"; echo {PART}; ".join(parts)
+
+    def process(self, output: list[str]) -> NodeRead:
+        parts = ("\n".join(output) + "\n").split(f"\n{PART}\n")
+        if len(parts) != 6:
+            raise FactProcessError(f"unexpected output of the audit read ({len(parts)} parts)")
+        topology_text, sockets, status_text, user_rules, user6_rules, misc = parts
+        values = dict(line.split("=", 1) for line in misc.splitlines() if "=" in line)
+        status, error = {}, ""
+        if values.get("ufw") != "yes":
+            error = "ufw is not installed"
+        else:
+            chain, _, defaults = status_text.partition(f"{SECTION}\n")
+            try:
+                status = parse_status(chain, defaults)
+            except ValueError as failure:
+                error = f"cannot read ufw's state: {failure}: {chain.strip()}"
+        connection = values.get("ssh_connection", "").split()  # client, its port, server address, port
+        return NodeRead(
+            topology=ZimbraTopology().process(topology_text.splitlines()),
+            listeners=tuple(parse_listeners(sockets)),
+            status=status,
+            rule_files=(user_rules, user6_rules),
+            rollback_last=values.get("rollback", "").strip(),
+            rollback_armed=values.get("armed") == "yes",
+            ufw_error=error,
+            controller=connection[0] if len(connection) == 4 else "",
+            reached_at=connection[2] if len(connection) == 4 else "",
+        )

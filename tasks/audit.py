@@ -1,0 +1,136 @@
+"""The audit's controller side. pyinfra loads audit.py for every host at once: each host's load reads the
+node (one command) and, with `audit_probe`, connects to it; the last host in judges every node, prints the
+report, writes the JSON and HTML files asked for, and fails the run when a node's findings fail the audit.
+Nothing runs on a host but the read."""
+
+import dataclasses
+import datetime
+import json
+import os
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import click
+from pyinfra import host, logger, state
+from pyinfra.api.exceptions import PyinfraError
+
+from facts.audit import ExposureRead
+from zimbra_firewall import audit
+from zimbra_firewall.audit_report import render_html, render_text
+from zimbra_firewall.policy import PolicyError, build_policy, catalogue_cache, read_settings, topology_attributes
+from zimbra_firewall.topology import seen_from
+
+PROBE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "zimbra_firewall", "probe.py")
+
+
+@dataclass
+class Visit:
+    """What one host's load gathered: its read (None when it failed, with `error`), its group_data."""
+
+    name: str
+    host_data: dict
+    read: audit.NodeRead | None = None
+    error: str = ""
+    probe: dict | None = None
+    probe_warning: str = ""
+
+
+_runs: dict[int, dict[str, Visit]] = {}  # per pyinfra State: host name → its visit
+
+
+def deploy_command() -> str:
+    """The deploy command that fixes what the audit finds, with the inventory this run was given."""
+    words = sys.argv[1:]
+    inventory = next(
+        (words[i - 1] for i, word in enumerate(words) if os.path.basename(word) == "audit.py" and i > 0),
+        "inventories/<env>.py",
+    )
+    return f"pyinfra -y {inventory} deploy.py"
+
+
+def audit_host() -> None:
+    """Read the current host (and probe it); the last host in judges and reports (see the module's text)."""
+    try:
+        settings = read_settings(host.data.dict())
+    except PolicyError as error:
+        raise PyinfraError(f"{host.name}: {error}") from None
+    visit = Visit(host.name, host.data.dict())
+    try:
+        visit.read = host.get_fact(
+            ExposureRead,
+            attributes=topology_attributes(),
+            read=settings["zimbra_read"],
+            lock_wait=settings["xtables_lock_wait"],
+        )
+    except Exception as error:  # this node is reported unread, the others go on
+        visit.error = f"cannot read the node: {error}"
+        logger.warning(f"{host.name}: {visit.error}")
+    else:
+        if settings["audit_probe"] and visit.read.status:
+            probe(visit, settings["audit_probe_via"])
+        logger.info(f"{host.name}: read, {len(visit.read.listeners)} listening sockets")
+    runs = _runs.setdefault(id(state), {})
+    runs[host.name] = visit
+    if len(runs) == len(state.inventory.get_active_hosts()):
+        report([judge(v, runs.values()) for v in runs.values()], settings)
+
+
+def probe(visit: Visit, via: str) -> None:
+    """The active check: connect from the controller (through `via`) to the node's TCP listeners."""
+    target, ports = audit.probe_plan(visit.read)
+    if not target:
+        visit.probe_warning = "no active check: the node did not show the SSH connection's addresses"
+        return
+    if not ports:
+        return
+    command = [*shlex.split(via), sys.executable, PROBE, target, *map(str, ports)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    if done.returncode != 0:
+        visit.probe_warning = f"no active check: {shlex.join(command)} failed: {done.stderr.strip()}"
+        return
+    visit.probe = json.loads(done.stdout)
+
+
+def judge(visit: Visit, visits) -> audit.NodeAudit:
+    """One node against its policy. A node that could not read Zimbra's LDAP itself is judged on the read of
+    another node of this run that lists it (names as that node resolves them), as the deploy does."""
+    if visit.read is None:
+        return audit.unread_node(visit.name, visit.error)
+    read, topology = visit.read, visit.read.topology
+    if topology.this is None and topology.name:
+        for other in visits:
+            found = other.read.topology if other.read else None
+            if found and found.this and any(s.name.lower() == topology.name.lower() for s in found.servers):
+                resolved = {s.hostname.lower(): s.addresses for s in found.servers}
+                topology = seen_from(found, topology.name, resolved, topology.own_addresses, other.name)
+                read = dataclasses.replace(read, topology=topology)
+                break
+    try:
+        policy = build_policy(visit.host_data, topology)
+    except PolicyError as error:
+        raise PyinfraError(f"{visit.name}: {error}") from None
+    warnings = [*policy.warnings, *([visit.probe_warning] if visit.probe_warning else [])]
+    if topology.borrowed_from:
+        warnings.insert(0, f"cannot read Zimbra's LDAP itself: judged on what {topology.borrowed_from} read")
+    node = audit.audit_node(visit.name, read, policy, catalogue_cache(), deploy_command(), warnings)
+    if visit.probe:
+        audit.apply_probe(node, read, visit.probe)
+    return node
+
+
+def report(nodes: list[audit.NodeAudit], settings: dict) -> None:
+    generated = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    document = audit.as_json(nodes, generated)
+    click.echo(render_text(document))
+    for key, render in (("audit_json", lambda d: json.dumps(d, indent=1) + "\n"), ("audit_html", render_html)):
+        if settings[key]:
+            with open(settings[key], "w") as f:
+                f.write(render(document))
+            logger.info(f"audit: wrote {settings[key]}")
+    failed = document["summary"]["failed"]
+    if failed:
+        raise PyinfraError(
+            f"the audit fails on {len(failed)} node(s): {', '.join(failed)} (too open, unknown listener, or not read)"
+        )

@@ -1,0 +1,272 @@
+"""The exposure audit's judgement on reads captured from the lab (tests/fixtures/audit/: the raw output of
+facts/audit.py ExposureRead on a fresh single server, after the deploy, after drift, and on the cluster's
+mailbox and proxy after the deploy), and on rules written for one question each."""
+
+import dataclasses
+import json
+import os
+import re
+
+import jsonschema
+import pytest
+
+from facts.audit import ExposureRead
+from zimbra_firewall.audit import (
+    FAILING,
+    Listener,
+    Ruleset,
+    Source,
+    apply_probe,
+    as_json,
+    audit_node,
+    decide,
+    parse_listeners,
+    probe_plan,
+)
+from zimbra_firewall.audit_report import render_html, render_text
+from zimbra_firewall.policy import build_policy, catalogue_cache, topology_attributes
+from zimbra_firewall.ufw import rule_of_tuple, view_rule
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+LAB_MGMT = ["10.77.1.0/24", "fd5a:7e3c:91b2:1::/64"]  # group_data/all.py
+DEPLOY = "pyinfra -y inventories/lab.py deploy.py"
+PUBLIC = {"25/tcp", "443/tcp", "465/tcp", "587/tcp", "993/tcp", "995/tcp"}
+
+
+def read(name):
+    with open(os.path.join(HERE, "fixtures", "audit", f"{name}.txt")) as f:
+        return ExposureRead().process(f.read().splitlines())
+
+
+def audited(name, host_name="zimbra", **settings):
+    node_read = read(name)
+    policy = build_policy({"management_subnets": LAB_MGMT, **settings}, node_read.topology)
+    return audit_node(host_name, node_read, policy, catalogue_cache(), DEPLOY, policy.warnings), node_read
+
+
+def verdicts(node):
+    return {(f.verdict, f.port) for f in node.findings}
+
+
+def sockets(node, port, proto="tcp"):
+    return [s for s in node.sockets if s.port == port and s.proto == proto]
+
+
+def test_the_read_is_one_command_asking_ldap_for_named_attributes_only():
+    command = ExposureRead().command(topology_attributes(), "ldap", 60)
+    assert "ss -Hlnptu" in command and "ldapsearch" in command and "zimbraSSLPrivateKey" not in command
+    assert not re.search(r"(^|[;&|(] *)ufw ", command)  # ufw's state from its files: ufw's Python never starts
+
+
+def test_listeners_keep_family_binding_and_process():
+    listeners = read("single-fresh").listeners
+    by = {(item.proto, item.address, item.port): item for item in listeners}
+    assert by[("tcp", "*", 7071)].process == "python3"  # dual stack: ss prints *
+    assert by[("tcp", "0.0.0.0", 22)].process == "sshd" and ("tcp", "::", 22) in by  # IPv6 only: [::]
+    assert by[("tcp", "127.0.0.1", 7306)].loopback and not by[("tcp", "*", 7071)].loopback
+    assert by[("udp", "*", 514)].pid is not None
+    assert parse_listeners("tcp LISTEN 0 5 127.0.0.53%lo:53 0.0.0.0:*\n") == [Listener("tcp", "127.0.0.53", 53)]
+
+
+def test_fresh_server_every_restricted_port_is_too_open_and_the_audit_fails():
+    node, _ = audited("single-fresh")
+    assert node.ufw["active"] is False and node.failed
+    too_open = {port for verdict, port in verdicts(node) if verdict == "too open"}
+    assert {"7071/tcp", "389/tcp", "11211/tcp", "22/tcp", "7072/tcp", "8443/tcp", "53/udp", "514/udp"} <= too_open
+    assert not too_open & PUBLIC
+    assert {v for v, _ in verdicts(node)} == {"too open"}
+    finding = next(f for f in node.findings if f.port == "7071/tcp")
+    assert "reachable from world" in finding.detail and finding.fix == [f"{DEPLOY} --limit zimbra"]
+    # public ports are ok from the world, loopback-only services stay loopback whatever the firewall
+    assert all(s.verdict == "ok" and s.reach == ["world"] for s in sockets(node, 25))
+    assert all(s.reach == ["loopback only"] and s.verdict == "ok" for s in sockets(node, 7306))
+
+
+def test_deployed_server_is_all_ok():
+    node, _ = audited("single-deployed")
+    assert node.findings == [] and not node.failed
+    assert node.ufw == {"active": True, "incoming": "deny", "outgoing": "allow", "ipv6": True}
+    reach = {s.address: s.reach for s in sockets(node, 7071)}
+    assert reach == {"*": ["10.77.1.0/24", "fd5a:7e3c:91b2:1::/64"]}
+    assert {s.address: s.reach for s in sockets(node, 11211)} == {
+        "127.0.0.1": ["loopback only"],
+        "10.77.0.10": [],
+        "fd5a:7e3c:91b2::a": [],
+    }
+
+
+def test_drift_is_named_with_the_command_that_fixes_it():
+    node, _ = audited("single-drift")
+    assert verdicts(node) == {
+        ("too open", "7071/tcp"),
+        ("unknown listener", "4444/tcp"),
+        ("memcached unreachable from proxy", "11211/tcp"),
+        ("rule without listener", "4444/udp"),
+        ("rule without listener", "7071/udp"),
+    }
+    fixes = {f.port: f.fix for f in node.findings if f.verdict != "rule without listener"}
+    assert fixes["7071/tcp"] == ["ufw delete allow 7071"]
+    assert fixes["4444/tcp"][0] == "ufw delete allow 4444"
+    assert "+zimbraMemcachedBindAddress 10.77.0.10" in fixes["11211/tcp"][0]
+    unknown = next(f for f in node.findings if f.verdict == "unknown listener")
+    assert "python3 (pid" in unknown.detail and "world" in unknown.detail
+    assert node.failed and [f.verdict for f in node.findings][:2] == ["too open", "unknown listener"]
+
+
+def test_cluster_peers_are_named():
+    node, _ = audited("cluster-mailbox", "mailbox")
+    assert node.findings == []
+    assert sockets(node, 7072)[0].reach == ["proxy.zfw.test"]
+    assert set(sockets(node, 7025)[0].reach) == {*LAB_MGMT, "mta.zfw.test"}
+    assert set(sockets(node, 514, "udp")[0].reach) == {
+        "ldap.zfw.test",
+        "mailbox-2.zfw.test",
+        "mta.zfw.test",
+        "proxy.zfw.test",
+    }
+    proxy, _ = audited("cluster-proxy", "proxy")
+    assert proxy.findings == [] and {s.verdict for s in sockets(proxy, 11211)} == {"ok"}
+
+
+def test_memcached_filtered_from_a_peer_proxy_is_found():
+    """The cluster's proxy runs memcached; were nginx on another proxy, ufw would keep it out."""
+    node_read = read("cluster-proxy")
+    topology = node_read.topology
+    other = dataclasses.replace(
+        next(s for s in topology.servers if s.name.startswith("mailbox")), services=frozenset({"proxy"})
+    )
+    servers = tuple(other if s.name == other.name else s for s in topology.servers)
+    node_read = dataclasses.replace(node_read, topology=dataclasses.replace(topology, servers=servers))
+    policy = build_policy({"management_subnets": LAB_MGMT}, read("cluster-proxy").topology)
+    node = audit_node("proxy", node_read, policy, catalogue_cache(), DEPLOY)
+    found = [f for f in node.findings if f.verdict == "memcached unreachable from proxy"]
+    assert found and f"ufw keeps {other.hostname}" in found[0].detail
+    assert found[0].fix[0].startswith("ufw allow from 10.77.0.1") and "port 11211 proto tcp" in found[0].fix[0]
+
+
+# --- how one packet is judged --------------------------------------------------------------------------
+
+
+def tuple_rules(*lines):
+    return tuple((rule_of_tuple(f"### tuple ### {line}"), (line,)) for line in lines)
+
+
+def world(version=4):
+    import ipaddress
+
+    return Source(ipaddress.ip_network("0.0.0.0/0" if version == 4 else "::/0"), "world", "world")
+
+
+LISTENER = Listener("tcp", "*", 7071)
+OWN = ["10.0.0.5", "fd00::5"]
+
+
+def test_first_matching_rule_decides_then_the_default():
+    deny_then_allow = Ruleset(
+        True,
+        "deny",
+        True,
+        {
+            4: tuple_rules("deny tcp 7071 0.0.0.0/0 any 0.0.0.0/0 in", "allow tcp 7071 0.0.0.0/0 any 0.0.0.0/0 in"),
+            6: (),
+        },
+    )
+    assert decide(deny_then_allow, world(), LISTENER, OWN).reachable is False
+    assert decide(deny_then_allow, world(6), LISTENER, OWN).via == "default deny incoming"
+    allowing = dataclasses.replace(deny_then_allow, rules={4: (), 6: ()}, incoming="allow")
+    assert decide(allowing, world(), LISTENER, OWN).reachable is True
+    assert (
+        decide(dataclasses.replace(allowing, active=False, incoming="deny"), world(), LISTENER, OWN).via
+        == "ufw inactive"
+    )
+    no_v6 = Ruleset(True, "allow", False, {4: (), 6: ()})
+    assert decide(no_v6, world(6), LISTENER, OWN).reachable is False  # ufw: IPV6=no drops IPv6 but loopback
+
+
+def test_a_rule_on_loopback_opens_nothing_to_other_hosts():
+    loopback = Ruleset(True, "deny", True, {4: tuple_rules("allow any any 0.0.0.0/0 any 0.0.0.0/0 in_lo"), 6: ()})
+    assert decide(loopback, world(), LISTENER, OWN).reachable is False
+    on_eth1 = Ruleset(True, "deny", True, {4: tuple_rules("allow tcp 7071 0.0.0.0/0 any 0.0.0.0/0 in_eth1"), 6: ()})
+    assert decide(on_eth1, world(), LISTENER, OWN).reachable is True
+
+
+def test_a_rule_for_one_address_of_the_host_or_a_narrower_source_does_not_open_the_port_to_all():
+    to_other_address = Ruleset(True, "deny", True, {4: tuple_rules("allow tcp 7071 10.0.0.9 any 0.0.0.0/0 in"), 6: ()})
+    assert decide(to_other_address, world(), LISTENER, OWN).reachable is False
+    narrow = Ruleset(True, "deny", True, {4: tuple_rules("allow tcp 7000:7100 0.0.0.0/0 any 10.9.0.0/16 in"), 6: ()})
+    assert decide(narrow, world(), LISTENER, OWN).reachable is False
+    assert decide(Ruleset(True, "deny", True, {4: (), 6: ()}), world(), Listener("tcp", "127.0.0.1", 7071), OWN) is None
+    view = view_rule(("allow", "from", "10.9.0.0/16", "to", "10.0.0.5", "port", "7071", "proto", "tcp"))
+    assert str(view.destinations[0]) == "10.0.0.5/32"
+
+
+# --- the active check ---------------------------------------------------------------------------------
+
+
+def test_probe_results_agree_or_become_findings():
+    node, node_read = audited("single-deployed")
+    node_read = dataclasses.replace(node_read, controller="10.77.1.1", reached_at="10.77.0.10")
+    target, ports = probe_plan(node_read)
+    assert target == "10.77.0.10" and {22, 25, 7071, 8080} <= set(ports) and 7306 not in ports
+    answering = {"22/tcp", *PUBLIC, "80/tcp", "110/tcp", "143/tcp", "389/tcp", "7025/tcp", "7071/tcp", "7073/tcp"}
+    results = {str(p): "open" if f"{p}/tcp" in answering else "filtered" for p in ports} | {"8080": "open"}
+    apply_probe(node, node_read, {"address": target, "local": "", "results": results})
+    assert sockets(node, 7071)[0].probe["agrees"] is True
+    assert sockets(node, 8080)[0].probe == {
+        "from": "10.77.1.1",
+        "to": "10.77.0.10",
+        "observed": "open",
+        "computed": "blocked",
+        "agrees": False,
+    }
+    assert {(f.verdict, f.port) for f in node.findings} == {("probe disagrees", "8080/tcp")}
+    assert not node.failed  # a disagreement is for a person to look at, not a failed audit by itself
+
+
+# --- outputs ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def schema():
+    with open(os.path.join(os.path.dirname(HERE), "docs", "audit.schema.json")) as f:
+        return json.load(f)
+
+
+@pytest.mark.parametrize(
+    "fixtures", [["single-fresh"], ["single-deployed"], ["single-drift"], ["cluster-mailbox", "cluster-proxy"]]
+)
+def test_json_follows_the_documented_schema(schema, fixtures):
+    nodes = [audited(name, name)[0] for name in fixtures]
+    document = json.loads(json.dumps(as_json(nodes, "2026-11-29T20:00:00+00:00")))
+    jsonschema.validate(document, schema)
+    assert document["summary"]["failed"] == [n.name for n in nodes if n.failed]
+
+
+def test_schema_rejects_a_verdict_it_does_not_document(schema):
+    document = json.loads(json.dumps(as_json([audited("single-drift")[0]], "now")))
+    document["nodes"][0]["findings"][0]["verdict"] = "fine"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(document, schema)
+
+
+def test_terminal_table_puts_findings_first_and_groups_what_is_ok():
+    text = render_text(as_json([audited("single-drift")[0]], "now"))
+    lines = text.splitlines()
+    assert lines[0].startswith("Exposure audit: 1 node(s)") and "too open 1" in lines[0]
+    first_ok = next(i for i, line in enumerate(lines) if line.strip().startswith("ok "))
+    assert all(not line.strip().startswith("ok ") for line in lines[:first_ok])
+    assert any("fix: ufw delete allow 7071" in line for line in lines[:first_ok])
+    assert any(re.search(r"ok\s+world: 25 443 465 587 993 995$", line) for line in lines)
+
+
+def test_html_page_is_one_file_with_the_matrix_and_the_fixes():
+    page = render_html(as_json([audited("single-drift")[0], audited("single-deployed", "zimbra-2")[0]], "now"))
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)  # no external asset
+    rows = re.findall(r"<tr><th class='node'>([^<]*)</th>", page)
+    assert rows == ["node", "zimbra", "zimbra-2"]
+    assert "data-verdict='too open'" in page and "data-verdict='unknown listener'" in page
+    assert "<code>ufw delete allow 7071</code>" in page
+
+
+def test_failing_verdicts_are_the_two_the_issue_names():
+    assert FAILING == {"too open", "unknown listener"}

@@ -1,0 +1,608 @@
+"""The exposure audit: what each listening socket of a node can be reached from, given ufw's rules as they
+are, against what the policy lets reach it. Pure: audit.py and facts/audit.py read the host, these
+functions judge; zimbra_firewall/audit_report.py renders.
+
+Reachability is judged per source, as ufw's kernel rules judge a packet: the user rules of the source's
+family in their order, the first that matches decides (allow and limit let in, deny and reject do not),
+else the default incoming policy; an inactive ufw lets everything in, IPV6=no lets no IPv6 in (ufw:
+"only IPv6 on loopback accepted"). A source is a network: the world, each management subnet, each
+`zimbra_nodes` subnet, each peer's address, and each network a rule names; a rule decides for a source
+when its own source network holds the whole of it. A rule for one interface (`in on eth1`) is taken to
+see every source (the audit does not know which interface a network comes in on), but for `lo`. Sockets
+bound to loopback are reachable from the host alone, whatever the rules say (ufw accepts loopback traffic
+before its user rules).
+"""
+
+import dataclasses
+import ipaddress
+import re
+import shlex
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from zimbra_firewall.policy import Policy, attribute_port, catalogue_port, nginx_memcached_address
+from zimbra_firewall.topology import Topology
+from zimbra_firewall.ufw import (
+    ANYWHERE,
+    TUPLE,
+    Port,
+    RuleView,
+    command_of_tuple,
+    ports_of_text,
+    rule_of_tuple,
+    view_rule,
+    without_comment,
+)
+
+SCHEMA = "zimbra-firewall-audit/1"
+# the verdicts, most serious first; the first two fail the audit
+VERDICTS = (
+    "too open",
+    "unknown listener",
+    "memcached unreachable from proxy",
+    "probe disagrees",
+    "too closed",
+    "rule without listener",
+)
+FAILING = frozenset(VERDICTS[:2])
+OK = "ok"
+LETTING_IN = ("allow", "limit")
+
+
+@dataclass(frozen=True)
+class Listener:
+    """One listening socket as `ss -Hlnptu` shows it. address: as bound ("0.0.0.0", "::" for IPv6 only,
+    "*" for both families, or one address)."""
+
+    proto: str
+    address: str
+    port: int
+    process: str = ""
+    pid: int | None = None
+
+    @property
+    def loopback(self) -> bool:
+        return self.address not in ("*", "0.0.0.0", "::") and ipaddress.ip_address(self.address).is_loopback
+
+    def destinations(self, own_addresses: Iterable[str], version: int) -> list:
+        """The host's addresses of this family a packet can reach this socket at."""
+        if self.address == "*" or self.address == {4: "0.0.0.0", 6: "::"}[version]:
+            return [a for a in map(ipaddress.ip_address, own_addresses) if a.version == version]
+        if self.address in ("0.0.0.0", "::"):
+            return []
+        bound = ipaddress.ip_address(self.address)
+        return [bound] if bound.version == version else []
+
+    def accepts(self, address: str) -> bool:
+        """Does a connection to `address` (one of the host's) reach this socket?"""
+        ip = ipaddress.ip_address(address)
+        return self.address in ("*", {4: "0.0.0.0", 6: "::"}[ip.version]) or self.address == str(ip)
+
+
+_SS_PROCESS = re.compile(r'\("([^"]*)",pid=(\d+)')
+
+
+def parse_listeners(text: str) -> list[Listener]:
+    """`ss -Hlnptu` → its listening TCP and bound UDP sockets (one per proto, address and port)."""
+    found = {}
+    for line in text.splitlines():
+        fields = line.split(None, 6)
+        if len(fields) < 6 or fields[0] not in ("tcp", "udp"):
+            continue
+        address, _, port = fields[4].rpartition(":")
+        address = address.strip("[]").partition("%")[0]
+        if not port.isdigit():
+            continue
+        process = _SS_PROCESS.search(fields[6]) if len(fields) > 6 else None
+        listener = Listener(
+            fields[0],
+            str(ipaddress.ip_address(address)) if address not in ("*", "0.0.0.0", "::") else address,
+            int(port),
+            process.group(1) if process else "",
+            int(process.group(2)) if process else None,
+        )
+        found.setdefault((listener.proto, listener.address, listener.port), listener)
+    return sorted(found.values(), key=lambda item: (item.port, item.proto, item.address))
+
+
+# --- rules as they are, and as the policy wants them -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ruleset:
+    active: bool
+    incoming: str  # default incoming policy: deny | reject | allow
+    ipv6: bool
+    rules: dict  # IP version → tuple of (RuleView, words as `ufw show added` prints them)
+
+
+def observed_ruleset(status: dict, rule_files: Sequence[str]) -> Ruleset:
+    """status: zimbra_firewall.ufw.parse_status's; rule_files: the text of user.rules and user6.rules."""
+    rules = {}
+    for version, text in zip((4, 6), rule_files, strict=True):
+        lines = [line for line in text.splitlines() if line.startswith(TUPLE)]
+        pairs = [(rule_of_tuple(line), command_of_tuple(line)) for line in lines]
+        rules[version] = tuple((view, words) for view, words in pairs if view is not None)
+    return Ruleset(status["active"], status["incoming"], status["ipv6"], rules)
+
+
+def expected_ruleset(policy: Policy) -> Ruleset:
+    """The rules the policy wants, active, with its default: an app rule opens its profile's ports."""
+    apps = {profile.name: ports_of_text(profile.ports) for profile in policy.profiles}
+    pairs = []
+    for words in policy.rules:
+        view = view_rule(words)
+        if view.app:
+            view = dataclasses.replace(view, ports=apps.get(view.app, ()))
+        pairs.append((view, (*without_comment(words), "comment", policy.comment)))
+    return Ruleset(True, policy.default_incoming, True, {4: tuple(pairs), 6: tuple(pairs)})
+
+
+@dataclass(frozen=True)
+class Source:
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network
+    kind: str  # world | management | zimbra_nodes | peer | rule
+    name: str  # "world", the subnet, or the peer's host name
+
+
+@dataclass(frozen=True)
+class Decision:
+    reachable: bool
+    via: str  # "rule", "default deny incoming", "ufw inactive", "IPV6=no"
+    rule: tuple = ()  # the deciding rule's words
+
+
+def sources(policy: Policy, topology: Topology, rulesets: Iterable[Ruleset]) -> list[Source]:
+    """Every source the audit judges for: the first kind that names a network names it."""
+    found = {}
+
+    def add(network, kind, name):
+        found.setdefault(network, Source(network, kind, name))
+
+    for peer in topology.peers:
+        for address in peer.addresses:
+            if not ipaddress.ip_address(address).is_loopback:
+                add(ipaddress.ip_network(address), "peer", peer.hostname)
+    for network in policy.management_subnets:
+        add(network, "management", str(network))
+    for network in policy.zimbra_nodes:
+        add(network, "zimbra_nodes", str(network))
+    for network in ANYWHERE:
+        add(network, "world", "world")
+    for ruleset in rulesets:
+        for pairs in ruleset.rules.values():
+            for view, _ in pairs:
+                for network in view.sources:
+                    add(network, "rule", str(network))
+    return list(found.values())
+
+
+def _opens(view: RuleView, listener: Listener) -> bool:
+    if view.ports is None:
+        return True
+    return any(p.proto == listener.proto and p.first <= listener.port <= p.last for p in view.ports)
+
+
+def _holds(networks, inner) -> bool:
+    return any(n.version == inner.version and inner.subnet_of(n) for n in networks)
+
+
+def decide(ruleset: Ruleset, source: Source, listener: Listener, own_addresses: Iterable[str]) -> Decision | None:
+    """Can `source` reach `listener`? None when it cannot even address it (other family, loopback socket)."""
+    version = source.network.version
+    destinations = [] if listener.loopback else listener.destinations(own_addresses, version)
+    if not destinations:
+        return None
+    if not ruleset.active:
+        return Decision(True, "ufw inactive")
+    if version == 6 and not ruleset.ipv6:
+        return Decision(False, "IPV6=no")
+    for view, words in ruleset.rules[version]:
+        if (
+            view.inbound
+            and view.interface != "lo"  # never what another host's packets arrive on
+            and _opens(view, listener)
+            and _holds(view.sources, source.network)
+            and any(_holds(view.destinations, ipaddress.ip_network(d)) for d in destinations)
+        ):
+            return Decision(view.action in LETTING_IN, "rule", words)
+    return Decision(ruleset.incoming == "allow", f"default {ruleset.incoming} incoming")
+
+
+# --- judging a node ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Finding:
+    verdict: str
+    port: str  # "7071/tcp"
+    detail: str
+    fix: list[str]
+
+
+@dataclass
+class SocketAudit:
+    proto: str
+    port: int
+    address: str
+    process: str
+    pid: int | None
+    service: str  # what the catalogue says serves this port, or ""
+    expected: str  # public | local-only | intra | loopback-only | ssh | other role | unknown
+    reach: list[str]  # who can reach it: "world", subnets, peer host names; "loopback only"; [] = nobody
+    verdict: str
+    sources: list[dict] = field(default_factory=list)
+    probe: dict | None = None
+
+
+@dataclass
+class NodeAudit:
+    name: str  # the inventory's host name
+    server: str  # zimbra_server_hostname
+    services: list[str]
+    topology: str  # ldap | zmprov | failed
+    error: str
+    ufw: dict  # active, incoming, outgoing, ipv6
+    rollback: dict  # last: the last line of the rollback log, or ""; armed: a timer is running now
+    warnings: list[str]
+    sockets: list[SocketAudit]
+    findings: list[Finding]
+    complete: bool = True  # False when the node's sockets or ufw's state could not be read: not audited
+
+    @property
+    def failed(self) -> bool:
+        return not self.complete or any(f.verdict in FAILING for f in self.findings)
+
+
+@dataclass(frozen=True)
+class NodeRead:
+    """What one node's read gave (facts/audit.py ExposureRead)."""
+
+    topology: Topology
+    listeners: tuple
+    status: dict  # parse_status's, or {} when ufw's state could not be read
+    rule_files: tuple  # user.rules, user6.rules
+    rollback_last: str = ""
+    rollback_armed: bool = False
+    ufw_error: str = ""
+    controller: str = ""  # the controller's address as the host sees the SSH connection
+    reached_at: str = ""  # the host's address that SSH connection arrived at
+
+
+def reach_names(decisions: dict) -> list[str]:
+    """Who reaches a socket, for people: "world" says it all; else subnets and peers, each named once."""
+    reached = [source for source, decision in decisions.items() if decision.reachable]
+    if any(source.kind == "world" for source in reached):
+        return ["world"]
+    order = {"management": 0, "zimbra_nodes": 1, "peer": 2, "rule": 3}
+    names = []
+    for source in sorted(reached, key=lambda s: (order[s.kind], s.name)):
+        if source.name not in names:
+            names.append(source.name)
+    return names
+
+
+def port_catalogue(catalogue: dict, policy: Policy, topology: Topology) -> dict[Port, tuple[str, str]]:
+    """Port → (service, what the policy expects of it on this node), this node's ports first."""
+    this = topology.this
+    known = {}
+    for exposure, ports in policy.exposure.items():
+        for port in ports:
+            known[port] = ("", exposure)
+    for entry in catalogue["ports"]:
+        default = catalogue_port(entry)
+        number = attribute_port(this, entry.get("attribute"), default.first)
+        port = dataclasses.replace(default, first=number, last=number + default.last - default.first)
+        if port in known:
+            expected = known[port][1]
+        elif entry.get("group") and (this is None or entry["role"] in this.services):
+            expected = f"off (optional group {entry['group']})"
+        else:
+            expected = f"{entry['role']} role, not this node's"
+        known[port] = (entry["service"], expected)
+    ssh = Port(policy.ssh_port, policy.ssh_port, "tcp")
+    known[ssh] = (known.get(ssh, ("SSH", ""))[0] or "SSH", "ssh")
+    return known
+
+
+def _lookup(known: dict, listener: Listener) -> tuple[str, str] | None:
+    for port, value in known.items():
+        if port.proto == listener.proto and port.first <= listener.port <= port.last:
+            return value
+    return None
+
+
+def audit_node(
+    name: str, read: NodeRead, policy: Policy, catalogue: dict, deploy_command: str, warnings: Iterable[str] = ()
+) -> NodeAudit:
+    """Judge every socket of one node, and its rules, against its policy."""
+    topology, own = read.topology, read.topology.own_addresses
+    observed = observed_ruleset(read.status, read.rule_files) if read.status else None
+    expected = expected_ruleset(policy)
+    every = sources(policy, topology, [r for r in (observed, expected) if r])
+    known = port_catalogue(catalogue, policy, topology)
+    wanted_ports = {p for view, _ in expected.rules[4] for p in view.ports or ()}
+    sockets, findings, by_port = [], [], {}
+    for listener in read.listeners:
+        service, exposure = _lookup(known, listener) or ("", "unknown")
+        if exposure == "unknown" and any(p.proto == listener.proto and p.first == listener.port for p in wanted_ports):
+            exposure = "intra"
+        socket = SocketAudit(
+            listener.proto, listener.port, listener.address, listener.process, listener.pid, service, exposure, [], OK
+        )
+        if listener.loopback:
+            socket.reach = ["loopback only"]
+        elif observed:
+            judged = _evaluate(socket, listener, observed, expected, every, own)
+            merged = by_port.setdefault((listener.port, listener.proto), ([], {}))
+            merged[0].append(socket)
+            for source, (now, wanted) in judged.items():  # reachable through any of the port's sockets
+                now_seen, wanted_seen = merged[1].get(source, (now, wanted))
+                merged[1][source] = (now if now.reachable else now_seen, wanted if wanted.reachable else wanted_seen)
+        sockets.append(socket)
+    for (port, proto), (group, judged) in by_port.items():
+        findings += _port_findings(f"{port}/{proto}", group, judged, name, deploy_command)
+    if observed:
+        findings += _rules_without_listener(observed, read.listeners, policy.comment, deploy_command)
+        findings += _memcached_findings(topology, read.listeners, observed, deploy_command)
+    _mark(sockets, findings)
+    this = topology.this
+    if this is None:
+        warnings = [*warnings, "Zimbra's roles unknown: judged as a server running every service, with no peer"]
+    ufw = {"active": False, "incoming": "unknown", "outgoing": "unknown", "ipv6": True, **read.status}
+    return NodeAudit(
+        name=name,
+        server=this.hostname if this else topology.name,
+        services=sorted(this.services) if this else [],
+        topology=topology.source if this else "failed",
+        error="; ".join(e for e in (topology.error, read.ufw_error) if e),
+        ufw={k: ufw[k] for k in ("active", "incoming", "outgoing", "ipv6")},
+        rollback={"last": read.rollback_last, "armed": read.rollback_armed},
+        warnings=list(warnings),
+        sockets=sockets,
+        findings=sorted(findings, key=lambda f: (rank(f.verdict), _port_key(f.port))),
+        complete=bool(read.status),
+    )
+
+
+def unread_node(name: str, error: str) -> NodeAudit:
+    """A node whose read failed: in the report, failing the audit, with the reason."""
+    ufw = {"active": False, "incoming": "unknown", "outgoing": "unknown", "ipv6": True}
+    return NodeAudit(name, "", [], "failed", error, ufw, {"last": "", "armed": False}, [], [], [], complete=False)
+
+
+def _port_key(text: str) -> tuple:
+    number, _, proto = text.partition("/")
+    return (int(number.split(":")[0]) if number[:1].isdigit() else 0, proto)
+
+
+def _evaluate(socket, listener, observed, expected, every, own) -> dict:
+    """Fill the socket's sources and reach; → {source: (decision now, decision the policy wants)}."""
+    judged = {}
+    for source in every:
+        now = decide(observed, source, listener, own)
+        if now is None:
+            continue
+        wanted = decide(expected, source, listener, own)
+        judged[source] = (now, wanted)
+        socket.sources.append(
+            {
+                "network": str(source.network),
+                "kind": source.kind,
+                "name": source.name,
+                "reachable": now.reachable,
+                "expected": wanted.reachable,
+                "via": _via_text(now),
+            }
+        )
+    socket.reach = reach_names({source: now for source, (now, _) in judged.items()})
+    return judged
+
+
+def _port_findings(spec: str, group: list, judged: dict, name: str, deploy_command: str) -> list[Finding]:
+    """The verdict on one port from every socket listening on it (IPv4 and IPv6 sockets, several addresses)."""
+    reach = reach_names({source: now for source, (now, _) in judged.items()})
+    first = group[0]
+    what = first.service or first.expected
+    if first.expected == "unknown" and reach:
+        processes = sorted({f"{s.process or 'a process'}" + (f" (pid {s.pid})" if s.pid else "") for s in group})
+        detail = (
+            f"{', '.join(processes)} listens on {', '.join(s.address for s in group)}, a port the catalogue does "
+            f"not know, reachable from {', '.join(reach)}"
+        )
+        fixes = _closing_fixes([now for now, _ in judged.values() if now.reachable], name, deploy_command)
+        fixes.append("or, if it is wanted, list it in exposure_overrides (group_data) and rerun the deploy")
+        return [Finding("unknown listener", spec, detail, fixes)]
+    opened = {source: now for source, (now, wanted) in judged.items() if now.reachable and not wanted.reachable}
+    if opened:
+        allowed = sorted({source.name for source, (_, wanted) in judged.items() if wanted.reachable})
+        detail = (
+            f"{what}: reachable from {', '.join(reach_names(opened))}; the policy allows "
+            f"{', '.join(allowed) or 'nobody off the host'}"
+        )
+        return [Finding("too open", spec, detail, _closing_fixes(opened.values(), name, deploy_command))]
+    missing = sorted({s.name for s, (now, wanted) in judged.items() if wanted.reachable and not now.reachable})
+    if missing:
+        detail = f"{what}: not reachable from {', '.join(missing)}, as the policy wants"
+        return [Finding("too closed", spec, detail, [f"{deploy_command} --limit {name}"])]
+    return []
+
+
+def _via_text(decision: Decision) -> str:
+    return "rule: " + shlex.join(decision.rule) if decision.rule else decision.via
+
+
+def _closing_fixes(decisions: Iterable[Decision], name: str, deploy_command: str) -> list[str]:
+    fixes = []
+    for decision in decisions:
+        if decision.rule:
+            fix = "ufw delete " + shlex.join(without_comment(decision.rule))
+        elif decision.via == "ufw inactive":
+            fix = f"{deploy_command} --limit {name}"
+        else:
+            fix = "ufw default deny incoming"
+        if fix not in fixes:
+            fixes.append(fix)
+    return fixes
+
+
+def _rules_without_listener(observed: Ruleset, listeners, owner: str, deploy_command: str) -> list[Finding]:
+    findings, seen = [], set()
+    for version in (4, 6):
+        for view, words in observed.rules[version]:
+            if words in seen or not view.inbound or view.action not in LETTING_IN or view.ports is None:
+                continue
+            seen.add(words)
+            idle = [
+                p
+                for p in view.ports
+                if not any(
+                    not item.loopback and item.proto == p.proto and p.first <= item.port <= p.last for item in listeners
+                )
+            ]
+            for port in idle:
+                ours = view.comment == owner
+                fix = (
+                    ["ufw delete " + shlex.join(words)]
+                    if not ours
+                    else [
+                        f"start what serves {port}, or take {port} out of this node's policy (exposure_overrides, "
+                        f"optional_groups) and rerun: {deploy_command}"
+                    ]
+                )
+                detail = f"`ufw {shlex.join(without_comment(words))}` opens {port}, where nothing listens"
+                findings.append(Finding("rule without listener", str(port), detail, fix))
+    return findings
+
+
+def _memcached_findings(topology: Topology, listeners, observed: Ruleset, deploy_command: str) -> list[Finding]:
+    """nginx on every proxy connects to each memcached server at its resolved zimbraServiceHostname
+    (Zimbra/zm-mailbox ProxyConfGen.java, MemcacheServersVar): is something listening there, and do the
+    rules let each proxy in?"""
+    this = topology.this
+    if this is None or "memcached" not in this.services:
+        return []
+    proxies = [s for s in topology.servers if "proxy" in s.services]
+    target = nginx_memcached_address(this)
+    if not proxies or target is None:
+        return []
+    port = attribute_port(this, "zimbraMemcachedBindPort", 11211)
+    spec, names = f"{port}/tcp", ", ".join(s.hostname for s in proxies)
+    bound = [item for item in listeners if item.proto == "tcp" and item.port == port]
+    serving = [item for item in bound if item.accepts(target)]
+    if not serving:
+        where = ", ".join(item.address for item in bound) or "nowhere"
+        detail = f"nginx on {names} connects to {this.hostname} = {target}:{port}, but memcached listens on {where}"
+        fix = (
+            f"su - zimbra -c 'zmprov ms {this.name} +zimbraMemcachedBindAddress {target} && zmmemcachedctl restart' "
+            f"(or {deploy_command} with memcached_bind_addresses: auto)"
+        )
+        return [Finding("memcached unreachable from proxy", spec, detail, [fix])]
+    findings = []
+    for proxy in proxies:
+        if proxy is this:
+            continue  # its own nginx connects over the host's own interfaces, which ufw lets through
+        for address in proxy.addresses:
+            source = Source(ipaddress.ip_network(address), "peer", proxy.hostname)
+            decision = decide(observed, source, serving[0], [target])
+            if decision is not None and not decision.reachable:
+                detail = (
+                    f"ufw keeps {proxy.hostname} ({address}) from {target}:{port}, where its nginx looks for memcached"
+                )
+                fix = [
+                    f"ufw allow from {address} to any port {port} proto tcp",
+                    f"{deploy_command} --limit {topology.name or this.name}",
+                ]
+                findings.append(Finding("memcached unreachable from proxy", spec, detail, fix))
+    return findings
+
+
+def rank(verdict: str) -> int:
+    """Most serious first: the order of VERDICTS, then ok."""
+    return VERDICTS.index(verdict) if verdict in VERDICTS else len(VERDICTS)
+
+
+def _mark(sockets: list[SocketAudit], findings: list[Finding]) -> None:
+    """Each socket takes the most serious verdict found for its port."""
+    for socket in sockets:
+        spec = f"{socket.port}/{socket.proto}"
+        verdicts = [f.verdict for f in findings if f.port == spec]
+        if verdicts and not socket.reach == ["loopback only"]:
+            socket.verdict = min(verdicts, key=rank)
+
+
+# --- the active check: the controller's connections against what the rules say ---------------------------
+
+
+def probe_plan(read: NodeRead) -> tuple[str, list[int]]:
+    """The address the controller reaches the node at, and the TCP ports listening there off loopback."""
+    target = read.reached_at
+    if not target:
+        return "", []
+    ports = {item.port for item in read.listeners if item.proto == "tcp" and not item.loopback and item.accepts(target)}
+    return target, sorted(ports)
+
+
+def apply_probe(node: NodeAudit, read: NodeRead, probe: dict) -> None:
+    """probe: zimbra_firewall/probe.py's answer for probe_plan's address and ports. Each probed socket says
+    what the controller saw and what the rules say it should have seen; a difference is a finding (another
+    firewall, a rule file ufw has not loaded, NAT between the controller and the node)."""
+    observed = observed_ruleset(read.status, read.rule_files)
+    controller = read.controller or probe.get("local", "")
+    if not controller:
+        return
+    source = Source(ipaddress.ip_network(controller), "controller", controller)
+    target = probe["address"]
+    for socket, listener in zip(node.sockets, read.listeners, strict=True):
+        seen = probe["results"].get(str(listener.port))
+        decision = decide(observed, source, listener, [target]) if listener.proto == "tcp" else None
+        if seen is None or decision is None or not listener.accepts(target):
+            continue
+        agrees = (seen != "filtered") == decision.reachable
+        socket.probe = {
+            "from": controller,
+            "to": target,
+            "observed": seen,
+            "computed": "reachable" if decision.reachable else "blocked",
+            "agrees": agrees,
+        }
+        if not agrees:
+            spec = f"{listener.port}/tcp"
+            detail = (
+                f"the controller ({controller}) found {target}:{listener.port} {seen}, but the rules say "
+                f"{'reachable' if decision.reachable else 'blocked'} ({_via_text(decision)})"
+            )
+            fixes = [
+                "look for a firewall besides ufw (iptables -S, nft list ruleset) or NAT on the way; "
+                "`ufw reload` if ufw's rule files were edited by hand"
+            ]
+            node.findings.append(Finding("probe disagrees", spec, detail, fixes))
+            socket.verdict = min(socket.verdict, "probe disagrees", key=rank)
+    node.findings.sort(key=lambda f: (rank(f.verdict), _port_key(f.port)))
+
+
+# --- the whole run -----------------------------------------------------------------------------------------
+
+
+def summary(nodes: Sequence[NodeAudit]) -> dict:
+    counts = {verdict: sum(f.verdict == verdict for n in nodes for f in n.findings) for verdict in VERDICTS}
+    return {
+        "nodes": len(nodes),
+        "sockets": sum(len(n.sockets) for n in nodes),
+        "findings": counts,
+        "failed": sorted(n.name for n in nodes if n.failed),
+    }
+
+
+def node_json(node: NodeAudit) -> dict:
+    return {**dataclasses.asdict(node), "failed": node.failed}
+
+
+def as_json(nodes: Sequence[NodeAudit], generated: str) -> dict:
+    """The JSON document docs/audit.schema.json describes."""
+    return {
+        "schema": SCHEMA,
+        "generated": generated,
+        "summary": summary(nodes),
+        "nodes": [node_json(n) for n in sorted(nodes, key=lambda n: n.name)],
+    }
