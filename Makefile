@@ -46,12 +46,12 @@ rehearse: setup
 	$(PY) scripts/reachability.py --title "before the deploy"
 	$(PY) -m lab flows | tail -n 1
 	@# the audit of the fresh hosts fails (their admin and internal ports are open to all): shown, not fatal
-	-$(VENV)/bin/pyinfra -y inventories/lab.py audit.py 2>/dev/null | head -n 1
+	-$(VENV)/bin/pyinfra inventories/lab.py audit.py 2>/dev/null | head -n 1
 	$(VENV)/bin/pyinfra -y inventories/lab.py deploy.py
 	$(PY) scripts/reachability.py --title "after the deploy"
 	$(PY) -m lab flows --strict
 	mkdir -p reports
-	$(VENV)/bin/pyinfra -y inventories/lab.py audit.py --data audit_probe=true \
+	$(VENV)/bin/pyinfra inventories/lab.py audit.py --data audit_probe=true \
 	  --data audit_json=reports/lab-audit.json --data audit_html=reports/lab-audit.html
 	$(PY) scripts/reachability.py --audit reports/lab-audit.json
 	@echo "The lab stays up: python -m lab exec HOST -- ufw status verbose; make lab-down when done."

@@ -1,7 +1,7 @@
 """The audit's controller side. pyinfra loads audit.py for every host at once: each host's load reads the
 node (one command) and, with `audit_probe`, connects to it; the last host in judges every node, prints the
-report, writes the JSON and HTML files asked for, and fails the run when a node's findings fail the audit.
-Nothing runs on a host but the read."""
+report, writes the JSON and HTML files asked for, and ends the run, with status 1 when a node's findings
+fail the audit. Nothing runs on a host but the read."""
 
 import dataclasses
 import datetime
@@ -74,7 +74,8 @@ def audit_host() -> None:
     runs = _runs.setdefault(id(state), {})
     runs[host.name] = visit
     if len(runs) == len(state.inventory.get_active_hosts()):
-        report([judge(v, runs.values()) for v in runs.values()], settings)
+        unreached = [audit.unread_node(h.name, "could not connect") for h in state.failed_hosts if h.name not in runs]
+        report([judge(v, runs.values()) for v in runs.values()] + unreached, settings)
 
 
 def probe(visit: Visit, via: str) -> None:
@@ -131,6 +132,8 @@ def report(nodes: list[audit.NodeAudit], settings: dict) -> None:
             logger.info(f"audit: wrote {settings[key]}")
     failed = document["summary"]["failed"]
     if failed:
-        raise PyinfraError(
-            f"the audit fails on {len(failed)} node(s): {', '.join(failed)} (too open, unknown listener, or not read)"
-        )
+        names = ", ".join(failed)
+        logger.error(f"--> the audit fails on {len(failed)} node(s): {names} (too open, unknown listener, or not read)")
+    # the report is the run: end it here, with its status, rather than let pyinfra go on to an empty
+    # operation run (and, without -y, ask to confirm it: from cron, with no stdin, that fails)
+    raise SystemExit(1 if failed else 0)

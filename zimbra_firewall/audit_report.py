@@ -43,6 +43,8 @@ def reach_short(socket: dict) -> str:
 
 
 def _node_line(node: dict) -> str:
+    if not node["complete"]:
+        return f"{node['name']}  {node['server'] or ''}\n  NOT AUDITED"
     ufw = node["ufw"]
     state = "active" if ufw["active"] else "INACTIVE"
     services = " ".join(node["services"]) or "roles unknown"
