@@ -46,8 +46,9 @@ class ExposureRead(FactBase):
         topology_text, sockets, status_text, user_rules, user6_rules, misc = parts
         values = dict(line.split("=", 1) for line in misc.splitlines() if "=" in line)
         status, error = {}, ""
-        if values.get("ufw") != "yes":
-            error = "ufw is not installed"
+        if values.get("ufw") != "yes":  # nothing filters: judged as an inactive ufw
+            status = {"active": False, "incoming": "unknown", "outgoing": "unknown", "ipv6": True}
+            error = "ufw is not installed (apt-get install ufw, then run the deploy)"
         else:
             chain, _, defaults = status_text.partition(f"{SECTION}\n")
             try:

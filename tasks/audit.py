@@ -64,8 +64,10 @@ def audit_host() -> None:
             read=settings["zimbra_read"],
             lock_wait=settings["xtables_lock_wait"],
         )
+        if visit.read is None:  # pyinfra's answer when the fact's required command is missing
+            raise RuntimeError("`ss` is missing (Debian/Ubuntu package iproute2)")
     except Exception as error:  # this node is reported unread, the others go on
-        visit.error = f"cannot read the node: {error}"
+        visit.read, visit.error = None, f"cannot read the node: {error}"
         logger.warning(f"{host.name}: {visit.error}")
     else:
         if settings["audit_probe"] and visit.read.status:

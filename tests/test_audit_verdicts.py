@@ -22,6 +22,7 @@ from zimbra_firewall.audit import (
     decide,
     parse_listeners,
     probe_plan,
+    unread_node,
 )
 from zimbra_firewall.audit_report import render_html, render_text
 from zimbra_firewall.policy import build_policy, catalogue_cache, topology_attributes
@@ -270,3 +271,21 @@ def test_html_page_is_one_file_with_the_matrix_and_the_fixes():
 
 def test_failing_verdicts_are_the_two_the_issue_names():
     assert FAILING == {"too open", "unknown listener"}
+
+
+def test_a_node_not_read_is_reported_and_fails_the_audit(schema):
+    document = json.loads(json.dumps(as_json([unread_node("ghost", "could not connect")], "now")))
+    jsonschema.validate(document, schema)
+    assert document["summary"]["failed"] == ["ghost"]
+    text = render_text(document)
+    assert "ghost  \n  NOT AUDITED" in text and "ERROR: could not connect" in text
+
+
+def test_a_host_without_ufw_is_judged_unfiltered():
+    with open(os.path.join(HERE, "fixtures", "audit", "single-deployed.txt")) as f:
+        text = f.read().replace("\nufw=yes\n", "\n")
+    node_read = ExposureRead().process(text.splitlines())
+    assert node_read.status["active"] is False and "ufw is not installed" in node_read.ufw_error
+    policy = build_policy({"management_subnets": LAB_MGMT}, node_read.topology)
+    node = audit_node("zimbra", node_read, policy, catalogue_cache(), DEPLOY)
+    assert ("too open", "7071/tcp") in verdicts(node) and "ufw is not installed" in node.error

@@ -359,7 +359,7 @@ def audit_node(
         ufw={k: ufw[k] for k in ("active", "incoming", "outgoing", "ipv6")},
         rollback={"last": read.rollback_last, "armed": read.rollback_armed},
         warnings=list(warnings),
-        sockets=sockets,
+        sockets=sockets if observed else [],  # not judged without ufw's state
         findings=sorted(findings, key=lambda f: (rank(f.verdict), _port_key(f.port))),
         complete=bool(read.status),
     )
