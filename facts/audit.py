@@ -1,5 +1,7 @@
 """The exposure audit's read of a node: everything it judges, in ONE command."""
 
+import ipaddress
+
 from pyinfra.api import FactBase, FactProcessError
 
 from facts.zimbra import ZimbraTopology
@@ -55,7 +57,8 @@ class ExposureRead(FactBase):
                 status = parse_status(chain, defaults)
             except ValueError as failure:
                 error = f"cannot read ufw's state: {failure}: {chain.strip()}"
-        connection = values.get("ssh_connection", "").split()  # client, its port, server address, port
+        # client, its port, server address, port (IPv4 clients of a dual-stack sshd may show as ::ffff:a.b.c.d)
+        connection = [_unmapped(word) for word in values.get("ssh_connection", "").split()]
         return NodeRead(
             topology=ZimbraTopology().process(topology_text.splitlines()),
             listeners=tuple(parse_listeners(sockets)),
@@ -67,3 +70,11 @@ class ExposureRead(FactBase):
             controller=connection[0] if len(connection) == 4 else "",
             reached_at=connection[2] if len(connection) == 4 else "",
         )
+
+
+def _unmapped(word: str) -> str:
+    try:
+        address = ipaddress.ip_address(word)
+    except ValueError:
+        return word  # a port
+    return str(getattr(address, "ipv4_mapped", None) or address)
