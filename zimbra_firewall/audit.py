@@ -28,6 +28,7 @@ from zimbra_firewall.ufw import (
     Port,
     RuleView,
     command_of_tuple,
+    holds,
     ports_of_text,
     rule_of_tuple,
     view_rule,
@@ -183,10 +184,6 @@ def _opens(view: RuleView, listener: Listener) -> bool:
     return any(p.proto == listener.proto and p.first <= listener.port <= p.last for p in view.ports)
 
 
-def _holds(networks, inner) -> bool:
-    return any(n.version == inner.version and inner.subnet_of(n) for n in networks)
-
-
 def decide(ruleset: Ruleset, source: Source, listener: Listener, own_addresses: Iterable[str]) -> Decision | None:
     """Can `source` reach `listener`? None when it cannot even address it (other family, loopback socket)."""
     version = source.network.version
@@ -202,8 +199,8 @@ def decide(ruleset: Ruleset, source: Source, listener: Listener, own_addresses: 
             view.inbound
             and view.interface != "lo"  # never what another host's packets arrive on
             and _opens(view, listener)
-            and _holds(view.sources, source.network)
-            and any(_holds(view.destinations, ipaddress.ip_network(d)) for d in destinations)
+            and holds(view.sources, source.network)
+            and any(holds(view.destinations, ipaddress.ip_network(d)) for d in destinations)
         ):
             return Decision(view.action in LETTING_IN, "rule", words)
     return Decision(ruleset.incoming == "allow", f"default {ruleset.incoming} incoming")

@@ -337,8 +337,9 @@ def rule_of_tuple(line: str) -> RuleView | None:
     )
 
 
-def _within(sources, allowed):
-    return all(any(s.version == a.version and s.subnet_of(a) for a in allowed) for s in sources)
+def holds(networks: Iterable, inner) -> bool:
+    """Is the network `inner` within one of `networks` (those of its family)?"""
+    return any(n.version == inner.version and inner.subnet_of(n) for n in networks)
 
 
 def ports_of_text(text: str) -> tuple[Port, ...]:
@@ -372,7 +373,7 @@ def widens(args, restrictions, apps):
         ports = rule.ports
     for restricted, allowed in restrictions:
         opens = ports is None or any(p.overlaps(r) for p in ports for r in restricted)
-        if opens and not _within(rule.sources, allowed):
+        if opens and not all(holds(allowed, source) for source in rule.sources):
             return True
     return False
 
