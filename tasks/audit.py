@@ -117,7 +117,8 @@ def judge(visit: Visit, visits) -> audit.NodeAudit:
     warnings = [*policy.warnings, *([visit.probe_warning] if visit.probe_warning else [])]
     if topology.borrowed_from:
         warnings.insert(0, f"cannot read Zimbra's LDAP itself: judged on what {topology.borrowed_from} read")
-    node = audit.audit_node(visit.name, read, policy, catalogue_cache(), deploy_command(), warnings)
+    looks = audit.nginx_looks(topology, [v.read.topology for v in visits if v.read])
+    node = audit.audit_node(visit.name, read, policy, catalogue_cache(), deploy_command(), warnings, looks)
     if visit.probe:
         audit.apply_probe(node, read, visit.probe)
     return node

@@ -20,6 +20,7 @@ from zimbra_firewall.audit import (
     as_json,
     audit_node,
     decide,
+    nginx_looks,
     parse_listeners,
     probe_plan,
     unread_node,
@@ -289,3 +290,20 @@ def test_a_host_without_ufw_is_judged_unfiltered():
     policy = build_policy({"management_subnets": LAB_MGMT}, node_read.topology)
     node = audit_node("zimbra", node_read, policy, catalogue_cache(), DEPLOY)
     assert ("too open", "7071/tcp") in verdicts(node) and "ufw is not installed" in node.error
+
+
+def test_memcached_where_a_proxy_resolves_the_node_elsewhere_is_found():
+    """Split DNS: the proxy's nginx resolves the memcached node's name to an address the node does not have."""
+    node_read = read("cluster-proxy")
+    policy = build_policy({"management_subnets": LAB_MGMT}, node_read.topology)
+    looks = nginx_looks(node_read.topology, [node_read.topology])
+    assert looks == {"proxy.zfw.test": "10.77.0.12"}
+    assert audit_node("proxy", node_read, policy, catalogue_cache(), DEPLOY, nginx_looks=looks).findings == []
+    elsewhere = audit_node(
+        "proxy", node_read, policy, catalogue_cache(), DEPLOY, nginx_looks={"proxy.zfw.test": "192.0.2.7"}
+    )
+    [finding] = elsewhere.findings
+    assert (
+        finding.verdict == "memcached unreachable from proxy"
+        and "to 192.0.2.7, not an address of this host" in finding.detail
+    )

@@ -17,7 +17,7 @@ import dataclasses
 import ipaddress
 import re
 import shlex
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from zimbra_firewall.policy import Policy, attribute_port, catalogue_port, nginx_memcached_address
@@ -310,9 +310,16 @@ def _lookup(known: dict, listener: Listener) -> tuple[str, str] | None:
 
 
 def audit_node(
-    name: str, read: NodeRead, policy: Policy, catalogue: dict, deploy_command: str, warnings: Iterable[str] = ()
+    name: str,
+    read: NodeRead,
+    policy: Policy,
+    catalogue: dict,
+    deploy_command: str,
+    warnings: Iterable[str] = (),
+    nginx_looks: Mapping[str, str] | None = None,
 ) -> NodeAudit:
-    """Judge every socket of one node, and its rules, against its policy."""
+    """Judge every socket of one node, and its rules, against its policy. nginx_looks: proxy host name → the
+    address that proxy resolves this node's host name to (its nginx's memcached address)."""
     topology, own = read.topology, read.topology.own_addresses
     observed = observed_ruleset(read.status, read.rule_files) if read.status else None
     expected = expected_ruleset(policy)
@@ -341,7 +348,7 @@ def audit_node(
         findings += _port_findings(f"{port}/{proto}", group, judged, name, deploy_command)
     if observed:
         findings += _rules_without_listener(observed, read.listeners, policy.comment, deploy_command)
-        findings += _memcached_findings(topology, read.listeners, observed, deploy_command)
+        findings += _memcached_findings(topology, read.listeners, observed, deploy_command, nginx_looks or {})
     _mark(sockets, findings)
     this = topology.this
     if this is None:
@@ -472,45 +479,72 @@ def _rules_without_listener(observed: Ruleset, listeners, owner: str, deploy_com
     return findings
 
 
-def _memcached_findings(topology: Topology, listeners, observed: Ruleset, deploy_command: str) -> list[Finding]:
-    """nginx on every proxy connects to each memcached server at its resolved zimbraServiceHostname
-    (Zimbra/zm-mailbox ProxyConfGen.java, MemcacheServersVar): is something listening there, and do the
-    rules let each proxy in?"""
+def nginx_looks(topology: Topology, topologies: Iterable[Topology]) -> dict[str, str]:
+    """proxy host name → the address that proxy's nginx connects to for this node's memcached: the first IPv4
+    its own read resolved this node's host name to (the proxies of this run: their reads)."""
+    if topology.this is None:
+        return {}
+    looks = {}
+    for seen in topologies:
+        if seen.this and "proxy" in seen.this.services:
+            entry = next((s for s in seen.servers if s.name.lower() == topology.this.name.lower()), None)
+            address = nginx_memcached_address(entry) if entry else None
+            if address:
+                looks[seen.this.hostname] = address
+    return looks
+
+
+def _memcached_findings(
+    topology: Topology, listeners, observed: Ruleset, deploy_command: str, looks: Mapping[str, str]
+) -> list[Finding]:
+    """nginx on every proxy connects to each memcached server at its zimbraServiceHostname, resolved on the
+    proxy (Zimbra/zm-mailbox ProxyConfGen.java, MemcacheServersVar): is that address this host's, does
+    memcached listen there, and do the rules let the proxy in? looks: proxy host name → the address it
+    resolves this node to (from the proxy's own read, when it is in the run), else this node's resolution."""
     this = topology.this
     if this is None or "memcached" not in this.services:
         return []
-    proxies = [s for s in topology.servers if "proxy" in s.services]
-    target = nginx_memcached_address(this)
-    if not proxies or target is None:
-        return []
     port = attribute_port(this, "zimbraMemcachedBindPort", 11211)
-    spec, names = f"{port}/tcp", ", ".join(s.hostname for s in proxies)
+    spec = f"{port}/tcp"
     bound = [item for item in listeners if item.proto == "tcp" and item.port == port]
-    serving = [item for item in bound if item.accepts(target)]
-    if not serving:
-        where = ", ".join(item.address for item in bound) or "nowhere"
-        detail = f"nginx on {names} connects to {this.hostname} = {target}:{port}, but memcached listens on {where}"
-        fix = (
-            f"su - zimbra -c 'zmprov ms {this.name} +zimbraMemcachedBindAddress {target} && zmmemcachedctl restart' "
-            f"(or {deploy_command} with memcached_bind_addresses: auto)"
-        )
-        return [Finding("memcached unreachable from proxy", spec, detail, [fix])]
-    findings = []
-    for proxy in proxies:
-        if proxy is this:
-            continue  # its own nginx connects over the host's own interfaces, which ufw lets through
-        for address in proxy.addresses:
-            source = Source(ipaddress.ip_network(address), "peer", proxy.hostname)
-            decision = decide(observed, source, serving[0], [target])
-            if decision is not None and not decision.reachable:
-                detail = (
-                    f"ufw keeps {proxy.hostname} ({address}) from {target}:{port}, where its nginx looks for memcached"
-                )
-                fix = [
-                    f"ufw allow from {address} to any port {port} proto tcp",
-                    f"{deploy_command} --limit {topology.name or this.name}",
-                ]
-                findings.append(Finding("memcached unreachable from proxy", spec, detail, fix))
+    unserved, findings = {}, []
+    for proxy in (s for s in topology.servers if "proxy" in s.services):
+        target = looks.get(proxy.hostname) or nginx_memcached_address(this)
+        if target is None:
+            continue
+        here = target in topology.own_addresses or (proxy is this and ipaddress.ip_address(target).is_loopback)
+        serving = [item for item in bound if item.accepts(target)] if here else []
+        if not serving:
+            unserved.setdefault((target, here), []).append(proxy.hostname)
+        elif proxy is not this:  # its own nginx connects over the host's own interfaces, which ufw lets through
+            for address in proxy.addresses:
+                source = Source(ipaddress.ip_network(address), "peer", proxy.hostname)
+                decision = decide(observed, source, serving[0], [target])
+                if decision is not None and not decision.reachable:
+                    detail = f"ufw keeps {proxy.hostname} ({address}) from {target}:{port}, where its nginx looks"
+                    fix = [
+                        f"ufw allow from {address} to any port {port} proto tcp",
+                        f"{deploy_command} --limit {topology.name or this.name}",
+                    ]
+                    findings.append(Finding("memcached unreachable from proxy", spec, detail, fix))
+    for (target, here), names in unserved.items():
+        if not here:
+            detail = (
+                f"nginx on {', '.join(names)} resolves {this.hostname} to {target}, not an address of this host "
+                f"({', '.join(topology.own_addresses)}): its route cache goes elsewhere"
+            )
+            fix = f"make {this.hostname} resolve to this host's address on {', '.join(names)} (DNS or /etc/hosts)"
+        else:
+            where = ", ".join(item.address for item in bound) or "nowhere"
+            detail = (
+                f"nginx on {', '.join(names)} connects to {this.hostname} = {target}:{port}, but memcached listens "
+                f"on {where}"
+            )
+            fix = (
+                f"su - zimbra -c 'zmprov ms {this.name} +zimbraMemcachedBindAddress {target} && zmmemcachedctl "
+                f"restart' (or {deploy_command} with memcached_bind_addresses: auto)"
+            )
+        findings.insert(0, Finding("memcached unreachable from proxy", spec, detail, [fix]))
     return findings
 
 

@@ -64,6 +64,7 @@ def render_text(document: dict) -> str:
     counts = " · ".join(f"{verdict} {n}" for verdict, n in summary["findings"].items() if n)
     lines = [f"Exposure audit: {summary['nodes']} node(s), {summary['sockets']} sockets; {counts or 'no finding'}"]
     failed = summary["failed"]
+    width = max([len("rule without listener")] + [len(f["verdict"]) for n in document["nodes"] for f in n["findings"]])
     for node in sorted(document["nodes"], key=lambda n: (n["name"] not in failed, n["name"])):
         lines += ["", _node_line(node)]
         if node["error"]:
@@ -71,14 +72,14 @@ def render_text(document: dict) -> str:
         lines += [f"  warning: {w}" for w in node["warnings"]]
         findings = node["findings"]
         for i, finding in enumerate(findings):
-            lines.append(f"  {finding['verdict']:<22} {finding['port']:<10} {finding['detail']}")
+            lines.append(f"  {finding['verdict']:<{width}} {finding['port']:<10} {finding['detail']}")
             if i + 1 == len(findings) or findings[i + 1]["fix"] != finding["fix"]:  # once for a run of the same
-                lines += [f"  {'':<22} {'':<10} fix: {fix}" for fix in finding["fix"]]
+                lines += [f"  {'':<{width}} {'':<10} fix: {fix}" for fix in finding["fix"]]
         groups = {}
         for spec, reach in _ok_ports(node["sockets"]).items():
             groups.setdefault(reach, []).append(spec)
         for reach, ports in groups.items():
-            lines.append(f"  {'ok':<22} {reach}: {' '.join(ports)}")
+            lines.append(f"  {'ok':<{width}} {reach}: {' '.join(ports)}")
     return "\n".join(lines) + "\n"
 
 
