@@ -13,6 +13,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from lab import client  # noqa: E402
+from zimbra_firewall.audit import Listener  # noqa: E402
 from zimbra_firewall.policy import catalogue_port, load_catalogue  # noqa: E402
 
 VIEWERS = ("mgmt", "outside")
@@ -41,10 +42,9 @@ def print_reachability(info, title):
                 )
 
 
-def bound_to(socket, address):
-    """Does a connection to `address` reach this socket (as the audit's JSON describes its binding)?"""
-    wildcard = "0.0.0.0" if ipaddress.ip_address(address).version == 4 else "::"
-    return socket["address"] in ("*", wildcard) or socket["address"] == address
+def bound(socket):
+    """A socket of the audit's JSON as the Listener it was read as (its binding)."""
+    return Listener(socket["proto"], socket["address"], socket["port"])
 
 
 def computed(socket, address):
@@ -66,7 +66,7 @@ def check_audit(info, path):
         for viewer in VIEWERS:
             for family in FAMILIES:
                 address = server[family]
-                sockets = [s for s in node["sockets"] if s["sources"] and bound_to(s, address)]
+                sockets = [s for s in node["sockets"] if s["sources"] and bound(s).accepts(address)]
                 plans.append((node["name"], viewer, address, hosts[viewer][family], sockets))
 
     def probe(plan):

@@ -47,6 +47,9 @@ VERDICTS = (
 )
 FAILING = frozenset(VERDICTS[:2])
 OK = "ok"
+# how ss shows a socket bound to every address of one family ("::": IPv6 only), or of both ("*")
+ANY_ADDRESS = {4: "0.0.0.0", 6: "::"}
+WILDCARDS = ("*", *ANY_ADDRESS.values())
 LETTING_IN = ("allow", "limit")
 
 
@@ -63,21 +66,19 @@ class Listener:
 
     @property
     def loopback(self) -> bool:
-        return self.address not in ("*", "0.0.0.0", "::") and ipaddress.ip_address(self.address).is_loopback
+        return self.address not in WILDCARDS and ipaddress.ip_address(self.address).is_loopback
 
     def destinations(self, own_addresses: Iterable[str], version: int) -> list:
         """The host's addresses of this family a packet can reach this socket at."""
-        if self.address == "*" or self.address == {4: "0.0.0.0", 6: "::"}[version]:
-            return [a for a in map(ipaddress.ip_address, own_addresses) if a.version == version]
-        if self.address in ("0.0.0.0", "::"):
-            return []
-        bound = ipaddress.ip_address(self.address)
-        return [bound] if bound.version == version else []
+        addresses = {ipaddress.ip_address(a) for a in own_addresses}
+        if self.address not in WILDCARDS:
+            addresses.add(ipaddress.ip_address(self.address))
+        return [a for a in addresses if a.version == version and self.accepts(str(a))]
 
     def accepts(self, address: str) -> bool:
         """Does a connection to `address` (one of the host's) reach this socket?"""
         ip = ipaddress.ip_address(address)
-        return self.address in ("*", {4: "0.0.0.0", 6: "::"}[ip.version]) or self.address == str(ip)
+        return self.address in ("*", ANY_ADDRESS[ip.version]) or self.address == str(ip)
 
 
 _SS_PROCESS = re.compile(r'\("([^"]*)",pid=(\d+)')
@@ -97,7 +98,7 @@ def parse_listeners(text: str) -> list[Listener]:
         process = _SS_PROCESS.search(fields[6]) if len(fields) > 6 else None
         listener = Listener(
             fields[0],
-            str(ipaddress.ip_address(address)) if address not in ("*", "0.0.0.0", "::") else address,
+            address if address in WILDCARDS else str(ipaddress.ip_address(address)),
             int(port),
             process.group(1) if process else "",
             int(process.group(2)) if process else None,
@@ -558,7 +559,7 @@ def _mark(sockets: list[SocketAudit], findings: list[Finding]) -> None:
     for socket in sockets:
         spec = f"{socket.port}/{socket.proto}"
         verdicts = [f.verdict for f in findings if f.port == spec]
-        if verdicts and not socket.reach == ["loopback only"]:
+        if verdicts and socket.reach != ["loopback only"]:
             socket.verdict = min(verdicts, key=rank)
 
 
