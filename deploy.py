@@ -10,6 +10,7 @@ from pyinfra.operations import python
 
 from tasks import prefetch, report, safety, ufw, zimbra
 from zimbra_firewall.policy import PolicyError, build_policy, read_settings, topology_attributes
+from zimbra_firewall.safety import Switch
 
 # Every group_data value is checked here, for every host, before any host changes; then one read of
 # Zimbra's LDAP (no JVM) gives this node's services, ports and peers, resolved as this node resolves them.
@@ -22,28 +23,33 @@ try:
     policy = build_policy(host.data.dict(), topology)
 except PolicyError as error:
     raise PyinfraError(f"{host.name}: {error}") from None
-report.node_view(topology, policy.warnings)
+report.node_view(topology, policy.warnings, policy.refused)
 
 # 0. A host that is not a Zimbra server with ufw, whose LDAP cannot be read, or whose firewall would cut this
-#    SSH connection off, fails here alone and untouched; a rollback is armed before ufw changes
+#    SSH connection off, fails here alone and untouched; what an earlier run left is finished; a rollback is
+#    armed before ufw changes, and every ufw step runs only while it holds (the switch's guard)
 safety.preflight(name="Preflight", policy=policy)
 safety.report_rollbacks(name="Earlier rollbacks")
-armed = safety.arm_rollback(name="Rollback armed", policy=policy, seconds=policy.rollback_seconds)
+switch, wait = Switch.new(policy.xtables_lock_wait), policy.xtables_lock_wait
+armed = safety.arm_rollback(name="Rollback armed", policy=policy, switch=switch, seconds=policy.rollback_seconds)
 # 1. ufw application profiles for Zimbra: one public, one local-only
-wait = policy.xtables_lock_wait
-ufw.app_profiles(name="Zimbra ufw profiles", profiles=policy.profiles, lock_wait=wait)
+ufw.app_profiles(name="Zimbra ufw profiles", profiles=policy.profiles, lock_wait=wait, guard=switch.guard)
 # 2. SSH first, then the public profile from anywhere, the local-only one from the management subnets and
 #    each peer's ports from its addresses: added on every node before any rule is deleted anywhere
-ufw.rules(name="ufw rules added", **policy.rule_arguments, changes="add", lock_wait=wait)
-ufw.rules(name="ufw rules removed", **policy.rule_arguments, changes="delete", lock_wait=wait)
+ufw.rules(name="ufw rules added", **policy.rule_arguments, changes="add", lock_wait=wait, guard=switch.guard)
+ufw.rules(name="ufw rules removed", **policy.rule_arguments, changes="delete", lock_wait=wait, guard=switch.guard)
 # 3. Default deny incoming, allow outgoing
+incoming, outgoing = policy.default_incoming, policy.default_outgoing
 ufw.default_policy(
-    name="ufw default policies", incoming=policy.default_incoming, outgoing=policy.default_outgoing, lock_wait=wait
+    name="ufw default policies", incoming=incoming, outgoing=outgoing, lock_wait=wait, guard=switch.guard
 )
 # 4. Enable ufw, last; then prove a NEW connection gets through before the rollback is disarmed
-ufw.enabled(name="ufw enabled", lock_wait=wait)
+ufw.enabled(name="ufw enabled", lock_wait=wait, guard=switch.guard)
 python.call(name="New SSH connection", function=safety.confirm_new_connection, _if=armed.did_change)
-safety.disarm_rollback(name="Rollback disarmed", _if=armed.did_change)
+safety.disarm_rollback(name="Rollback disarmed", switch=switch, _if=armed.did_change)
+#    and, the change confirmed, the addresses the peers' rules came from, for a run in which a name does not
+#    resolve
+zimbra.addresses_kept(name="Peer addresses kept", addresses=policy.addresses, kept=topology.last_known)
 # 5. memcached bound where the proxies' nginx looks for it (its 11211 rule exists by now), restarted only
 #    when that changed
 current = topology.this.attributes if topology.this else {}

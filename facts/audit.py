@@ -7,7 +7,7 @@ from pyinfra.api import FactBase, FactProcessError
 from facts.zimbra import ZimbraTopology
 from zimbra_firewall.audit import NodeRead, parse_listeners
 from zimbra_firewall.safety import ROLLBACK_LOG, STATE_DIR
-from zimbra_firewall.ufw import SECTION, USER_RULES, parse_status, status_read
+from zimbra_firewall.ufw import SECTION, USER_RULES, parse_status, sections, status_read
 
 PART = f"{SECTION}part"
 
@@ -42,7 +42,7 @@ class ExposureRead(FactBase):
         return f"; echo {PART}; ".join(parts)
 
     def process(self, output: list[str]) -> NodeRead:
-        parts = ("\n".join(output) + "\n").split(f"\n{PART}\n")
+        parts = sections(output, PART)
         if len(parts) != 6:
             raise FactProcessError(f"unexpected output of the audit read ({len(parts)} parts)")
         topology_text, sockets, status_text, user_rules, user6_rules, misc = parts

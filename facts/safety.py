@@ -3,7 +3,7 @@
 from pyinfra.api import FactBase
 
 from facts.zimbra import ZIMBRA_HOME
-from zimbra_firewall.safety import parse_preflight
+from zimbra_firewall.safety import parse_preflight, parse_rollback_state, rollback_state_read
 from zimbra_firewall.ufw import SECTION
 
 
@@ -23,3 +23,17 @@ class Preflight(FactBase):
 
     def process(self, output: list[str]) -> dict:
         return parse_preflight("\n".join(output))
+
+
+class RollbackState(FactBase):
+    """
+    The dead-man's switch on this host: what an earlier run left unfinished (``unfinished``: ``restore`` for
+    a restore cut short, ``stale-arm`` for an arm whose timer is gone, else ``""``), whether another arm is
+    live, and the rollbacks not yet reported: ``{"unfinished": "", "armed": False, "log": "<lines>"}``.
+    """
+
+    def command(self) -> str:
+        return rollback_state_read()
+
+    def process(self, output: list[str]) -> dict:
+        return parse_rollback_state("\n".join(output) + "\n")

@@ -4,21 +4,26 @@ import shlex
 
 from pyinfra.api import FactBase, FactProcessError
 
-from zimbra_firewall.topology import GLOBAL_ONLY, Topology, topology_from_read
-from zimbra_firewall.ufw import SECTION
+from zimbra_firewall.policy import attribute_kinds
+from zimbra_firewall.safety import ADDRESSES_FILE
+from zimbra_firewall.topology import GLOBAL_ONLY, Topology, TopologyRead, topology_from_read
+from zimbra_firewall.ufw import SECTION, sections
 
 ZIMBRA_HOME = "/opt/zimbra"
 LOCALCONFIG = f"{ZIMBRA_HOME}/conf/localconfig.xml"
 LDAP_TIMEOUT = 15  # seconds
-# stdin: host names, one per line → "name address address…" per name, in getaddrinfo's order (as Zimbra's
-# processes resolve them, and as `getent ahosts` lists them), in one process for every name: perl-base is
-# on every Debian and Ubuntu host, and Zimbra ships its own perl besides
+# stdin: host names, one per line → "name<TAB>address address…" per name, in getaddrinfo's order (as Zimbra's
+# processes resolve them, and as `getent ahosts` lists them), in one process for every name: perl-base is on
+# every Debian and Ubuntu host, and Zimbra ships its own perl besides. The names come from LDAP: they reach
+# perl on stdin only, never as arguments (perl would parse `-e…` there as code).
 RESOLVE = (
-    "sort -u | xargs perl -MSocket=getaddrinfo,getnameinfo,NI_NUMERICHOST,NIx_NOSERV,SOCK_STREAM -e '"
-    'for $n (@ARGV) { my ($e, @r) = getaddrinfo($n, "", {socktype => SOCK_STREAM}); my %s; '
-    'print join(" ", $n, grep { !$s{$_}++ } map { (getnameinfo($_->{addr}, NI_NUMERICHOST, NIx_NOSERV))[1] } @r), '
-    '"\\n" }\''
+    "sort -u | perl -MSocket=getaddrinfo,getnameinfo,NI_NUMERICHOST,NIx_NOSERV,SOCK_STREAM -ne '"
+    'chomp; my $n = $_; my ($e, @r) = getaddrinfo($n, "", {socktype => SOCK_STREAM}); my %s; '
+    'print $n, "\\t", join(" ", grep { !$s{$_}++ } map { (getnameinfo($_->{addr}, NI_NUMERICHOST, NIx_NOSERV))[1] } '
+    '@r), "\\n"\''
 )
+# the addresses the last deploy used for each server, for a run in which a name does not resolve
+LAST_KNOWN = f"echo {SECTION}; cat {ADDRESSES_FILE} 2>/dev/null; true"
 
 # Prints one localconfig.xml value (XML entities decoded) without starting Zimbra's JVM.
 LOCALCONFIG_VALUE = (
@@ -45,12 +50,15 @@ def _ldap_read(attributes):
 
 def _zmprov_read(attributes):
     """`zmprov -l gas`, then one `gs` per server (its effective values) and one `gcf` per global-only
-    attribute: a JVM each, the price of not reading LDAP directly."""
+    attribute: a JVM each, the price of not reading LDAP directly. Server names come from LDAP: read line by
+    line (no word splitting, no globbing), and one that zmprov would take for an option (`gs -e`) is only
+    named, for the check in Python to refuse."""
     server_attrs = " ".join(a for a in attributes if a not in GLOBAL_ONLY)
     config = "; ".join(f"zp gcf {a} || exit 1" for a in sorted(GLOBAL_ONLY & set(attributes)))
     return (
         f'zp() {{ {ZIMBRA_HOME}/bin/zmprov -l "$@"; }}; servers=$(zp gas) || exit 1; '
-        f'for s in $servers; do zp gs "$s" {server_attrs} || exit 1; done; echo "# config"; {config}'
+        'printf "%s\\n" "$servers" | while IFS= read -r s; do case $s in -*) printf "# name %s\\n" "$s";; '
+        f'?*) zp gs "$s" {server_attrs} || exit 1;; esac; done || exit 1; echo "# config"; {config}'
     )
 
 
@@ -95,31 +103,35 @@ class ZimbraTopology(FactBase):
             )
         script.append(f'else {zmprov}; fi; rm -f "$lerr"')
         script.append(f'echo {SECTION}; printf "%s\\n" "$out" | sed -n "s/^zimbraServiceHostname: //p" | {RESOLVE}')
+        script.append(LAST_KNOWN)
         return "; ".join(script)
 
     def process(self, output: list[str]) -> Topology:
-        parts = ("\n".join(output) + "\n").split(f"\n{SECTION}\n")
-        if len(parts) != 4:
+        parts = sections(output)
+        if len(parts) != 5:
             raise FactProcessError(f"unexpected output of the topology read ({len(parts)} parts)")
-        hostname, own_addresses, body, resolved = parts
+        hostname, own_addresses, body, resolved, last_known = parts
         source, _, text = body.partition("\n")
-        return topology_from_read(hostname.strip(), own_addresses, source.strip(), text, resolved)
+        read = TopologyRead(hostname.strip(), own_addresses, source.strip(), text, resolved, last_known)
+        return topology_from_read(read, attribute_kinds())
 
 
 class ResolvedNames(FactBase):
     """
-    Host names resolved on this host, as ZimbraTopology resolves its peers, and the host's own
-    addresses: ``{"own_addresses": "10.0.0.5 fd00::5", "resolved": "name addr addr…\\n…"}`` (the text
-    zimbra_firewall.topology.parse_resolved reads).
+    Host names resolved on this host, as ZimbraTopology resolves its peers, the host's own addresses and
+    the addresses the last deploy used: ``{"own_addresses": "10.0.0.5 fd00::5", "resolved":
+    "name<TAB>addr addr…\\n…", "last_known": "…"}`` (the texts zimbra_firewall.topology.parse_resolved reads).
     """
 
     def command(self, names: tuple[str, ...]) -> str:
         listed = " ".join(shlex.quote(name) for name in names)
-        return f'echo "$(hostname -I 2>/dev/null)"; echo {SECTION}; printf "%s\\n" {listed} | {RESOLVE}'
+        return f'echo "$(hostname -I 2>/dev/null)"; echo {SECTION}; printf "%s\\n" {listed} | {RESOLVE}; {LAST_KNOWN}'
 
     def process(self, output: list[str]) -> dict:
-        own, _, resolved = ("\n".join(output) + "\n").partition(f"\n{SECTION}\n")
-        return {"own_addresses": own, "resolved": resolved}
+        parts = sections(output)
+        if len(parts) != 3:
+            raise FactProcessError(f"unexpected output of the name read ({len(parts)} parts)")
+        return dict(zip(("own_addresses", "resolved", "last_known"), parts, strict=True))
 
 
 def _as_zimbra(script):

@@ -162,7 +162,14 @@ def condition_holds(flow, source_attrs, destination_attrs):
 
 
 def port_of(flow, attrs):
-    return int(value(attrs, flow.port, 0)) if isinstance(flow.port, str) else flow.port
+    return number(value(attrs, flow.port, "")) if isinstance(flow.port, str) else flow.port
+
+
+def number(text, default=None):
+    """A port attribute's number; None for what is no port (a value written into LDAP by hand or by an
+    attacker: such a server is outside the lab, whose own entries hold real numbers)."""
+    text = str(text if text is not None else default)
+    return int(text) if text.isascii() and text.isdigit() and 0 < int(text) < 65536 else None
 
 
 def destinations(flow, source_attrs, index):
@@ -171,8 +178,11 @@ def destinations(flow, source_attrs, index):
         targets = []
         for item in source_attrs.get(flow.destination[1:], []):
             if flow.port == "url":
-                parts = urlsplit(item)
-                targets.append((parts.hostname or "", parts.port or 80))
+                try:
+                    parts = urlsplit(item)
+                    targets.append((parts.hostname or "", parts.port or 80))
+                except ValueError:
+                    continue  # no URL: nothing of the lab's to connect to
             else:
                 name = item.lower()
                 targets.append((name, port_of(flow, index.get(name, (source_attrs,))[0])))
@@ -187,7 +197,7 @@ def destinations(flow, source_attrs, index):
 def memcached_servers(index):
     """(fqdn, port) of every memcached server, as `zmprov gamcs` lists them."""
     return [
-        (fqdn, int(value(attrs, "zimbraMemcachedBindPort", 11211)))
+        (fqdn, number(value(attrs, "zimbraMemcachedBindPort", 11211)))
         for fqdn, (attrs, services) in index.items()
         if "memcached" in services
     ]
@@ -266,7 +276,7 @@ def plan(snapshot: dict, hosts: list[dict], listen_mode: str = "roles") -> list[
                 add(
                     source,
                     name.lower(),
-                    int(port or 11211),
+                    number(port or 11211),
                     "tcp",
                     "memcache",
                     "allow",
@@ -293,9 +303,9 @@ def listening(host, attrs, listen_mode):
     ports = {(e["port"], e["proto"]) for e in topology.listen_ports(host["roles"], listen_mode) if e["bind"] == "::"}
     ports.add((22, "tcp"))
     if "ldap" in host["roles"]:
-        ports.add((int(value(attrs, "zimbraLdapPort", 389)), "tcp"))
+        ports.add((number(value(attrs, "zimbraLdapPort", 389)), "tcp"))
     if "memcached" in host["roles"]:
-        ports.add((int(value(attrs, "zimbraMemcachedBindPort", 11211)), "tcp"))
+        ports.add((number(value(attrs, "zimbraMemcachedBindPort", 11211)), "tcp"))
     return ports
 
 

@@ -140,7 +140,12 @@ def create_network():
 
 def attach_host(host, pid):
     veth = f"vz-{host['name']}"[:15]
-    run(["ip", "-n", netns_name(), "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", str(pid)])
+    # the host's MAC follows from its address: a node removed and added again keeps it, so its neighbours'
+    # caches stay true (with a new MAC each time, they sent to the old one until their entry went stale: a
+    # minute without SSH)
+    mac = "02:7a:" + ":".join(f"{int(octet):02x}" for octet in host["ipv4"].split("."))
+    peer = ["peer", "name", "eth0", "address", mac, "netns", str(pid)]
+    run(["ip", "-n", netns_name(), "link", "add", veth, "type", "veth", *peer])
     run(["ip", "-n", netns_name(), "link", "set", veth, "master", "br0", "up"])
 
 
@@ -159,7 +164,7 @@ def build_layers():
     base = paths["base"]
     os.makedirs(os.path.join(base, "opt/lab"))
     os.makedirs(os.path.join(base, "etc/ssh"))
-    for script in ("init.py", "listeners.py", "probe.py", "flowcheck.py", "login-shell"):
+    for script in ("init.py", "listeners.py", "probe.py", "prober.py", "flowcheck.py", "login-shell"):
         shutil.copy(os.path.join(GUEST_DIR, script), os.path.join(base, "opt/lab", script))
     os.chmod(os.path.join(base, "opt/lab/login-shell"), 0o755)
     shutil.copy(os.path.join(GUEST_DIR, "sshd_config"), os.path.join(base, "etc/ssh/sshd_config"))

@@ -107,14 +107,19 @@ def judge(visit: Visit, visits) -> audit.NodeAudit:
             found = other.read.topology if other.read else None
             if found and found.this and any(s.name.lower() == topology.name.lower() for s in found.servers):
                 resolved = {s.hostname.lower(): s.addresses for s in found.servers}
-                topology = seen_from(found, topology.name, resolved, topology.own_addresses, other.name)
+                kept = dict(topology.last_known)
+                topology = seen_from(found, topology.name, resolved, topology.own_addresses, other.name, kept)
                 read = dataclasses.replace(read, topology=topology)
                 break
     try:
         policy = build_policy(visit.host_data, topology)
     except PolicyError as error:
         raise PyinfraError(f"{visit.name}: {error}") from None
-    warnings = [*policy.warnings, *([visit.probe_warning] if visit.probe_warning else [])]
+    warnings = [
+        *(f"untrusted value left out: {value}" for value in policy.refused),
+        *policy.warnings,
+        *([visit.probe_warning] if visit.probe_warning else []),
+    ]
     if topology.borrowed_from:
         warnings.insert(0, f"cannot read Zimbra's LDAP itself: judged on what {topology.borrowed_from} read")
     looks = audit.nginx_looks(topology, [v.read.topology for v in visits if v.read])

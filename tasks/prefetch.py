@@ -40,3 +40,9 @@ def fact(cls: type[FactBase], on=None, **kwargs):
     key = _key(target.name, cls, kwargs)
     value = _fetched.get(key, _MISSING) if on else _fetched.pop(key, _MISSING)
     return target.get_fact(cls, **kwargs) if value is _MISSING else value
+
+
+def forget(cls: type[FactBase]) -> None:
+    """The current host's prefetched values of `cls` are no longer true (an operation changed what they read)."""
+    for key in [key for key in _fetched if key[:3] == (id(host.state), host.name, cls)]:
+        del _fetched[key]

@@ -1,10 +1,11 @@
 """Say a finding once per host (with change detection on, pyinfra runs an operation's body twice), say what
-the run knows of a node, and fail a host with a sentence."""
+the run knows of a node (and, after pyinfra's results, what it left out), and fail a host with a sentence."""
 
 from collections.abc import Iterable
 
 from pyinfra import host, logger
 from pyinfra.api import FunctionCommand
+from pyinfra.api.state import BaseStateCallback
 
 from zimbra_firewall.topology import Topology, describe_peers
 
@@ -17,8 +18,15 @@ def report_once(level: str, message: str) -> None:
         getattr(logger, level)(f"{host.name}: {message}")
 
 
-def node_view(topology: Topology, warnings: Iterable[str]) -> None:
-    """Say what the run knows of this node: its services, and the address it uses for each peer."""
+def node_view(topology: Topology, warnings: Iterable[str], refused: Iterable[str] = ()) -> None:
+    """Say what the run knows of this node: its services, the address it uses for each peer, and each value
+    from LDAP, DNS or the host that it left out (zimbra_firewall/untrusted.py), which the run's last lines
+    count again."""
+    refused = tuple(refused)
+    for value in refused:
+        logger.warning(f"{host.name}: untrusted value left out: {value}")
+    if refused:
+        RunSummary.of(host.state).refused[host.name] = len(refused)
     if topology.borrowed_from:
         logger.warning(f"{host.name}: cannot reach Zimbra's LDAP itself; using what {topology.borrowed_from} read")
     if topology.this:
@@ -38,3 +46,28 @@ def fail_host(message: str) -> FunctionCommand:
 def _fail(state, host, message):
     host.log_styled(message, fg="red", log_func=logger.error)
     return False
+
+
+class RunSummary(BaseStateCallback):
+    """What the whole run left out, said once after pyinfra's results (when the last host disconnects)."""
+
+    def __init__(self) -> None:
+        self.refused: dict[str, int] = {}
+        self.disconnected = 0
+
+    @classmethod
+    def of(cls, state) -> "RunSummary":
+        found = next((h for h in state.callback_handlers if isinstance(h, cls)), None)
+        if found is None:
+            found = cls()
+            state.add_callback_handler(found)
+        return found
+
+    def host_disconnect(self, state, host) -> None:  # type: ignore[override]
+        self.disconnected += 1
+        if self.disconnected == len(state.activated_hosts) and self.refused:
+            nodes = ", ".join(f"{name} ({count})" for name, count in sorted(self.refused.items()))
+            logger.warning(
+                f"--> values from Zimbra's LDAP, DNS or the hosts were left out on {len(self.refused)} node(s): "
+                f"{nodes}; the run went on without them (the warnings above name each)"
+            )

@@ -5,22 +5,21 @@ disarm it once the controller got through on a new connection, and report rollba
 
 from collections.abc import Generator
 
-from pyinfra import host
+from pyinfra import host, logger
 from pyinfra.api import OperationValueError, QuoteString, StringCommand, operation
 
-from facts.safety import Preflight
-from facts.ufw import FileText
+from facts.safety import Preflight, RollbackState
 from tasks import prefetch
 from tasks.report import fail_host, report_once
 from tasks.ufw import current_state, forget_state
 from zimbra_firewall.policy import Policy
-from zimbra_firewall.safety import ROLLBACK_LOG, arm_arguments, disarm_arguments, preflight_problem
+from zimbra_firewall.safety import ROLLBACK_LOG, Switch, preflight_problem, recover_arguments
 from zimbra_firewall.ufw import changes_pending
 
 
 def reads() -> prefetch.Reads:
     """The facts this module's operations read (for tasks/prefetch.py)."""
-    return [(Preflight, {"_sudo": False}), (FileText, {"path": ROLLBACK_LOG})]
+    return [(Preflight, {"_sudo": False}), (RollbackState, {})]
 
 
 def _sh(script, *arguments):
@@ -61,20 +60,24 @@ def firewall_will_change(policy: Policy) -> bool:
 
 
 @operation()
-def arm_rollback(policy: Policy, seconds: int = 120) -> Generator:
+def arm_rollback(policy: Policy, switch: Switch, seconds: int = 120) -> Generator:
     """
-    When the firewall is about to change: take the host's deploy lock, snapshot ufw (rules, policies,
-    profiles, active or not) and arm a timer that restores the snapshot after ``seconds`` unless
-    ``disarm_rollback`` runs first. A second deploy that finds the lock taken fails clearly.
+    When the firewall is about to change: take the host's deploy lock, snapshot ufw's files and the kernel's
+    rules, and arm a timer that restores them after ``seconds`` unless ``disarm_rollback`` runs first. A
+    second deploy that finds the lock taken fails clearly; so does a host whose rules cannot be read, with
+    nothing changed.
 
     + policy: the host's ``Policy`` (to know whether anything will change)
+    + switch: this run's ``zimbra_firewall.safety.Switch``: its token, which every later ufw step checks
     + seconds: how long the change has to prove it left SSH reachable
 
     **Example:**
 
     .. code:: python
 
-        armed = safety.arm_rollback(policy=policy, seconds=120)
+        switch = Switch.new()
+        armed = safety.arm_rollback(policy=policy, switch=switch, seconds=120)
+        ufw.rules(..., guard=switch.guard)
     """
     if not isinstance(seconds, int) or seconds < 5:
         raise OperationValueError("the rollback timer needs at least 5 seconds")
@@ -83,28 +86,33 @@ def arm_rollback(policy: Policy, seconds: int = 120) -> Generator:
         return
     # the snapshot is also the host's deploy lock: what was read before taking it is read again
     forget_state()
-    yield _sh(*arm_arguments(seconds))
+    yield _sh(*switch.arm_arguments(seconds))
 
 
 @operation()
-def disarm_rollback() -> Generator:
+def disarm_rollback(switch: Switch) -> Generator:
     """
-    Stop the rollback timer and release the lock. Run it only after a new connection succeeded.
+    Stop the rollback timer and release the lock, if this run's arm still holds (else fail, saying when the
+    rollback fired). Run it only after a new connection succeeded.
+
+    + switch: this run's ``Switch``, as armed
 
     **Example:**
 
     .. code:: python
 
-        safety.disarm_rollback(_if=armed.did_change)
+        safety.disarm_rollback(switch=switch, _if=armed.did_change)
     """
-    yield _sh(*disarm_arguments())
+    yield _sh(*switch.disarm_arguments())
 
 
 @operation()
 def report_rollbacks() -> Generator:
     """
-    Show rollbacks that restored the firewall since the last run (time and reason), then file them
-    away so each is reported once.
+    Show rollbacks that restored the firewall since the last run (time and reason; a failed one as an
+    error), file them away so each is reported once, and finish what an earlier run left: a restore cut
+    short, or an arm whose timer is gone (the host restarted, or the timer was killed), which is restored,
+    since its change was never confirmed. The firewall's steps after it read ufw again.
 
     **Example:**
 
@@ -112,26 +120,45 @@ def report_rollbacks() -> Generator:
 
         safety.report_rollbacks()
     """
-    log = prefetch.fact(FileText, path=ROLLBACK_LOG)
-    if not log:
+    found = prefetch.fact(RollbackState)
+    if not found["log"] and not found["unfinished"]:
         host.noop("no rollback since the last run")
         return
-    for line in log.splitlines():
-        report_once("warning", f"ROLLBACK happened: {line}")
-    yield _sh(f"cat {ROLLBACK_LOG} >> {ROLLBACK_LOG}.reported && rm {ROLLBACK_LOG}")
+    for line in found["log"].splitlines():
+        if " FAILED " in line:
+            report_once("error", f"ROLLBACK FAILED: {line}")
+        else:
+            report_once("warning", f"ROLLBACK happened: {line}")
+    if found["log"]:
+        yield _sh(f"cat {ROLLBACK_LOG} >> {ROLLBACK_LOG}.reported && rm {ROLLBACK_LOG}")
+    if found["unfinished"]:
+        what = {
+            "restore": "an earlier restore was cut short: finishing it",
+            "stale-arm": "an earlier change was never confirmed and its rollback timer is gone (a restart, or the "
+            "timer was killed): putting the firewall back as it was before it",
+        }[found["unfinished"]]
+        report_once("warning", what)
+        forget_state()
+        yield _sh(*recover_arguments())
 
 
-def confirm_new_connection() -> None:
-    """For ``python.call``: open a NEW connection the way the deploy reached this host, and run a
-    command over it. Raises (failing the host, so the rollback fires) when that is not possible."""
-    connector = type(host.connector)(host.state, host)
-    connector.connect()
+def confirm_new_connection(state, host) -> bool:
+    """For ``python.call``: open a NEW connection the way the deploy reached this host, and run a command
+    over it. When that is not possible the host fails with a sentence, and its rollback restores the
+    firewall."""
+    connector = type(host.connector)(state, host)
     try:
+        connector.connect()
         ok, _output = connector.run_shell_command(StringCommand("true"))
+        why = "it opened but could not run a command"
+    except Exception as error:  # the connector's own errors (ConnectError, SSHException, OSError …) say why
+        ok, why = False, str(error) or type(error).__name__
     finally:
         _close_quietly(getattr(connector, "client", None))
     if not ok:
-        raise RuntimeError("a new connection opened but could not run a command")
+        message = f"a new SSH connection did not get through ({why}): the rollback puts the firewall back"
+        host.log_styled(message, fg="red", log_func=logger.error)
+    return ok
 
 
 def _close_quietly(client):

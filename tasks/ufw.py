@@ -18,6 +18,7 @@ from zimbra_firewall.ufw import (
     PROFILE_PATH,
     Profile,
     as_profiles,
+    default_policy_script,
     plan_defaults,
     plan_profiles,
     plan_rules,
@@ -42,22 +43,28 @@ def reads(lock_wait: int = 60, profile_path: str = PROFILE_PATH) -> prefetch.Rea
 
 
 def forget_state() -> None:
-    """Called by every operation before it changes ufw (or takes the deploy lock)."""
+    """Called by every operation before it changes ufw (or takes the deploy lock): what was read of ufw on
+    this host, prefetched or not, is read again."""
     for key in [key for key in _states if key[:2] == (id(host.state), host.name)]:
         del _states[key]
+    prefetch.forget(UfwState)
 
 
 def _ufw(*words):
     return StringCommand("LC_ALL=C", "ufw", *[QuoteString(w) for w in words])
 
 
-def _wait_for_xtables_lock(seconds):
-    return StringCommand("sh", "-c", QuoteString(wait_for_xtables_lock(seconds)))
+def _one_command(guard: str, lock_wait: int, *steps: str | StringCommand) -> StringCommand:
+    """A step's commands in ONE remote shell, each quoted, stopping at the first that fails: `guard` first,
+    then the wait for another program's xtables lock, then the steps."""
+    script = ["set -e", guard, wait_for_xtables_lock(lock_wait)]
+    script += [step.get_raw_value() if isinstance(step, StringCommand) else step for step in steps]
+    return StringCommand("sh", "-c", QuoteString("\n".join(line for line in script if line)))
 
 
 @operation()
 def app_profiles(
-    profiles: Mapping[str, str] | Iterable[Profile], path: str = PROFILE_PATH, lock_wait: int = 60
+    profiles: Mapping[str, str] | Iterable[Profile], path: str = PROFILE_PATH, lock_wait: int = 60, guard: str = ""
 ) -> Generator:
     """
     Write ufw application profiles and let ufw reload the rules that use them.
@@ -65,6 +72,8 @@ def app_profiles(
     + profiles: ``{"name": "80,443/tcp", ...}``, or ``Profile`` objects (name, ports, title, description)
     + path: the profile file under /etc/ufw/applications.d (the other operations read the default one)
     + lock_wait: seconds to wait for another program's xtables lock before failing
+    + guard: shell run first, in the same remote command, that stops the step by exiting (a dead-man's
+      switch's check that its arm still holds: zimbra_firewall.safety.Switch.guard)
 
     **Example:**
 
@@ -80,10 +89,8 @@ def app_profiles(
         host.noop(f"ufw profiles in {path} are up to date")
         return
     forget_state()
-    yield _wait_for_xtables_lock(lock_wait)
-    yield StringCommand("printf", "%s", QuoteString(text), ">", QuoteString(path))
-    for profile in profiles:
-        yield _ufw("app", "update", profile.name)
+    write = StringCommand("printf", "%s", QuoteString(text), ">", QuoteString(path))
+    yield _one_command(guard, lock_wait, write, *[_ufw("app", "update", profile.name) for profile in profiles])
 
 
 @operation()
@@ -95,6 +102,7 @@ def rules(
     purge: bool = False,
     changes: str = "both",
     lock_wait: int = 60,
+    guard: str = "",
 ) -> Generator:
     """
     Make ufw's user rules match ``rules``: add the missing ones (in the order given: put SSH first),
@@ -111,6 +119,7 @@ def rules(
     + purge: delete every unmanaged rule, not only those that widen a restriction
     + changes: ``both``, ``add`` (additions only) or ``delete`` (deletions only)
     + lock_wait: seconds to wait for another program's xtables lock before failing
+    + guard: shell run first, in the same remote command, that stops the step by exiting
 
     **Example:**
 
@@ -130,7 +139,8 @@ def rules(
     if changes not in ("both", "add", "delete"):
         raise OperationValueError(f"changes must be both, add or delete, not {changes!r}")
     # deletions do not depend on whether the additions ran, so each step plans from what it reads
-    plan = plan_rules(current_state(lock_wait)["rules"], rules, owner, restrictions, apps, purge)
+    state = current_state(lock_wait)
+    plan = plan_rules(state["rules"], rules, owner, restrictions, apps, purge, state["apps"])
     for rule in plan.delete_widening:
         report_once("warning", f"removing unmanaged rule that opens a restricted port: ufw {' '.join(rule)}")
     for rule in plan.delete_unmanaged:
@@ -143,21 +153,21 @@ def rules(
         host.noop("ufw rules are as wanted" if not plan.changes else f"no rule to {changes} here")
         return
     forget_state()
-    yield _wait_for_xtables_lock(lock_wait)
-    for rule in additions:
-        yield _ufw(*rule)
-    for rule in deletions:
-        yield _ufw("--force", "delete", *rule)
+    commands = [_ufw(*rule) for rule in additions] + [_ufw("--force", "delete", *rule) for rule in deletions]
+    yield _one_command(guard, lock_wait, *commands)
 
 
 @operation()
-def default_policy(incoming: str = "deny", outgoing: str = "allow", lock_wait: int = 60) -> Generator:
+def default_policy(incoming: str = "deny", outgoing: str = "allow", lock_wait: int = 60, guard: str = "") -> Generator:
     """
-    Set ufw's default policies, only where they differ (an unchanged ``ufw default`` still reloads).
+    Set ufw's default policies, only where they differ, as ``ufw default`` would but without the disable and
+    enable it runs on an active firewall (which let everything in for seconds): the files as ufw writes them,
+    the kernel's policy chains in one transaction per family (zimbra_firewall.ufw.default_policy_script).
 
     + incoming: deny, reject or allow
     + outgoing: deny, reject or allow
     + lock_wait: seconds to wait for another program's xtables lock before failing
+    + guard: shell run first, in the same remote command, that stops the step by exiting
 
     **Example:**
 
@@ -173,17 +183,16 @@ def default_policy(incoming: str = "deny", outgoing: str = "allow", lock_wait: i
         host.noop(f"ufw defaults are already {incoming} incoming, {outgoing} outgoing")
         return
     forget_state()
-    yield _wait_for_xtables_lock(lock_wait)
-    for value, direction in changes:
-        yield _ufw("default", value, direction)
+    yield _one_command(guard, lock_wait, default_policy_script(changes, lock_wait))
 
 
 @operation()
-def enabled(lock_wait: int = 60) -> Generator:
+def enabled(lock_wait: int = 60, guard: str = "") -> Generator:
     """
     Enable ufw (and on boot) unless it is active already. Run it after the SSH rules.
 
     + lock_wait: seconds to wait for another program's xtables lock before failing
+    + guard: shell run first, in the same remote command, that stops the step by exiting
 
     **Example:**
 
@@ -195,5 +204,4 @@ def enabled(lock_wait: int = 60) -> Generator:
         host.noop("ufw is already active")
         return
     forget_state()
-    yield _wait_for_xtables_lock(lock_wait)
-    yield _ufw("--force", "enable")
+    yield _one_command(guard, lock_wait, _ufw("--force", "enable"))

@@ -1,13 +1,14 @@
 """Operations for Zimbra through its own tools: memcached's binding via zmprov, and its restart."""
 
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Iterable, Mapping
 
 from pyinfra import host
 from pyinfra.api import OperationValueError, QuoteString, StringCommand, operation
 
 from facts.zimbra import ZIMBRA_HOME, ResolvedNames, ZimbraTopology
 from tasks import prefetch
-from zimbra_firewall.topology import Topology, parse_resolved, seen_from
+from zimbra_firewall.safety import keep_addresses_arguments
+from zimbra_firewall.topology import Topology, parse_resolved, render_addresses, seen_from
 from zimbra_firewall.zimbra import MEMCACHED_ATTRIBUTES, NEEDS_CLIENT_RELOAD, NEEDS_RESTART, memcached_changes
 
 ZMPROV = f"{ZIMBRA_HOME}/bin/zmprov"
@@ -41,7 +42,8 @@ def read_topology(attributes: tuple[str, ...], read: str = "ldap") -> Topology:
         return topology
     borrowed, by = _reads[key]
     seen = host.get_fact(ResolvedNames, names=tuple(sorted({s.hostname for s in borrowed.servers})))
-    return seen_from(borrowed, topology.name, parse_resolved(seen["resolved"]), seen["own_addresses"].split(), by)
+    resolved, last_known = parse_resolved(seen["resolved"])[0], parse_resolved(seen["last_known"])[0]
+    return seen_from(borrowed, topology.name, resolved, seen["own_addresses"].split(), by, last_known)
 
 
 def _remember(topology: Topology, by: str = "") -> None:
@@ -100,3 +102,28 @@ def memcached_binding(server: str, current: Mapping[str, list[str]], attributes:
         )
     if changed & NEEDS_CLIENT_RELOAD:
         yield StringCommand(ZMPROV, "rmcc", name)
+
+
+@operation()
+def addresses_kept(
+    addresses: Iterable[tuple[str, Iterable[str]]], kept: Iterable[tuple[str, Iterable[str]]]
+) -> Generator:
+    """
+    Keep on the host the addresses each Zimbra server's rules were made from, for a later run in which its
+    name does not resolve (zimbra_firewall.policy.peer_addresses then uses them): written only when they
+    changed, root's alone (the state folder is refused when anyone else could write it).
+
+    + addresses: ``(host name, addresses)`` pairs, the policy's ``addresses``
+    + kept: the same pairs as the host keeps them now (the topology's ``last_known``)
+
+    **Example:**
+
+    .. code:: python
+
+        zimbra.addresses_kept(addresses=policy.addresses, kept=topology.last_known)
+    """
+    text = render_addresses(addresses)
+    if text == render_addresses(kept):
+        host.noop("the servers' addresses are kept as they are")
+        return
+    yield StringCommand("sh", "-c", *[QuoteString(word) for word in keep_addresses_arguments(text)])

@@ -27,6 +27,7 @@ OPERATIONS = [
     "ufw enabled",
     "New SSH connection",
     "Rollback disarmed",
+    "Peer addresses kept",
     "memcached binding",
 ]
 

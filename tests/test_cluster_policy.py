@@ -26,6 +26,20 @@ V6 = {
 }
 
 
+def resolving(read, prefix, addresses, last_known=None):
+    """The read with the server whose name starts with `prefix` resolving to `addresses` (and, given, the
+    addresses the last deploy kept for it)."""
+    servers, this = [], read.this
+    for server in read.servers:
+        if server.name.startswith(prefix):
+            kept = server.last_known if last_known is None else last_known
+            changed = dataclasses.replace(server, addresses=addresses, last_known=kept)
+            this = changed if server is read.this else this
+            server = changed
+        servers.append(server)
+    return dataclasses.replace(read, servers=tuple(servers), this=this)
+
+
 def peer_ports(p, spec_proto="tcp"):
     """{source address: set of port numbers} from the per-peer rules."""
     ports = {}
@@ -136,19 +150,16 @@ def test_a_bind_list_without_nginxs_address_warns_naming_the_proxy():
 
 
 def test_a_host_name_resolving_to_an_address_the_host_lacks_is_not_bound_and_said_so():
-    read = topology("cluster-proxy")
-    read = dataclasses.replace(read, this=dataclasses.replace(read.this, addresses=("203.0.113.7", V4["proxy"])))
+    read = resolving(topology("cluster-proxy"), "proxy.", ("203.0.113.7", V4["proxy"]))
     p = cluster_policy("proxy", read)
     assert p.memcached["zimbraMemcachedBindAddress"] == ["127.0.0.1", V4["proxy"]]
     assert "resolves here to 203.0.113.7, which this host does not have" in p.warnings[0]
 
 
 def test_an_unresolved_peer_gets_no_rule_and_a_warning():
-    read = topology("cluster-ldap")
-    servers = tuple(dataclasses.replace(s, addresses=()) if s.name.startswith("mta.") else s for s in read.servers)
-    p = cluster_policy("ldap", dataclasses.replace(read, servers=servers))
+    p = cluster_policy("ldap", resolving(topology("cluster-ldap"), "mta.", ()))
     assert V4["mta"] not in peer_ports(p)
-    assert p.warnings == ("peer mta.zfw.test resolves on this node to nothing: no rule lets it in",)
+    assert p.warnings == ("peer mta.zfw.test has no usable address on this node: no rule lets it in",)
 
 
 def test_a_single_server_opens_nothing_to_peers_and_binds_memcached_to_its_lan_address():

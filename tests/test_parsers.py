@@ -7,6 +7,7 @@ from test_policy import policy, topology
 from zimbra_firewall.policy import topology_attributes
 from zimbra_firewall.safety import parse_preflight, preflight_problem
 from zimbra_firewall.ufw import (
+    Port,
     parse_defaults,
     parse_rules,
     parse_show_added,
@@ -40,7 +41,9 @@ def test_ufws_rule_files_read_as_ufw_show_added_prints_them():
 
 
 def test_state_of_a_fresh_host_and_of_a_deployed_host_with_drift():
-    assert parse_state(fixture("ufw/state-fresh.txt")) == {
+    fresh = parse_state(fixture("ufw/state-fresh.txt"))
+    apps = fresh.pop("apps")
+    assert fresh == {
         "active": False,
         "incoming": "deny",
         "outgoing": "allow",
@@ -48,10 +51,14 @@ def test_state_of_a_fresh_host_and_of_a_deployed_host_with_drift():
         "rules": [],
         "profiles": None,
     }
+    # Debian's own profiles, a port without a protocol meaning both
+    assert apps["OpenSSH"] == (Port(22, 22, "tcp"),) and apps["DNS"] == (Port(53, 53, "tcp"), Port(53, 53, "udp"))
+    assert apps["KTorrent"] == (Port(6881, 6881, "tcp"), Port(4444, 4444, "udp")) and len(apps) == 39
     state = parse_state(fixture("ufw/state-deployed-and-drift.txt"))
     assert (state["active"], state["incoming"], state["outgoing"], state["ipv6"]) == (True, "deny", "allow", True)
     assert state["rules"][3:6] == [("allow", "7071"), ("allow", "OpenSSH"), ("deny", "out", "25/tcp")]
     assert state["profiles"].startswith("# Managed by zimbra-firewall") and state["profiles"].endswith("7073/tcp")
+    assert Port(7071, 7071, "tcp") in state["apps"]["Zimbra Local"]
     assert parse_defaults(fixture("ufw/default-ufw.txt")) == {"ipv6": True, "incoming": "deny", "outgoing": "allow"}
 
 
@@ -161,7 +168,7 @@ def test_a_failed_read_says_why():
     text = "zimbra.zfw.test\n@@zimbra-firewall@@\n\n@@zimbra-firewall@@\nfailed\nERROR: service.FAILURE (ldap down)\n"
     from facts.zimbra import ZimbraTopology
 
-    read = ZimbraTopology().process(text.splitlines() + ["@@zimbra-firewall@@"])
+    read = ZimbraTopology().process(text.splitlines() + ["@@zimbra-firewall@@", "@@zimbra-firewall@@"])
     assert read.this is None and read.error == "ERROR: service.FAILURE (ldap down)"
 
 

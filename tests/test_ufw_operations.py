@@ -2,6 +2,7 @@
 Zimbra, so any pyinfra deploy can use them; and the rollback's "will ufw change" agrees with them."""
 
 import os
+import shlex
 from types import SimpleNamespace
 
 import pytest
@@ -11,7 +12,7 @@ from test_policy import policy
 from facts.ufw import UfwState
 from tasks import ufw
 from tasks.safety import firewall_will_change
-from zimbra_firewall.ufw import parse_state, render_profiles
+from zimbra_firewall.ufw import as_profiles, parse_state, render_profiles
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "ufw")
 LOCK = "flock -w 60 /run/xtables.lock true"
@@ -41,25 +42,32 @@ class FakeHost:
 
 
 def commands(operation, ufw_state, **arguments):
-    """The shell commands an operation yields on a host in this state."""
+    """The shell commands an operation yields on a host in this state: each step is ONE remote command, whose
+    script is returned line by line after its `set -e` and its wait for the xtables lock."""
     fake = FakeHost(ufw_state)
     with ctx_host.use(fake):
         ufw.forget_state()
         produced = [command.get_raw_value() for command in operation._inner(**arguments)]
-    return produced, fake.noops
+    if not produced:
+        return [], fake.noops
+    assert len(produced) == 1, produced
+    words = shlex.split(produced[0])
+    assert words[:2] == ["sh", "-c"] and len(words) == 3, produced
+    lines = words[2].split("\n")
+    assert lines[0] == "set -e" and lines[1].startswith(f"{LOCK} ||"), lines[:2]
+    return lines[2:], fake.noops
 
 
 def test_a_web_server_gets_its_profile_written_and_loaded():
     produced, _ = commands(
         ufw.app_profiles, state("state-fresh"), profiles={"Web": "80,443/tcp"}, path="/etc/ufw/applications.d/web"
     )
-    assert produced[0].startswith(f"sh -c '{LOCK} ||")
-    assert produced[1:] == [
+    assert "\n".join(produced) == (
         "printf %s '# Managed by zimbra-firewall: edits are replaced on the next run.\n\n"
-        "[Web]\ntitle=Web\ndescription=\nports=80,443/tcp\n' > /etc/ufw/applications.d/web",
-        "LC_ALL=C ufw app update Web",
-    ]
-    text = produced[1].split("'")[1]
+        "[Web]\ntitle=Web\ndescription=\nports=80,443/tcp\n' > /etc/ufw/applications.d/web\n"
+        "LC_ALL=C ufw app update Web"
+    )
+    text = render_profiles(as_profiles({"Web": "80,443/tcp"}))
     again, noops = commands(
         ufw.app_profiles,
         state("state-fresh", profiles=text.rstrip("\n")),
@@ -85,7 +93,7 @@ def test_rules_are_added_tagged_and_what_widens_a_restriction_is_deleted():
         apps={"Web": "80,443/tcp"},
     )
     produced, _ = commands(ufw.rules, current, **arguments)
-    assert produced[1:] == [
+    assert produced == [
         "LC_ALL=C ufw allow from 10.0.0.0/8 to any port 22 proto tcp comment web-fw",
         "LC_ALL=C ufw allow Web comment web-fw",
         "LC_ALL=C ufw --force delete allow from 192.0.2.0/24 to any app Web comment web-fw",
@@ -96,15 +104,24 @@ def test_rules_are_added_tagged_and_what_widens_a_restriction_is_deleted():
     )
     assert commands(ufw.rules, converged, **arguments) == ([], ["ufw rules are as wanted"])
     purged, _ = commands(ufw.rules, converged, **arguments, purge=True)
-    assert purged[1:] == ["LC_ALL=C ufw --force delete allow from 10.1.0.0/16 to any port 5432 proto tcp"]
+    assert purged == ["LC_ALL=C ufw --force delete allow from 10.1.0.0/16 to any port 5432 proto tcp"]
 
 
 def test_defaults_and_enabling_change_only_what_differs():
     fresh = state("state-fresh")
     produced, _ = commands(ufw.default_policy, fresh, incoming="reject", outgoing="allow")
-    assert produced[1:] == ["LC_ALL=C ufw default reject incoming"]
+    # what `ufw default reject incoming` writes, and the kernel's policy chains in one transaction per family:
+    # never `ufw default` itself, which disables and enables an active firewall
+    assert produced[1] == "sed -i 's/^DEFAULT_INPUT_POLICY=.*/DEFAULT_INPUT_POLICY=\"REJECT\"/' /etc/default/ufw"
+    assert [line.split(" then ")[1].split(" | ")[1] for line in produced if line.startswith("if ")] == [
+        "iptables-restore -n -w 60; fi",
+        "ip6tables-restore -n -w 60; fi",
+    ]
+    assert "'-A ufw-reject-input -j REJECT' '-A ufw-skip-to-policy-input -j REJECT' COMMIT" in produced[3]
+    assert not any("ufw default" in line or "reload" in line for line in produced)
+    assert produced[-1].endswith('LC_ALL=C ufw logging "${level:-low}" >/dev/null')
     assert commands(ufw.default_policy, fresh, incoming="deny", outgoing="allow")[0] == []
-    assert commands(ufw.enabled, fresh)[0][1:] == ["LC_ALL=C ufw --force enable"]
+    assert commands(ufw.enabled, fresh)[0] == ["LC_ALL=C ufw --force enable"]
     assert commands(ufw.enabled, state("state-fresh", active=True)) == ([], ["ufw is already active"])
 
 

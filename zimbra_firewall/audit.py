@@ -34,6 +34,7 @@ from zimbra_firewall.ufw import (
     view_rule,
     without_comment,
 )
+from zimbra_firewall.untrusted import Refused, port_number
 
 SCHEMA = "zimbra-firewall-audit/1"
 # the verdicts, most serious first; the first two fail the audit
@@ -93,13 +94,16 @@ def parse_listeners(text: str) -> list[Listener]:
             continue
         address, _, port = fields[4].rpartition(":")
         address = address.strip("[]").partition("%")[0]
-        if not port.isdigit():
+        try:
+            number = port_number(port)
+            bound = address if address in WILDCARDS else str(ipaddress.ip_address(address))
+        except (Refused, ValueError):
             continue
         process = _SS_PROCESS.search(fields[6]) if len(fields) > 6 else None
         listener = Listener(
             fields[0],
-            address if address in WILDCARDS else str(ipaddress.ip_address(address)),
-            int(port),
+            bound,
+            number,
             process.group(1) if process else "",
             int(process.group(2)) if process else None,
         )
@@ -161,10 +165,10 @@ def sources(policy: Policy, topology: Topology, rulesets: Iterable[Ruleset]) -> 
     def add(network, kind, name):
         found.setdefault(network, Source(network, kind, name))
 
+    used = dict(policy.addresses)  # what the policy makes each peer's rules from (checked, or last known)
     for peer in topology.peers:
-        for address in peer.addresses:
-            if not ipaddress.ip_address(address).is_loopback:
-                add(ipaddress.ip_network(address), "peer", peer.hostname)
+        for address in used.get(peer.hostname, ()):
+            add(ipaddress.ip_network(address), "peer", peer.hostname)
     for network in policy.management_subnets:
         add(network, "management", str(network))
     for network in policy.zimbra_nodes:
@@ -541,10 +545,10 @@ def _memcached_findings(
                 f"nginx on {', '.join(names)} connects to {this.hostname} = {target}:{port}, but memcached listens "
                 f"on {where}"
             )
-            fix = (
-                f"su - zimbra -c 'zmprov ms {this.name} +zimbraMemcachedBindAddress {target} && zmmemcachedctl "
-                f"restart' (or {deploy_command} with memcached_bind_addresses: auto)"
+            rebind = (
+                f"zmprov ms {shlex.quote(this.name)} +zimbraMemcachedBindAddress {target} && zmmemcachedctl restart"
             )
+            fix = f"su - zimbra -c {shlex.quote(rebind)} (or {deploy_command} with memcached_bind_addresses: auto)"
         findings.insert(0, Finding("memcached unreachable from proxy", spec, detail, [fix]))
     return findings
 

@@ -6,6 +6,7 @@ import html
 from collections.abc import Sequence
 
 from zimbra_firewall.audit import OK, VERDICTS, rank
+from zimbra_firewall.untrusted import terminal_safe
 
 COLOURS = {
     "too open": "#e53935",
@@ -80,7 +81,8 @@ def render_text(document: dict) -> str:
             groups.setdefault(reach, []).append(spec)
         for reach, ports in groups.items():
             lines.append(f"  {'ok':<{width}} {reach}: {' '.join(ports)}")
-    return "\n".join(lines) + "\n"
+    # process names, rollback lines and Zimbra's messages are the hosts' words
+    return terminal_safe("\n".join(lines) + "\n")
 
 
 def _ok_ports(sockets: Sequence[dict]) -> dict[str, str]:

@@ -3,6 +3,7 @@ library only: the deploy's LDAP read uses it, and so does the lab's Zimbra stand
 (python -m lab copies this file next to it)."""
 
 import base64
+import binascii
 
 
 def parse_ldif(text: str, names: dict[str, str] | None = None) -> list[tuple[str, dict[str, list[str]]]]:
@@ -17,7 +18,7 @@ def parse_ldif(text: str, names: dict[str, str] | None = None) -> list[tuple[str
             if not sep or line.startswith("#"):
                 continue
             if value.startswith(":"):
-                value = base64.b64decode(value[1:].strip()).decode()
+                value = _decoded(value[1:].strip())
             elif value.startswith(" "):
                 value = value[1:]
             if name.lower() == "dn":
@@ -27,3 +28,12 @@ def parse_ldif(text: str, names: dict[str, str] | None = None) -> list[tuple[str
         if dn:
             entries.append((dn, attrs))
     return entries
+
+
+def _decoded(text: str) -> str:
+    """A base64 value (LDIF's `attr:: …`, for values that are not plain text): what is not UTF-8, or not
+    base64, reads as U+FFFD, which no check downstream accepts."""
+    try:
+        return base64.b64decode(text, validate=True).decode("utf-8", "replace")
+    except binascii.Error:
+        return "\ufffd"

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 import yaml
 
 from zimbra_firewall.settings import PolicyError, read_settings, text
-from zimbra_firewall.topology import Server, Topology, value_port
+from zimbra_firewall.topology import BASE_KINDS, Server, Topology, endpoint_port
 from zimbra_firewall.ufw import Port, Profile, chunk_ports
-from zimbra_firewall.zimbra import MEMCACHED_ATTRIBUTES
+from zimbra_firewall.untrusted import address, peer_address_problem
 
 __all__ = [
     "Policy",
@@ -57,7 +57,11 @@ class Policy:
     allow_lockout_risk: bool
     xtables_lock_wait: int
     server: str = ""  # this node's Zimbra server name (zimbra_server_hostname)
+    # ((zimbraServiceHostname, addresses its rules use), ...): what the deploy keeps for a run in which
+    # a name does not resolve
+    addresses: tuple = ()
     problem: str = ""  # why this node's topology could not be read: the preflight fails the host with it
+    refused: tuple = ()  # values from LDAP, DNS or the host left out (zimbra_firewall/untrusted.py), each said
     warnings: tuple = field(default=())
 
     @property
@@ -235,26 +239,47 @@ def build_rules(profiles, management, zimbra_nodes, ssh_port, blanket, peer_acce
 # --- this node in its cluster: ports of its services, the peers that reach each ---------------------------
 
 
-def topology_attributes(catalogue: dict | None = None) -> tuple[str, ...]:
-    """Every LDAP attribute the policy reads: services, host names, the catalogue's port attributes and
-    those its flows name (never zimbraSSLPrivateKey or anything else)."""
+def attribute_kinds(catalogue: dict | None = None) -> dict[str, str]:
+    """Every LDAP attribute the policy reads → the kind of value it must hold (zimbra_firewall/untrusted.py
+    KINDS): services and host names, the catalogue's port attributes, the attributes its flows name as a
+    destination (endpoints) or a condition (flags), memcached's. Nothing else is ever requested (never
+    zimbraSSLPrivateKey), and a value not of its kind never reaches a rule or a command."""
     catalogue = catalogue or catalogue_cache()
-    names = {"cn", "zimbraServiceEnabled", "zimbraServiceHostname", *MEMCACHED_ATTRIBUTES}
-    names |= {entry["attribute"] for entry in catalogue["ports"] if entry.get("attribute")}
+    kinds = {
+        **BASE_KINDS,
+        "zimbraMemcachedBindAddress": "address",
+        "zimbraMemcachedBindPort": "port",
+        "zimbraMemcachedClientServerList": "endpoint",
+    }
+
+    def add(attribute, kind):
+        if kinds.setdefault(attribute, kind) != kind:
+            raise PolicyError("catalogue", f"attribute {attribute} is used as a {kinds[attribute]} and a {kind}")
+
+    for entry in catalogue["ports"]:
+        if entry.get("attribute"):
+            add(entry["attribute"], "port")
     for flow in catalogue["flows"]:
         if flow["to"].startswith("@"):
-            names.add(flow["to"][1:])
+            add(flow["to"][1:], "endpoint")
         if isinstance(flow["port"], str):
-            names.add(flow["port"])
+            add(flow["port"], "port")
         for conditions in flow.get("when", {}).values():
-            names |= set(conditions)
-    return tuple(sorted(names))
+            for attribute in conditions:
+                add(attribute, "flag")
+    return kinds
+
+
+def topology_attributes(catalogue: dict | None = None) -> tuple[str, ...]:
+    """The attributes the topology read asks LDAP for: those of attribute_kinds()."""
+    return tuple(sorted(attribute_kinds(catalogue)))
 
 
 def attribute_port(server: Server | None, attribute: str | None, default: int) -> int:
-    """The number a port attribute gives on this server (its own value, else cn=config's), else default."""
+    """The number a port attribute gives on this server (its own value, else cn=config's), else default.
+    The topology holds checked port numbers only."""
     value = server.value(attribute) if server and attribute else ""
-    return int(value) if value.isdigit() and 1 <= int(value) <= 65535 else default
+    return int(value) if value else default
 
 
 def node_classes(catalogue, classes, server):
@@ -292,8 +317,8 @@ def reaches(flow, source: Server, destination: Server) -> bool:
 def flow_port(flow, source: Server, destination: Server) -> Port:
     if flow["to"].startswith("@"):
         for value in source.attributes.get(flow["to"][1:], ()):
-            if destination.named_by(value) and value_port(value):
-                return Port(value_port(value), value_port(value), flow["proto"])
+            if destination.named_by(value) and endpoint_port(value):
+                return Port(endpoint_port(value), endpoint_port(value), flow["proto"])
     if isinstance(flow["port"], int):
         number = flow["port"]
     else:
@@ -301,9 +326,10 @@ def flow_port(flow, source: Server, destination: Server) -> Port:
     return Port(number, number, flow["proto"])
 
 
-def peer_access(catalogue, groups, topology: Topology, public) -> dict[Port, set[str]]:
+def peer_access(catalogue, groups, topology: Topology, public, addresses) -> dict[Port, set[str]]:
     """Port of this node → the addresses of the peers whose flows reach it (ports the public rule opens
-    anyway left out; a host's own traffic goes over loopback, which ufw always accepts)."""
+    anyway left out; a host's own traffic goes over loopback, which ufw always accepts). addresses: server
+    name → the addresses its rules use (peer_addresses)."""
     access = {}
     if topology.this is None:
         return access
@@ -314,9 +340,48 @@ def peer_access(catalogue, groups, topology: Topology, public) -> dict[Port, set
             if reaches(flow, peer, topology.this):
                 port = flow_port(flow, peer, topology.this)
                 if not any(port.overlaps(p) for p in public):
-                    addresses = {a for a in peer.addresses if not ipaddress.ip_address(a).is_loopback}
-                    access.setdefault(port, set()).update(addresses)
+                    access.setdefault(port, set()).update(addresses[peer.name])
     return access
+
+
+def peer_addresses(topology: Topology, bounds: tuple) -> tuple[dict[str, tuple[str, ...]], list[str]]:
+    """Each server → the addresses its rules come from, and warnings. A peer's address that can be no
+    peer's (unspecified, loopback, multicast, link-local, IPv4-mapped: zimbra_firewall.untrusted), or lies
+    outside `bounds` (peer_networks, when set), gives no rule. A server still in LDAP whose name gives no
+    usable address in this run (DNS down, a name made to resolve to 0.0.0.0) keeps the addresses the last
+    deploy used for it, within the same checks: a lookup failure never cuts the cluster's own flows. This
+    node keeps what its name resolves to (loopback included: memcached binds there), else the last known."""
+    chosen, warnings = {}, []
+    for server in topology.servers:
+        if server is topology.this:
+            chosen[server.name] = server.addresses or server.last_known
+            continue
+        usable = _usable(server.hostname, server.addresses, bounds, warnings)
+        if not usable and server.last_known:
+            usable = _usable(server.hostname, server.last_known, bounds, [])
+            if usable:
+                warnings.append(
+                    f"peer {server.hostname} gives no usable address on this node now: its rules keep the addresses "
+                    f"it had ({', '.join(usable)}) until it resolves again or leaves Zimbra's LDAP"
+                )
+        if not usable:
+            warnings.append(f"peer {server.hostname} has no usable address on this node: no rule lets it in")
+        chosen[server.name] = usable
+    return chosen, warnings
+
+
+def _usable(hostname: str, addresses, bounds: tuple, warnings: list[str]) -> tuple[str, ...]:
+    usable = []
+    for written in addresses:
+        ip = address(written)
+        problem = peer_address_problem(ip)
+        if problem is None and bounds and not any(ip in network for network in bounds):
+            problem = "outside peer_networks"
+        if problem:
+            warnings.append(f"peer {hostname} resolves on this node to {ip}, {problem}: no rule for that address")
+        else:
+            usable.append(str(ip))
+    return tuple(usable)
 
 
 def restricted_ports(catalogue, classes, node, management, zimbra_nodes, access):
@@ -340,30 +405,35 @@ def restricted_ports(catalogue, classes, node, management, zimbra_nodes, access)
 def nginx_memcached_address(server: Server) -> str | None:
     """Where the proxies' nginx connects to this memcached server: its zimbraServiceHostname (Zimbra/zm-mailbox
     ProxyConfGen.java, MemcacheServersVar), resolved to its first IPv4 address."""
-    return next((a for a in server.addresses if ipaddress.ip_address(a).version == 4), None)
+    return first_ipv4(server.addresses)
 
 
-def memcached_wanted(settings, topology: Topology):
+def first_ipv4(addresses: Iterable[str]) -> str | None:
+    return next((a for a in addresses if ipaddress.ip_address(a).version == 4), None)
+
+
+def memcached_wanted(settings, topology: Topology, addresses: tuple[str, ...]):
     """The memcached attributes this node manages, and warnings. zimbraMemcachedBindAddress on a memcached
-    node: `auto` = 127.0.0.1 plus the addresses its zimbraServiceHostname resolves to that are its own,
-    because nginx connects to the resolved host name, never to the bind address (Zimbra/zm-mailbox
-    ProxyConfGen.java, MemcacheServersVar). zimbraMemcachedClientServerList on a mailbox node: `auto` =
-    127.0.0.1 when it runs memcached itself (the seed's value), else left as Zimbra has it."""
+    node: `auto` = 127.0.0.1 plus the addresses its zimbraServiceHostname resolves to (`addresses`, the last
+    known when it does not resolve now) that are its own, because nginx connects to the resolved host name,
+    never to the bind address (Zimbra/zm-mailbox ProxyConfGen.java, MemcacheServersVar).
+    zimbraMemcachedClientServerList on a mailbox node: `auto` = 127.0.0.1 when it runs memcached itself (the
+    seed's value), else left as Zimbra has it."""
     this, wanted, warnings = topology.this, {}, []
     if this is None:
         return wanted, warnings
     if "memcached" in this.services:
         bind = settings["memcached_bind_addresses"]
         if bind == "auto":
-            own = [a for a in this.addresses if ipaddress.ip_address(a).is_loopback or a in topology.own_addresses]
-            foreign = [a for a in this.addresses if a not in own]
+            own = [a for a in addresses if ipaddress.ip_address(a).is_loopback or a in topology.own_addresses]
+            foreign = [a for a in addresses if a not in own]
             bind = ["127.0.0.1", *[a for a in own if a != "127.0.0.1"]]
             if foreign:
                 warnings.append(
                     f"{this.hostname} resolves here to {', '.join(foreign)}, which this host does not have: memcached "
                     "is not bound there, so a proxy resolving that name loses its route cache"
                 )
-        nginx = nginx_memcached_address(this)
+        nginx = first_ipv4(addresses)
         proxies = sorted(s.hostname for s in topology.servers if "proxy" in s.services)
         opened = any(ipaddress.ip_address(a).is_unspecified for a in bind)
         if proxies and nginx and nginx not in bind and not opened:
@@ -379,15 +449,6 @@ def memcached_wanted(settings, topology: Topology):
         elif "memcached" in this.services:
             wanted["zimbraMemcachedClientServerList"] = ["127.0.0.1"]
     return wanted, warnings
-
-
-def peer_warnings(topology: Topology) -> list[str]:
-    """Peers no rule can name: Zimbra's own processes on this node could not reach them either."""
-    return [
-        f"peer {s.hostname} resolves on this node to {', '.join(s.addresses) or 'nothing'}: no rule lets it in"
-        for s in topology.peers
-        if all(ipaddress.ip_address(a).is_loopback for a in s.addresses)
-    ]
 
 
 def check_groups(groups, catalogue):
@@ -428,10 +489,12 @@ def build_policy(host_data: dict, topology: Topology) -> Policy:
     check_management_for_local_only(classes, management)
     node = node_classes(catalogue, classes, topology.this)
     public = [p for p, c in node.items() if c == "public"]
-    access = peer_access(catalogue, groups, topology, public)
+    addresses, address_warnings = peer_addresses(topology, settings["peer_networks"])
+    access = peer_access(catalogue, groups, topology, public, addresses)
     intra = sorted({*(p for p, c in node.items() if c == "intra"), *access}) if zimbra_nodes else ()
     profiles = build_profiles(settings, node, intra)
-    memcached, memcached_warnings = memcached_wanted(settings, topology)
+    this_addresses = addresses[topology.this.name] if topology.this else ()
+    memcached, memcached_warnings = memcached_wanted(settings, topology, this_addresses)
     if zimbra_nodes:
         access = {}  # the subnets stand in for the peers
     return Policy(
@@ -458,6 +521,8 @@ def build_policy(host_data: dict, topology: Topology) -> Policy:
         allow_lockout_risk=settings["allow_lockout_risk"],
         xtables_lock_wait=settings["xtables_lock_wait"],
         server=topology.this.name if topology.this else "",
+        addresses=tuple((s.hostname, addresses[s.name]) for s in topology.servers),
         problem=topology.error,
-        warnings=(*seed_warnings(settings, classes), *memcached_warnings, *peer_warnings(topology)),
+        refused=topology.refused,
+        warnings=(*seed_warnings(settings, classes), *memcached_warnings, *address_warnings),
     )

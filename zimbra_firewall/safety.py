@@ -4,13 +4,17 @@ Pure but for reading those scripts.
 """
 
 import functools
-import ipaddress
 import os
+import secrets
+import shlex
+from dataclasses import dataclass
 
 from .ufw import SECTION, parse_defaults
+from .untrusted import Refused, address, port_number, shown
 
 STATE_DIR = "/var/lib/zimbra-firewall"
 ROLLBACK_LOG = f"{STATE_DIR}/rollbacks.log"  # restore.sh writes it
+ADDRESSES_FILE = f"{STATE_DIR}/addresses"  # the addresses each server's rules used (tasks/zimbra.py)
 TIMER_UNIT = "zimbra-firewall-rollback"
 ROLLBACK_SCRIPTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rollback")
 
@@ -51,12 +55,13 @@ def lockout_risk(policy, ssh_connection: str | None) -> str | None:
     """Why applying the policy could cut the controller off, or None. ssh_connection: $SSH_CONNECTION
     as the host sees it ("client-ip client-port server-ip server-port")."""
     words = (ssh_connection or "").split()
-    if len(words) != 4:
+    try:
+        client, server_port = address(words[0]), port_number(words[3])
+    except (IndexError, Refused):
         return (
-            "cannot tell the controller's address (no SSH_CONNECTION on the host), so cannot check that "
-            "SSH stays reachable"
+            f"cannot tell the controller's address (SSH_CONNECTION on the host is {shown(ssh_connection or '')}), "
+            "so cannot check that SSH stays reachable"
         )
-    client, server_port = ipaddress.ip_address(words[0]), int(words[3])
     if getattr(client, "ipv4_mapped", None):
         client = client.ipv4_mapped
     if server_port != policy.ssh_port:
@@ -74,16 +79,70 @@ def lockout_risk(policy, ssh_connection: str | None) -> str | None:
 
 @functools.cache
 def rollback_script(name: str) -> str:
-    """The text of zimbra_firewall/rollback/NAME.sh (arm, restore, disarm): shipped with the deploy, checked
-    with shellcheck, and run on the host with `sh -c TEXT NAME ARGS…`."""
+    """The text of zimbra_firewall/rollback/NAME.sh (lib, arm, restore, disarm, recover): shipped with the
+    deploy, checked with shellcheck, and run on the host with `sh -c TEXT NAME ARGS…`."""
     with open(os.path.join(ROLLBACK_SCRIPTS, f"{name}.sh")) as f:
         return f.read()
 
 
-def arm_arguments(seconds: int) -> tuple[str, ...]:
-    """`sh -c` arguments that lock, snapshot and arm the restore timer."""
-    return (rollback_script("arm"), "arm", STATE_DIR, str(seconds), TIMER_UNIT, rollback_script("restore"))
+def with_lib(body: str) -> str:
+    """A script that uses lib.sh's functions (state_dir, hold_arm, timer_gone): lib.sh first."""
+    return rollback_script("lib") + body
 
 
-def disarm_arguments() -> tuple[str, ...]:
-    return (rollback_script("disarm"), "disarm", STATE_DIR, TIMER_UNIT)
+@dataclass(frozen=True)
+class Switch:
+    """One run's dead-man's switch on one host. Its token is written at arm time; every step that changes
+    ufw, and the disarm, run `guard` first in their own command: under the state folder's lock (the restore
+    takes it too: a step and a restore never run at once) and only while that token's arm still holds, so
+    nothing changes the firewall after the rollback fired. lock_wait: the deploy's xtables_lock_wait."""
+
+    token: str
+    lock_wait: int = 60
+
+    @classmethod
+    def new(cls, lock_wait: int = 60) -> "Switch":
+        return cls(secrets.token_hex(8), lock_wait)
+
+    @property
+    def guard(self) -> str:
+        # a restore holds the lock for its two iptables-restore calls, each waiting at most 60 s
+        wait = self.lock_wait + 150
+        return with_lib(f"hold_arm {shlex.quote(STATE_DIR)} {shlex.quote(self.token)} {wait}")
+
+    def arm_arguments(self, seconds: int) -> tuple[str, ...]:
+        """`sh -c` arguments that lock, snapshot and arm the restore timer."""
+        restore = rollback_script("restore")
+        return (with_lib(rollback_script("arm")), "arm", STATE_DIR, str(seconds), TIMER_UNIT, self.token, restore)
+
+    def disarm_arguments(self) -> tuple[str, ...]:
+        return (with_lib(rollback_script("disarm")), "disarm", STATE_DIR, TIMER_UNIT, self.token, "60")
+
+
+def recover_arguments() -> tuple[str, ...]:
+    """`sh -c` arguments that finish what an earlier run left: a restore cut short, an arm without its timer."""
+    return (with_lib(rollback_script("recover")), "recover", STATE_DIR, TIMER_UNIT)
+
+
+def rollback_state_read() -> str:
+    """Shell printing what parse_rollback_state reads: what is unfinished (as recover.sh would judge it, read
+    without its lock), a SECTION line, the rollbacks not yet reported."""
+    return with_lib(
+        f's={shlex.quote(STATE_DIR)}; [ -d "$s/restoring" ] && echo unfinished=restore; '
+        f'if [ -d "$s/armed" ]; then if timer_gone "$s" {TIMER_UNIT}; then echo unfinished=stale-arm; '
+        f'else echo armed=since-$(cat "$s/armed/since" 2>/dev/null); fi; fi; echo {SECTION}; '
+        f'cat "$s/rollbacks.log" 2>/dev/null; true'
+    )
+
+
+def parse_rollback_state(text: str) -> dict:
+    """rollback_state_read's output → {'unfinished': 'restore' | 'stale-arm' | '', 'armed': bool, 'log': str}."""
+    head, _, log = text.partition(f"{SECTION}\n")
+    values = dict(line.split("=", 1) for line in head.splitlines() if "=" in line)
+    return {"unfinished": values.get("unfinished", ""), "armed": "armed" in values, "log": log.rstrip("\n")}
+
+
+def keep_addresses_arguments(text: str) -> tuple[str, ...]:
+    """`sh -c` arguments that write the addresses file (zimbra_firewall.topology.render_addresses's text)."""
+    body = 'state_dir "$1"; printf %s "$2" > "$1/addresses.new" && mv "$1/addresses.new" "$1/addresses"\n'
+    return (with_lib(body), "keep-addresses", STATE_DIR, text)

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from zimbra_firewall.untrusted import Refused, host_and_port
+
 # pyinfra's own host data and the connectors', never a typo of ours
 FOREIGN_KEY = re.compile(r"^(_|ssh_|winrm_|docker|chroot_|local_|vagrant|terraform|podman|lab_)")
 TABLE_START = "<!-- settings table: python -m zimbra_firewall.settings -->"
@@ -127,8 +129,10 @@ def ip_address(value: Any, key: str) -> str:
 
 
 def host_port(value: Any, key: str) -> str:
-    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9.:\[\]-]+", value):
-        raise PolicyError(key, f"{value!r} is not host[:port]")
+    try:
+        host_and_port(value)
+    except Refused as why:
+        raise PolicyError(key, f"{value!r} is not host[:port]: {why}") from None
     return value
 
 
@@ -164,6 +168,15 @@ SETTINGS = (
         "IPv4/IPv6 CIDRs",
         "instead of the peers read from Zimbra's LDAP: every port other nodes reach on this one (a "
         '"Zimbra Intra" profile) is allowed from these subnets',
+        list_of(subnet),
+    ),
+    Setting(
+        "peer_networks",
+        [],
+        "IPv4/IPv6 CIDRs",
+        "where Zimbra's nodes may be: a peer address (from LDAP and DNS) outside these gets no rule, with a "
+        "warning (the audit shows it too); empty: any address but those no peer can have (0.0.0.0, ::, "
+        "loopback, multicast, link-local, IPv4-mapped)",
         list_of(subnet),
     ),
     Setting(

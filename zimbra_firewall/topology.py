@@ -5,21 +5,24 @@ text, these functions turn it into a Topology.
 Zimbra keeps every server as `cn=<name>,cn=servers,cn=zimbra` with zimbraServiceEnabled and
 zimbraServiceHostname; a server without its own value of an attribute inherits cn=config's
 (Zimbra/zm-mailbox store/conf/attrs/zimbra-attrs.xml, Provisioning.java).
+
+Everything read is untrusted (zimbra_firewall/untrusted.py): a Topology holds only values that passed.
 """
 
 import dataclasses
-import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from zimbra_firewall.ldif import parse_ldif
+from zimbra_firewall.untrusted import Refused, address, checked, endpoint, host_name, shown
 
 CONFIG_DN = "cn=config,cn=zimbra"
 SERVERS_DN = "cn=servers,cn=zimbra"
 # Attributes that live on cn=config only (zimbra-attrs.xml: optionalIn="globalConfig"): `zmprov gs` cannot
 # show them, the zmprov read asks `gcf` for them
 GLOBAL_ONLY = frozenset({"zimbraLogHostname"})
+# the kinds of the attributes every read has (the catalogue adds its ports, flows' targets and switches)
+BASE_KINDS = {"cn": "name", "zimbraServiceHostname": "name", "zimbraServiceEnabled": "service"}
 
 
 @dataclass(frozen=True)
@@ -27,17 +30,19 @@ class Server:
     name: str
     hostname: str  # zimbraServiceHostname: the name the other nodes connect to
     services: frozenset[str]
-    attributes: Mapping[str, tuple[str, ...]]  # effective: the server's own values, else cn=config's
+    attributes: Mapping[str, tuple[str, ...]]  # effective: the server's own values, else cn=config's; checked
     addresses: tuple[str, ...] = ()  # zimbraServiceHostname resolved on the node that read the topology
+    last_known: tuple[str, ...] = ()  # the addresses the last deploy used for it on that node
 
     def value(self, attribute: str, default: str = "") -> str:
         values = self.attributes.get(attribute) or ()
         return values[0] if values else default
 
     def named_by(self, text: str) -> bool:
-        """Does a value such as "host", "host:port", "[v6]:port" or "http://host:7780/x" name this server?"""
-        host = value_host(text).lower()
-        return bool(host) and (host in (self.hostname.lower(), self.name.lower()) or host in self.addresses)
+        """Does a checked endpoint value ("host", "host:port", "[v6]:port", "http://host:7780/x") name this
+        server?"""
+        host = endpoint(text)[0].lower()
+        return host in (self.hostname.lower(), self.name.lower()) or host in self.addresses
 
 
 @dataclass(frozen=True)
@@ -49,41 +54,17 @@ class Topology:
     error: str = ""  # why the topology could not be read; only `name` is set then
     name: str = ""  # the reading node's zimbra_server_hostname
     borrowed_from: str = ""  # the host whose read this is, when this node could not read LDAP itself
+    refused: tuple[str, ...] = ()  # the values left out, each said once: "entry: attribute 'value': why"
+    last_known: tuple[tuple[str, tuple[str, ...]], ...] = ()  # the addresses file as read: (host name, addresses)
 
     @property
     def peers(self) -> tuple[Server, ...]:
         return tuple(s for s in self.servers if s is not self.this)
 
 
-def value_host(text: str) -> str:
-    """The host part of "host", "host:port", "[v6]:port", a bare IPv6 address or a URL."""
-    text = text.strip()
-    if "://" in text:
-        return urlsplit(text).hostname or ""
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        pass
-    if text.startswith("["):
-        return text[1:].partition("]")[0]
-    return text.partition(":")[0]
-
-
-def value_port(text: str) -> int | None:
-    """The port written in such a value, or None."""
-    text = text.strip()
-    try:
-        if "://" in text:
-            return urlsplit(text).port
-        if text.startswith("["):
-            port = text.partition("]")[2].lstrip(":")
-            return int(port) if port else None
-        ipaddress.ip_address(text)
-        return None
-    except ValueError:
-        pass
-    port = text.partition(":")[2]
-    return int(port) if port.isdigit() else None
+def endpoint_port(text: str) -> int | None:
+    """The port a checked endpoint value writes, or None."""
+    return endpoint(text)[1]
 
 
 def entries_from_zmprov(text: str) -> list[tuple[str, dict[str, list[str]]]]:
@@ -92,7 +73,7 @@ def entries_from_zmprov(text: str) -> list[tuple[str, dict[str, list[str]]]]:
     entries, attrs = [], None
     for line in text.splitlines():
         if line.startswith("# name "):
-            attrs = {"cn": [line[len("# name ") :].strip()]}
+            attrs = {"cn": [line[len("# name ") :]]}
             entries.append((f"cn={attrs['cn'][0]},{SERVERS_DN}", attrs))
         elif line.strip() == "# config":
             attrs = {}
@@ -104,13 +85,49 @@ def entries_from_zmprov(text: str) -> list[tuple[str, dict[str, list[str]]]]:
     return entries
 
 
-def parse_resolved(text: str) -> dict[str, tuple[str, ...]]:
-    """Lines "name address address…" → {name (lower case): addresses, in the resolver's order}."""
-    resolved = {}
+def parse_resolved(text: str) -> tuple[dict[str, tuple[str, ...]], list[str]]:
+    """Lines "name<TAB>address address…" (the resolver's output, or the addresses file the deploy keeps) →
+    ({name (lower case): addresses, in the resolver's order}, what was left out). A name is all that comes
+    before the last tab, so no name can pass for another; names that are no host name are never looked up
+    and are dropped; so are words that are no address."""
+    resolved, refused = {}, []
     for line in text.splitlines():
-        name, *addresses = line.split()
-        resolved[name.lower()] = tuple(str(ipaddress.ip_address(a)) for a in addresses)
-    return resolved
+        name, tab, words = line.rpartition("\t")
+        if not tab:
+            continue
+        try:
+            name = host_name(name).lower()
+        except Refused:
+            continue
+        addresses = []
+        for word in words.split():
+            try:
+                addresses.append(str(address(word)))
+            except Refused as why:
+                refused.append(f"{name} resolved to {shown(word)}: {why}")
+        resolved[name] = tuple(dict.fromkeys(addresses))
+    return resolved, refused
+
+
+def _checked_attributes(
+    where: str, attrs: Mapping[str, list[str]], kinds: Mapping[str, str], refused: list[str]
+) -> dict[str, tuple[str, ...]]:
+    """An entry's attributes with every value in the form its kind needs; a value that is not is left out
+    (and said in `refused`); an attribute without a kind was not asked for and is dropped."""
+    kept = {}
+    for attribute, values in attrs.items():
+        kind = kinds.get(attribute)
+        if kind is None:
+            continue
+        good = []
+        for text in values:
+            try:
+                good.append(checked(kind, text))
+            except Refused as why:
+                refused.append(f"{where}: {attribute} {shown(text)} left out: {why}")
+        if good:
+            kept[attribute] = tuple(good)
+    return kept
 
 
 def build_topology(
@@ -119,18 +136,37 @@ def build_topology(
     resolved: Mapping[str, tuple[str, ...]],
     own_addresses: Iterable[str] = (),
     source: str = "ldap",
+    kinds: Mapping[str, str] | None = None,
+    last_known: Mapping[str, tuple[str, ...]] | None = None,
+    refused: Iterable[str] = (),
 ) -> Topology:
-    """entries: LDAP entries (dn, attributes) of cn=config and the servers; this_name: the reading node's
-    zimbra_server_hostname; resolved: host name (lower case) → addresses, as resolved on that node."""
+    """entries: LDAP entries (dn, attributes) of cn=config and the servers, as read (untrusted); this_name:
+    the reading node's zimbra_server_hostname; resolved: host name (lower case) → addresses, as resolved on
+    that node; kinds: attribute → the kind of value it holds (zimbra_firewall.untrusted.KINDS; the catalogue's
+    attribute_kinds()); last_known: host name → the addresses the last deploy used. A server whose cn or host
+    name is no host name is left out whole; a value of another attribute that is not of its kind is left out
+    alone (the server then inherits cn=config's value, as for an unset one). Each is said in `refused`."""
+    kinds, last_known, refused = {**BASE_KINDS, **(kinds or {})}, last_known or {}, list(refused)
     entries = list(entries)
-    config = next((dict(attrs) for dn, attrs in entries if dn.lower() == CONFIG_DN), {})
+    config_attrs = next((attrs for dn, attrs in entries if dn.lower() == CONFIG_DN), {})
+    config = _checked_attributes("cn=config", {a: v for a, v in config_attrs.items() if a != "cn"}, kinds, refused)
     servers = []
     for dn, attrs in entries:
         if not dn.lower().endswith("," + SERVERS_DN) or not attrs.get("cn"):
             continue
-        effective = {name: tuple(values) for name, values in {**config, **attrs}.items()}
-        name = attrs["cn"][0]
-        hostname = (effective.get("zimbraServiceHostname") or (name,))[0]
+        try:
+            name = host_name(attrs["cn"][0])
+        except Refused as why:
+            refused.append(f"server entry {shown(dn)} left out: cn {shown(attrs['cn'][0])}: {why}")
+            continue
+        written = (attrs.get("zimbraServiceHostname") or [name])[0]
+        try:
+            hostname = host_name(written)
+        except Refused as why:
+            refused.append(f"server {name} left out: zimbraServiceHostname {shown(written)}: {why}")
+            continue
+        own = _checked_attributes(f"server {name}", attrs, kinds, refused)
+        effective = {**config, **own, "cn": (name,), "zimbraServiceHostname": (hostname,)}
         servers.append(
             Server(
                 name=name,
@@ -138,35 +174,106 @@ def build_topology(
                 services=frozenset(effective.get("zimbraServiceEnabled", ())),
                 attributes=effective,
                 addresses=resolved.get(hostname.lower(), ()),
+                last_known=last_known.get(hostname.lower(), ()),
             )
         )
     servers.sort(key=lambda s: s.name)
+    own_addresses = _addresses(own_addresses, "this host's addresses (hostname -I)", refused)
     this = next((s for s in servers if s.name.lower() == this_name.lower()), None)
+    kept = tuple(sorted(last_known.items()))
     if this is None:
-        return Topology(None, error=f"no server entry cn={this_name},{SERVERS_DN} in Zimbra's LDAP", name=this_name)
-    return Topology(this, tuple(servers), tuple(own_addresses), source, name=this_name)
+        error = _no_entry(this_name, refused)
+        return Topology(None, (), own_addresses, error=error, name=this_name, refused=tuple(refused), last_known=kept)
+    return Topology(
+        this, tuple(servers), own_addresses, source, name=this_name, refused=tuple(refused), last_known=kept
+    )
+
+
+def _no_entry(this_name: str, refused: list[str]) -> str:
+    why = f"no server entry cn={shown(this_name)},{SERVERS_DN} in Zimbra's LDAP"
+    mine = [r for r in refused if this_name.lower() in r.lower()]
+    return why + (f" that this run can use ({mine[0]})" if mine else "")
+
+
+def _addresses(words: Iterable[str], what: str, refused: list[str]) -> tuple[str, ...]:
+    kept = []
+    for word in words:
+        try:
+            kept.append(str(address(word)))
+        except Refused as why:
+            refused.append(f"{what}: {shown(word)} left out: {why}")
+    return tuple(kept)
 
 
 def seen_from(
-    other: Topology, this_name: str, resolved: Mapping[str, tuple[str, ...]], own_addresses: Iterable[str], by: str
+    other: Topology,
+    this_name: str,
+    resolved: Mapping[str, tuple[str, ...]],
+    own_addresses: Iterable[str],
+    by: str,
+    last_known: Mapping[str, tuple[str, ...]] | None = None,
 ) -> Topology:
     """Another node's read of the same install, as this node sees it: the names resolved here."""
-    servers = [dataclasses.replace(s, addresses=resolved.get(s.hostname.lower(), ())) for s in other.servers]
+    last_known = last_known or {}
+    servers = [
+        dataclasses.replace(
+            s, addresses=resolved.get(s.hostname.lower(), ()), last_known=last_known.get(s.hostname.lower(), ())
+        )
+        for s in other.servers
+    ]
     this = next((s for s in servers if s.name.lower() == this_name.lower()), None)
     if this is None:
-        return Topology(None, error=f"no server entry cn={this_name},{SERVERS_DN} in Zimbra's LDAP", name=this_name)
-    return Topology(this, tuple(servers), tuple(own_addresses), other.source, name=this_name, borrowed_from=by)
+        return Topology(None, error=_no_entry(this_name, []), name=this_name)
+    own = _addresses(own_addresses, "this host's addresses (hostname -I)", [])
+    kept = tuple(sorted(last_known.items()))
+    return Topology(
+        this,
+        tuple(servers),
+        own,
+        other.source,
+        name=this_name,
+        borrowed_from=by,
+        refused=other.refused,
+        last_known=kept,
+    )
 
 
-def topology_from_read(this_name: str, own_addresses: str, source: str, body: str, resolved: str) -> Topology:
-    """The parts of facts/zimbra.py's read → Topology. LDAP and zmprov print attribute names as Zimbra's
-    schema spells them."""
-    if source == "failed":
-        return Topology(
-            None, own_addresses=tuple(own_addresses.split()), error=body.strip() or "zmprov failed", name=this_name
-        )
-    entries = parse_ldif(body) if source == "ldap" else entries_from_zmprov(body)
-    return build_topology(entries, this_name, parse_resolved(resolved), own_addresses.split(), source)
+def render_addresses(addresses: Iterable[tuple[str, Iterable[str]]]) -> str:
+    """(host name, addresses) pairs → the addresses file parse_resolved reads back (names without an
+    address are left out: they have nothing to keep)."""
+    lines = sorted(f"{name.lower()}\t{' '.join(found)}\n" for name, found in addresses if found)
+    return "".join(lines)
+
+
+@dataclass(frozen=True)
+class TopologyRead:
+    """The parts of facts/zimbra.py's read, as the host printed them (nothing checked yet)."""
+
+    this_name: str  # zimbra_server_hostname from localconfig.xml
+    own_addresses: str  # `hostname -I`
+    source: str  # ldap | zmprov | failed
+    body: str  # LDIF, the zmprov read, or why the read failed
+    resolved: str  # the resolver's lines for every zimbraServiceHostname
+    last_known: str = ""  # the addresses file of the last deploy
+
+
+def topology_from_read(read: TopologyRead, kinds: Mapping[str, str] | None = None) -> Topology:
+    """facts/zimbra.py's read → a checked Topology. LDAP and zmprov print attribute names as Zimbra's schema
+    spells them."""
+    own = read.own_addresses.split()
+    try:
+        this_name = host_name(read.this_name)
+    except Refused as why:
+        error = f"zimbra_server_hostname in localconfig.xml is {shown(read.this_name)}: {why}"
+        return Topology(None, own_addresses=_addresses(own, "", []), error=error)
+    if read.source == "failed":
+        # Zimbra's (or LDAP's) message, on one line, with nothing a terminal would act on
+        error = shown(" ".join(read.body.split()) or "zmprov failed", 500, quote=False)
+        return Topology(None, own_addresses=_addresses(own, "", []), error=error, name=this_name)
+    entries = parse_ldif(read.body) if read.source == "ldap" else entries_from_zmprov(read.body)
+    resolved, refused = parse_resolved(read.resolved)
+    last_known, _ = parse_resolved(read.last_known)
+    return build_topology(entries, this_name, resolved, own, read.source, kinds, last_known, refused)
 
 
 def describe_peers(topology: Topology) -> str:

@@ -4,6 +4,7 @@ share. Pure functions on plain values, tested on output captured from ufw 0.36; 
 Zimbra's (zimbra_firewall/policy.py turns the Zimbra policy into these values).
 """
 
+import configparser
 import functools
 import ipaddress
 import re
@@ -18,6 +19,19 @@ XTABLES_LOCK = "/run/xtables.lock"
 # separates the parts of a read that takes one command (a line no ufw output or file holds)
 SECTION = "@@zimbra-firewall@@"
 NO_FILE = "@@zimbra-firewall-no-file@@"
+
+
+def sections(lines: Iterable[str], marker: str = SECTION) -> list[str]:
+    """A one-command read's output (its lines, as a fact gets them) → the texts between `marker` lines, each
+    ending in a newline unless empty (an empty part stays a part)."""
+    parts, current = [], []
+    for line in lines:
+        if line == marker:
+            parts.append("".join(f"{text}\n" for text in current))
+            current = []
+        else:
+            current.append(line)
+    return [*parts, "".join(f"{text}\n" for text in current)]
 
 
 def wait_for_xtables_lock(seconds: int) -> str:
@@ -116,15 +130,58 @@ def parse_rules(text: str, ipv6: bool = True) -> list[tuple[str, ...]]:
     kind, _, body = text.partition("\n")
     if kind.strip() == "show-added":
         return parse_show_added(body)
-    v4, _, v6 = body.partition(f"\n{SECTION}6\n")
     rules = []
-    for rules_text in (v4, v6) if ipv6 else (v4,):
-        for line in rules_text.splitlines():
-            if line.startswith(TUPLE):
-                rule = command_of_tuple(line)
-                if rule and rule not in rules:  # a rule for IPv4 and IPv6 is printed once, as ufw does
-                    rules.append(rule)
+    for line in _tuple_lines(body, ipv6):
+        rule = command_of_tuple(line)
+        if rule and rule not in rules:  # a rule for IPv4 and IPv6 is printed once, as ufw does
+            rules.append(rule)
     return rules
+
+
+def _tuple_lines(body: str, ipv6: bool) -> list[str]:
+    v4, _, v6 = body.partition(f"\n{SECTION}6\n")
+    return [line for text in ((v4, v6) if ipv6 else (v4,)) for line in text.splitlines() if line.startswith(TUPLE)]
+
+
+def stored_app_ports(text: str) -> dict[str, tuple["Port", ...]]:
+    """read_user_rules' output → app name → the ports ufw stored with its rules (ufw writes a profile's ports
+    into the rule when it is added, and keeps them after the profile is gone: the kernel has those)."""
+    kind, _, body = text.partition("\n")
+    apps = {}
+    if kind.strip() != "files":
+        return apps
+    for line in _tuple_lines(body, True):
+        rule = read_tuple(line)
+        for app in (rule.dapp, rule.sapp) if rule else ():
+            port = rule.dport if app == rule.dapp else rule.sport
+            if app and port != "any":
+                apps[app] = tuple(dict.fromkeys((*apps.get(app, ()), *(_ports_of(port, rule.protocol) or ()))))
+    return apps
+
+
+PROFILE_DIR = "/etc/ufw/applications.d"
+APP_FILE = f"{SECTION}app"
+
+
+def read_app_profiles() -> str:
+    """Shell printing what parse_app_profiles reads: every file of ufw's application profiles."""
+    return f'for f in {PROFILE_DIR}/*; do [ -f "$f" ] && echo {APP_FILE} && cat "$f"; done; true'
+
+
+def parse_app_profiles(text: str) -> dict[str, tuple["Port", ...]]:
+    """read_app_profiles' output → profile name → the ports its `ports=` line opens, across every file (ufw
+    reads them with ConfigParser, as this does; a file it could not read is skipped, as ufw skips it)."""
+    apps = {}
+    for body in text.split(f"{APP_FILE}\n")[1:]:
+        parser = configparser.RawConfigParser(strict=False, interpolation=None)
+        try:
+            parser.read_string(body)
+        except configparser.Error:
+            continue
+        for name in parser.sections():
+            ports = ports_of_text(parser.get(name, "ports", fallback=""))
+            apps[name] = tuple(dict.fromkeys((*apps.get(name, ()), *ports)))
+    return apps
 
 
 @dataclass(frozen=True)
@@ -168,7 +225,10 @@ def read_tuple(line: str) -> TupleLine | None:
         dapp = "" if fields[6] == "-" else fields[6].replace("%20", " ")
         sapp = "" if fields[7] == "-" else fields[7].replace("%20", " ")
     hex_text = comment.strip()
-    text = bytes.fromhex(hex_text[: len(hex_text) // 2 * 2]).decode("utf-8", "backslashreplace")
+    try:
+        text = bytes.fromhex(hex_text[: len(hex_text) // 2 * 2]).decode("utf-8", "backslashreplace")
+    except ValueError:  # not ufw's hex: a hand edit; kept as written, so the rule is never taken for ours
+        text = hex_text
     logtype = action_words[1] if len(action_words) > 1 else ""
     return TupleLine(action, logtype, *fields[1:6], direction, interface_in, interface_out, dapp, sapp, text)
 
@@ -237,18 +297,24 @@ def parse_status(chain_status: str, defaults: str) -> dict:
 
 
 def parse_state(text: str) -> dict:
-    """The state read's output (status_read's, the user rules (read_user_rules), the profile file, separated
-    by SECTION lines) → {'active', 'incoming', 'outgoing', 'ipv6', 'rules', 'profiles'}; 'profiles' is the
-    profile file's text without its final newline, or None when there is none."""
-    parts = re.split(rf"^{SECTION}$\n?", text, maxsplit=3, flags=re.MULTILINE)
-    if len(parts) != 4:
-        raise ValueError(f"expected 4 parts in ufw's state, got {len(parts)}")
-    chain_status, defaults, added, profiles = parts
+    """The state read's output (status_read's, the user rules (read_user_rules), every profile file
+    (read_app_profiles), the deploy's profile file, separated by SECTION lines) → {'active', 'incoming',
+    'outgoing', 'ipv6', 'rules', 'apps', 'profiles'}; 'apps': app name → the ports a rule naming it opens
+    (its profile's and those ufw stored with its rules); 'profiles' is the deploy's profile file's text
+    without its final newline, or None when there is none."""
+    parts = re.split(rf"^{SECTION}$\n?", text, maxsplit=4, flags=re.MULTILINE)
+    if len(parts) != 5:
+        raise ValueError(f"expected 5 parts in ufw's state, got {len(parts)}")
+    chain_status, defaults, added, app_files, profiles = parts
     profiles = profiles.rstrip("\n")
     status = parse_status(chain_status, defaults)
+    apps = parse_app_profiles(app_files)
+    for name, ports in stored_app_ports(added).items():
+        apps[name] = tuple(dict.fromkeys((*apps.get(name, ()), *ports)))
     return {
         **status,
         "rules": parse_rules(added, status["ipv6"]),
+        "apps": apps,
         "profiles": None if profiles == NO_FILE else profiles,
     }
 
@@ -273,7 +339,7 @@ def _ports_of(spec, proto):
     ports = []
     for number in numbers:
         first, _, last = number.partition(":")
-        if not first.isdigit():
+        if not (first.isascii() and first.isdigit() and (not last or last.isascii() and last.isdigit())):
             return None  # a service name ufw did not translate: unknown ports
         ports += [Port(int(first), int(last or first), p) for p in protos]
     return tuple(ports)
@@ -361,7 +427,8 @@ def restriction_list(restrictions):
 
 def widens(args, restrictions, apps):
     """True when a rule lets in a restricted port from a source its restriction does not allow.
-    restrictions: from restriction_list; apps: profile name → Ports, for app rules (unknown apps: False)."""
+    restrictions: from restriction_list; apps: profile name → Ports, for app rules (an app nobody knows the
+    ports of: False)."""
     rule = view_rule(args)
     if rule.action not in ("allow", "limit") or not rule.inbound:
         return False
@@ -402,13 +469,16 @@ def plan_rules(
     restrictions: Mapping[str, Iterable[str]] | None = None,
     apps: Mapping[str, str] | None = None,
     purge: bool = False,
+    host_apps: Mapping[str, Iterable[Port]] | None = None,
 ) -> RulePlan:
     """What to change so ufw's user rules are `rules`, each tagged with the comment `owner`.
     current: rules from parse_show_added. Owned rules (tagged `owner`) no longer wanted are deleted; an
     untagged rule equal to a wanted one but for the tag is adopted (ufw updates it in place when added);
     an unmanaged rule that opens a port of `restrictions` ({ports text: [subnets]}) to other sources is
-    deleted; other unmanaged rules are kept and listed, or deleted when `purge`. apps: profile name →
-    ports text, to know what an app rule opens."""
+    deleted, an app rule included (`ufw allow SomeProfile` whose profile opens 7071); other unmanaged rules
+    are kept and listed, or deleted when `purge`. apps: profile name → ports text, the profiles the deploy
+    writes; host_apps: profile name → Ports, what the host's profiles and stored rules say (the state's
+    'apps'): an app rule opens the ports of both."""
     # a deploy asks the same question several times per host (will ufw change? what to add? to delete?)
     return _plan_rules(
         tuple(tuple(r) for r in current),
@@ -417,18 +487,21 @@ def plan_rules(
         tuple((ports, tuple(sources)) for ports, sources in (restrictions or {}).items()),
         tuple((apps or {}).items()),
         purge,
+        tuple((name, tuple(ports)) for name, ports in (host_apps or {}).items()),
     )
 
 
 @functools.lru_cache(maxsize=1024)
-def _plan_rules(current, rules, owner, restrictions, apps, purge) -> RulePlan:
+def _plan_rules(current, rules, owner, restrictions, apps, purge, host_apps=()) -> RulePlan:
     wanted = tuple((*without_comment(rule), "comment", owner) for rule in rules)
     wanted_bare = {without_comment(r) for r in wanted}
     comments = {r: view_rule(r).comment for r in current}
     owned = [r for r in current if comments[r] == owner]
     unmanaged = [r for r in current if comments[r] != owner and without_comment(r) not in wanted_bare]
     limits = restriction_list(dict(restrictions))
-    app_ports = {name: ports_of_text(text) for name, text in apps}
+    app_ports = dict(host_apps)
+    for name, text in apps:
+        app_ports[name] = tuple(dict.fromkeys((*app_ports.get(name, ()), *ports_of_text(text))))
     widening = tuple(r for r in unmanaged if widens(r, limits, app_ports))
     rest = tuple(r for r in unmanaged if r not in widening)
     return RulePlan(
@@ -448,12 +521,65 @@ def plan_profiles(current_text: str | None, profiles: Iterable[Profile]) -> str 
 
 
 def plan_defaults(state: dict, incoming: str, outgoing: str) -> tuple[tuple[str, str], ...]:
-    """(policy, direction) pairs to set: only those that differ (an unchanged `ufw default` still reloads)."""
+    """(policy, direction) pairs to set: only those that differ."""
     return tuple(
         (value, direction)
         for direction, value in (("incoming", incoming), ("outgoing", outgoing))
         if state[direction] != value
     )
+
+
+# Which ufw commands may run on an ACTIVE firewall without opening it, even for a moment (ufw 0.36,
+# src/frontend.py and src/backend_iptables.py; measured in the lab with a prober connecting every 10 ms):
+# - `ufw allow|deny|…`, `ufw --force delete …`, `ufw app update NAME`, `ufw logging LEVEL`: they rewrite
+#   user.rules and reload only ufw's user and logging chains (_reload_user_rules, update_logging); at worst
+#   an allowed port refuses for a moment. Safe.
+# - `ufw --force enable` on an inactive firewall: it starts from nothing filtered. Safe (and on an active one
+#   it reloads nothing at all).
+# - `ufw reload` and `ufw default …` (even unchanged): disable, then enable (frontend.set_default_policy calls
+#   stop_firewall and start_firewall); the stop flushes every chain and sets INPUT to ACCEPT (ufw-init-functions
+#   ufw_stop) for seconds, and a failed start leaves ufw off (ENABLED=no). Never run here: default_policy_script
+#   does what `ufw default` does without them.
+BUILTIN = {"incoming": "INPUT", "outgoing": "OUTPUT"}
+TARGETS = {"deny": "DROP", "reject": "REJECT", "allow": "ACCEPT"}
+
+
+def default_policy_script(changes: Iterable[tuple[str, str]], lock_wait: int = 60) -> str:
+    """Shell that sets default policies ((policy, direction) pairs, plan_defaults') as `ufw default` would, but
+    without its disable and enable: /etc/default/ufw and after*.rules as ufw writes them
+    (backend_iptables.set_default_policy), the kernel's policy chains changed in ONE iptables-restore
+    transaction per family while ufw is active (the built-in chain's policy, ufw-reject-*, ufw-track-* and
+    ufw-skip-to-policy-*, as ufw-init-functions ufw_start loads them), then `ufw logging LEVEL` for the log
+    rules that depend on the policy (user.rules' LOGGING section and the LOG-only chains). A lab test checks
+    that files and kernel then equal what `ufw default` and a reload give."""
+    lines = ["set -e"]
+    for policy, direction in changes:
+        chain, target = BUILTIN[direction], TARGETS[policy]
+        low = chain.lower()
+        lines.append(f"sed -i 's/^DEFAULT_{chain}_POLICY=.*/DEFAULT_{chain}_POLICY=\"{target}\"/' /etc/default/ufw")
+        old, new = ("BLOCK", "ALLOW") if policy == "allow" else ("ALLOW", "BLOCK")
+        lines.append(f"sed -i 's/UFW {old}/UFW {new}/g' /etc/ufw/after.rules /etc/ufw/after6.rules")
+        for exe, prefix in (("iptables", "ufw"), ("ip6tables", "ufw6")):
+            body = [
+                "*filter",
+                f":{chain} {'DROP' if target == 'REJECT' else target} [0:0]",
+                *(f"-F {prefix}-{name}-{low}" for name in ("reject", "track", "skip-to-policy")),
+                *([f"-A {prefix}-reject-{low} -j REJECT"] if target == "REJECT" else []),
+                *(
+                    f"-A {prefix}-track-{low} -p {proto} -m conntrack --ctstate NEW -j ACCEPT"
+                    for proto in (("tcp", "udp") if target == "ACCEPT" else ())
+                ),
+                f"-A {prefix}-skip-to-policy-{low} -j {target}",
+                "COMMIT",
+            ]
+            restore = "printf '%s\\n' " + " ".join(shlex.quote(line) for line in body)
+            active = f"{exe} -n -L {prefix}-user-input >/dev/null 2>&1"
+            lines.append(f"if {active}; then {restore} | {exe}-restore -n -w {int(lock_wait)}; fi")
+    # ufw's start does the same for a missing level: `low`
+    lines.append(
+        "level=$(sed -n 's/^LOGLEVEL=//p' /etc/ufw/ufw.conf); LC_ALL=C ufw logging \"${level:-low}\" >/dev/null"
+    )
+    return "\n".join(lines)
 
 
 def changes_pending(
@@ -463,6 +589,6 @@ def changes_pending(
     return bool(
         not state["active"]
         or plan_defaults(state, incoming, outgoing)
-        or plan_rules(state["rules"], **rule_arguments).changes
+        or plan_rules(state["rules"], **rule_arguments, host_apps=state["apps"]).changes
         or plan_profiles(state["profiles"], profiles) is not None
     )

@@ -6,7 +6,6 @@ import subprocess
 import sys
 import threading
 
-import pytest
 from support import REPO, deploy, flows, results, zmprov, zmprov_calls
 
 from lab import client
@@ -45,15 +44,6 @@ def assert_converged():
     changed = {op: row for op, row in again.ops.items() if row["success"] or row["error"]}
     assert changed == {}, changed
     assert {node: len(zmprov_calls(node)) for node in NODES} == calls
-
-
-@pytest.fixture(scope="module")
-def deployed_cluster():
-    client.lab("down")
-    client.lab("up", "--topology", "cluster")
-    first = deploy()
-    assert first.returncode == 0, first.stderr[-3000:]
-    return first
 
 
 def test_after_the_deploy_every_legitimate_flow_works_and_every_other_is_blocked(deployed_cluster):
@@ -148,6 +138,36 @@ def test_a_mailbox_added_then_removed_gets_its_flows_then_leaves_no_rule(deploye
     for node in NODES:
         text = rules_on(node)
         assert "10.77.0.15" not in text and "fd5a:7e3c:91b2::f" not in text, node
+    assert failures(flows("--strict")) == []
+
+
+def test_a_topology_change_on_the_deployed_cluster_opens_nothing_at_any_moment(deployed_cluster):
+    """Probers in `outside` and `mgmt` through a node's arrival and departure: no port that every policy on
+    the way closes to them ever answers."""
+    from test_fail_closed import assert_nothing_opened, both_families, probing
+
+    hosts = {h["name"]: h for h in client.status()["hosts"]}
+
+    def on(node, *ports):
+        return both_families(ports, hosts[node]["ipv4"], hosts[node]["ipv6"])
+
+    plan = {
+        "outside": {
+            "closed": on("ldap", 389, 22) + on("mailbox", 7071, 7025) + on("proxy", 11211) + on("mailbox-2", 8443),
+            "open": on("mta", 25) + on("proxy", 443),
+        },
+        "mgmt": {
+            "closed": on("mailbox", 7072) + on("proxy", 11211) + on("mailbox-2", 8443),
+            "open": on("mailbox", 7071),
+        },
+    }
+    for change in (("add", "mailbox-3", "--roles", "mailbox"), ("remove", "mailbox-3")):
+        with probing(plan) as reports:
+            client.lab(*change)
+            result = deploy()
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, [line for line in output.splitlines() if "rror" in line or "arn" in line]
+        assert_nothing_opened(reports, f"cluster, {change[0]} mailbox-3", plan)
     assert failures(flows("--strict")) == []
 
 

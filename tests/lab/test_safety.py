@@ -11,6 +11,7 @@ from support import LOCAL_ONLY, OPERATIONS, PUBLIC, PYINFRA, REPO, ZIMBRA_FQDN, 
 from test_deploy import answering, zimbra_address
 
 from lab import client
+from zimbra_firewall.safety import Switch
 
 LAB_MGMT = ["10.77.1.0/24", "fd5a:7e3c:91b2:1::/64"]
 
@@ -129,8 +130,11 @@ def test_a_change_that_cuts_ssh_off_is_rolled_back_and_reported(fresh_lab):
     cutting = group_data(management_subnets=["10.77.2.0/24"], allow_lockout_risk=True, rollback_seconds=5)
     started = time.monotonic()
     result = deploy("--group-data", cutting)
-    assert result.returncode != 0, result.stdout + result.stderr
-    assert "rollback timer fired before the change was confirmed" in result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    # the new connection fails, or gets through once the restore has run and the disarm finds the arm gone
+    assert "a new SSH connection did not get through" in output or "the rollback fired at " in output, output
+    assert "Traceback" not in output
     wait_for_rollback()
     print(f"access restored {time.monotonic() - started:.1f} s after the deploy started (rollback_seconds=5)")
     assert client.run("zimbra", "ufw", "status").stdout.strip() == "Status: inactive"
@@ -180,18 +184,14 @@ def test_ufw_is_never_active_without_the_ssh_rule(fresh_lab):
 
 
 def test_a_second_deploy_while_one_is_changing_the_firewall_refuses_clearly(fresh_lab):
-    client.run(
-        "zimbra",
-        "sh",
-        "-c",
-        "mkdir -p /var/lib/zimbra-firewall/armed && date -u +%FT%TZ > /var/lib/zimbra-firewall/armed/since",
-    )
+    switch = Switch.new()  # another deploy's arm, its timer running
+    client.run("zimbra", "sh", "-c", *switch.arm_arguments(600))
     before = host_state()
     result = deploy()
     assert result.returncode != 0
     assert "another deploy is changing this firewall" in result.stdout + result.stderr
     assert host_state() == before
-    client.run("zimbra", "rm", "-r", "/var/lib/zimbra-firewall/armed")
+    client.run("zimbra", "sh", "-c", *switch.disarm_arguments())
 
 
 def test_two_deploys_at_once_end_converged(fresh_lab):

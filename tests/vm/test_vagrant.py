@@ -5,6 +5,7 @@ the namespace side is both the controller (management network) and, from a secon
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -12,6 +13,8 @@ import time
 
 import pytest
 import testinfra
+import testinfra.backend
+import testinfra.host
 import vagrant
 from support import LOCAL_ONLY, OPERATIONS, PUBLIC, REPO, ZIMBRA_FQDN, deploy
 
@@ -38,7 +41,7 @@ def vm():
         # the VM answers OUTSIDE through its default route, which is this side
         subprocess.run(["ip", "addr", "replace", f"{OUTSIDE}/24", "dev", management["dev"]], check=True)
         host = testinfra.get_host("paramiko://zimbra", ssh_config=ssh_config.name, sudo=True)
-        yield {"address": address, "management": management["prefsrc"], "host": host}
+        yield {"address": address, "management": management["prefsrc"], "host": host, "ssh_config": ssh_config.name}
     finally:
         machine.destroy()
 
@@ -144,3 +147,47 @@ def test_audit_after_the_rollback_is_clean_and_names_it(deployed, tmp_path):
     probed = [s for s in node["sockets"] if s["probe"]]
     assert probed and all(s["probe"]["agrees"] for s in probed)
     assert {s["port"] for s in probed if s["probe"]["observed"] == "open"} >= {22, 25, 7071}
+
+
+def test_a_restart_while_armed_comes_back_with_the_snapshots_rules(deployed):
+    """A change left unconfirmed by a restart (here: armed by hand, a rule added, then `systemctl reboot`):
+    the unit the arm installed restores ufw's files before ufw.service loads them, so the unconfirmed rule is
+    not in force after the boot; the next deploy reports it and converges."""
+    from zimbra_firewall.safety import Switch
+
+    host = deployed["host"]
+    rules = "iptables-save | sed -e '/^#/d' -e 's/ \\[[0-9]*:[0-9]*\\]$//'; cat /etc/ufw/user.rules"
+    before = host.check_output(rules)
+    host.check_output(shlex.join(["sh", "-c", *Switch.new().arm_arguments(600)]))
+    host.check_output("ufw allow 9999/tcp")
+    assert "9999" in host.check_output(rules)
+    host.run("systemctl reboot")
+    time.sleep(10)
+    deadline = time.monotonic() + 600
+    while True:
+        try:
+            back = fresh_host(deployed["ssh_config"])
+            if back.run("true").rc == 0:
+                break
+        except Exception:  # the VM is still booting
+            pass
+        assert time.monotonic() < deadline, "the VM did not come back"
+        time.sleep(5)
+    assert back.check_output(rules) == before
+    assert back.check_output("ufw status").startswith("Status: active")
+    assert not back.file("/var/lib/zimbra-firewall/armed").exists
+    assert (
+        "the host restarted before the change was confirmed"
+        in back.file("/var/lib/zimbra-firewall/rollbacks.log").content_string
+    )
+    again = deploy(inventory="inventories/vagrant.py")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "ROLLBACK happened" in again.stdout + again.stderr
+
+
+def fresh_host(ssh_config):
+    """A testinfra host on a new SSH connection (testinfra.get_host would hand back its cached, dead one)."""
+    backend = testinfra.backend.get_backend("paramiko://zimbra", ssh_config=ssh_config, sudo=True)
+    host = testinfra.host.Host(backend)
+    backend.set_host(host)
+    return host

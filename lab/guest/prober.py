@@ -1,0 +1,82 @@
+"""Connect again and again, from inside a lab host, until told to stop: the witness that a port closed to
+this host never opened during a change, even for a moment.
+
+    python3 /opt/lab/prober.py --stop FILE [--interval SECONDS] [--most SECONDS] ADDRESS:PORT… → JSON
+
+A new TCP connect to every target each interval (10 ms), without waiting for the last ones: each either
+connects (the port let this host in), is refused, or gets no answer within TIMEOUT (filtered). It stops
+when FILE exists, or after --most seconds (300), and prints, per target, how many connects it tried and
+how each ended, with the times (seconds from the start) of the first and last that connected. IPv6
+targets are written [address]:port.
+"""
+
+import json
+import os
+import selectors
+import socket
+import sys
+import time
+
+TIMEOUT = 0.5
+MOST_OPEN = 900  # sockets in flight at once, under the usual limit of 1024 descriptors
+
+
+def parse_target(text):
+    address, _, port = text.rpartition(":")
+    return address.strip("[]"), int(port)
+
+
+def main(stop_file, targets, interval=0.01, most=300.0):
+    selector = selectors.DefaultSelector()
+    counts = {
+        t: {"tried": 0, "connected": 0, "refused": 0, "filtered": 0, "first": None, "last": None} for t in targets
+    }
+    started = time.monotonic()
+    next_round = started
+    in_flight = {}  # socket → (target, deadline)
+    stopping = False
+    while not stopping or in_flight:
+        now = time.monotonic()
+        stopping = stopping or os.path.exists(stop_file) or now - started > most
+        if not stopping and now >= next_round and len(in_flight) + len(targets) <= MOST_OPEN:
+            for target in targets:
+                address, port = parse_target(target)
+                sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM)
+                sock.setblocking(False)
+                sock.connect_ex((address, port))
+                selector.register(sock, selectors.EVENT_WRITE)
+                in_flight[sock] = (target, now + TIMEOUT)
+                counts[target]["tried"] += 1
+            next_round = now + interval
+        wait = max(0.0, min([next_round - now] + [deadline - now for _, deadline in in_flight.values()] or [interval]))
+        for key, _ in selector.select(wait):
+            sock = key.fileobj
+            target, _ = in_flight.pop(sock)
+            result = "connected" if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0 else "refused"
+            record(counts[target], result, time.monotonic() - started)
+            selector.unregister(sock)
+            sock.close()
+        now = time.monotonic()
+        for sock, (target, deadline) in list(in_flight.items()):
+            if now >= deadline:
+                del in_flight[sock]
+                record(counts[target], "filtered", now - started)
+                selector.unregister(sock)
+                sock.close()
+    print(json.dumps({"seconds": round(time.monotonic() - started, 2), "targets": counts}, sort_keys=True))
+
+
+def record(count, result, at):
+    count[result] += 1
+    if result == "connected":
+        count["first"] = round(at, 3) if count["first"] is None else count["first"]
+        count["last"] = round(at, 3)
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    options = {}
+    while args and args[0].startswith("--"):
+        options[args[0][2:]] = args[1]
+        args = args[2:]
+    main(options["stop"], args, float(options.get("interval", 0.01)), float(options.get("most", 300)))

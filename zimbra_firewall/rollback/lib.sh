@@ -1,0 +1,49 @@
+#!/bin/sh
+# Shell functions the dead-man's switch's scripts share (zimbra-firewall): prepended to arm.sh, disarm.sh,
+# recover.sh and to every ufw step of a run, never run alone.
+
+# state_dir DIR: the deploy's folder on the host. systemd runs restore.sh from it as root, so it must be root's
+# alone: made so when missing, tightened when it is root's but readable by others (as older versions left
+# it), refused when anyone but root could write it.
+state_dir() {
+  umask 077
+  mkdir -p "$1" || exit 1
+  if [ -L "$1" ] || [ -z "$(find "$1" -maxdepth 0 -type d -user 0 ! -perm /022)" ]; then
+    echo "refusing to use $1: it is not root's alone (owner $(stat -c %U "$1"), mode $(stat -c %a "$1"));" \
+      "find out who changed it, then chown root:root and chmod 700 it" >&2
+    exit 77
+  fi
+  chmod 700 "$1"
+}
+
+# hold_arm DIR TOKEN SECONDS: take the folder's lock (the restore takes it too, so a ufw step and a restore
+# never run at the same moment) and go on only while this run's arm, TOKEN, still holds: once the rollback
+# fired, nothing more changes the firewall.
+hold_arm() {
+  exec 9>>"$1/lock"
+  if ! flock -w "$3" 9; then
+    echo "a rollback of this firewall kept its lock for $3 s: nothing more was changed" >&2
+    exit 1
+  fi
+  [ "$(cat "$1/armed/token" 2>/dev/null)" = "$2" ] && return 0
+  if [ "$(cut -d ' ' -f 2 "$1/fired" 2>/dev/null)" = "$2" ]; then
+    echo "the rollback fired at $(cut -d ' ' -f 1 "$1/fired"); the firewall is back as it was;" \
+      "nothing more was changed" >&2
+  else
+    echo "this run's rollback is not armed (the firewall changed after this run read it):" \
+      "nothing more was changed; run the deploy again" >&2
+  fi
+  exit 1
+}
+
+# timer_gone DIR UNIT: is the arm in DIR/armed left without its timer (the host restarted, or the timer's
+# process was killed), so that nothing will ever restore it?
+timer_gone() {
+  [ "$(cat "$1/armed/boot" 2>/dev/null)" = "$(cat /proc/sys/kernel/random/boot_id)" ] || return 0
+  timer=$(cat "$1/armed/timer" 2>/dev/null)
+  case $timer in
+    systemd) ! systemctl is-active --quiet "$2.timer" && ! systemctl is-active --quiet "$2.service" ;;
+    "") return 0 ;;
+    *) ! tr '\0' ' ' < "/proc/$timer/cmdline" 2>/dev/null | grep -qF "$1" ;;
+  esac
+}
