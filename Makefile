@@ -86,7 +86,7 @@ bench: setup $(VENV)/.bench-installed
 	$(PY) bench/audit.py
 
 # up (box built or reused, libvirt in its namespace) → the VM suite inside that namespace → down, always
-vm-test: setup vm-tools
+vm-test: setup vm-tools $(VENV)/.dev-installed
 	$(PY) -m lab vms down
 	$(PY) -m lab vms up
 	ZFW_VMS=$(VM_TEST_VMS) ZFW_VM_TESTS=1 $(PY) -m lab vms run -- $(PY) -m pytest -q tests/vm; \

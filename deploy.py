@@ -8,9 +8,10 @@ from pyinfra import host
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.operations import python
 
-from tasks import prefetch, report, safety, ufw, zimbra
+from tasks import plan, prefetch, report, safety, ufw, zimbra
 from zimbra_firewall.policy import PolicyError, build_policy, read_settings, topology_attributes
 from zimbra_firewall.safety import Switch
+from zimbra_firewall.zimbra import memcached_change
 
 # Every group_data value is checked here, for every host, before any host changes; then one read of
 # Zimbra's LDAP (no JVM) gives this node's services, ports and peers, resolved as this node resolves them.
@@ -24,6 +25,7 @@ try:
 except PolicyError as error:
     raise PyinfraError(f"{host.name}: {error}") from None
 report.node_view(topology, policy.warnings, policy.refused)
+plan.show(policy, topology)
 
 # 0. A host that is not a Zimbra server with ufw, whose LDAP cannot be read, or whose firewall would cut this
 #    SSH connection off, fails here alone and untouched; what an earlier run left is finished; a rollback is
@@ -53,7 +55,7 @@ zimbra.addresses_kept(name="Peer addresses kept", addresses=policy.addresses, ke
 # 5. memcached bound where the proxies' nginx looks for it (its 11211 rule exists by now), restarted only
 #    when that changed
 current = topology.this.attributes if topology.this else {}
-zimbra.memcached_binding(
+rebound = zimbra.memcached_binding(
     name="memcached binding",
     server=policy.server,
     current=current,
@@ -61,3 +63,6 @@ zimbra.memcached_binding(
     _sudo=True,
     _sudo_user="zimbra",
 )
+# 6. what undo.py would put back: the firewall's snapshot (kept by the disarm) and memcached's previous values
+undo = memcached_change(current, policy.memcached).undo
+safety.memcached_undo_kept(name="memcached undo kept", switch=switch, undo=undo, _if=rebound.did_change)

@@ -3,7 +3,13 @@
 from pyinfra.api import FactBase
 
 from facts.zimbra import ZIMBRA_HOME
-from zimbra_firewall.safety import parse_preflight, parse_rollback_state, rollback_state_read
+from zimbra_firewall.safety import (
+    parse_preflight,
+    parse_rollback_state,
+    parse_undo_record,
+    rollback_state_read,
+    undo_record_read,
+)
 from zimbra_firewall.ufw import SECTION
 
 
@@ -37,3 +43,22 @@ class RollbackState(FactBase):
 
     def process(self, output: list[str]) -> dict:
         return parse_rollback_state("\n".join(output) + "\n")
+
+
+class UndoRecord(FactBase):
+    """
+    What undo.py can put back on this host: the record the last deploy that changed it kept
+    (/var/lib/zimbra-firewall/last): ``{"exists": True, "since": "<the deploy's arm time>", "firewall": True,
+    "memcached": {"zimbraMemcachedBindAddress": [...]}, "problem": ""}``.
+    """
+
+    @staticmethod
+    def default() -> dict:
+        """What a host without a record has (and what a read that failed gives)."""
+        return {"exists": False, "since": "", "firewall": False, "memcached": {}, "problem": ""}
+
+    def command(self) -> str:
+        return undo_record_read()
+
+    def process(self, output: list[str]) -> dict:
+        return parse_undo_record("\n".join(output) + "\n")

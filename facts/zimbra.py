@@ -85,7 +85,8 @@ class ZimbraTopology(FactBase):
         script = [
             LOCALCONFIG_VALUE,
             "host=$(lc zimbra_server_hostname 2>/dev/null); lerr=$(mktemp)",
-            f'echo "$host"; echo {SECTION}; echo "$(hostname -I 2>/dev/null)"; echo {SECTION}',
+            # printf, never echo, for what a file on the host says: dash's echo acts on -n and \c in it
+            f'printf "%s\\n" "$host"; echo {SECTION}; echo "$(hostname -I 2>/dev/null)"; echo {SECTION}',
             'if [ -z "$host" ]; then echo failed; '
             f'echo "not a Zimbra server: no zimbra_server_hostname in {LOCALCONFIG}"',
         ]
@@ -98,7 +99,7 @@ class ZimbraTopology(FactBase):
             # StartTLS asked): zmprov would not get one either, only wait longer
             script.append(
                 'elif [ "$rc" = 124 ] || grep -q "Can.t contact LDAP server" "$lerr"; then echo failed; '
-                f'msg=$(cat "$lerr"); echo "LDAP at $(lc ldap_url) does not answer: '
+                f'msg=$(cat "$lerr"); printf "%s\\n" "LDAP at $(lc ldap_url) does not answer: '
                 f'${{msg:-no reply within {LDAP_TIMEOUT} s}}"'
             )
         script.append(f'else {zmprov}; fi; rm -f "$lerr"')

@@ -1,5 +1,5 @@
 # Production overrides of group_data/all.py. Replace the documentation prefixes with your admins' subnets.
 management_subnets = ["192.0.2.0/24", "2001:db8:10::/64"]
-# Pin production host keys instead of accepting new ones:
-# ssh_known_hosts_file = "~/.ssh/known_hosts"
-# ssh_strict_host_key_checking = "yes"
+# Refuse a host whose key is not already in ~/.ssh/known_hosts (or differs from it): a firewall deploy must
+# not be talked into a machine that claims a production name. Add each key once (ssh-keyscan, checked).
+ssh_strict_host_key_checking = "yes"

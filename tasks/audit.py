@@ -130,7 +130,7 @@ def judge(visit: Visit, visits) -> audit.NodeAudit:
 
 
 def report(nodes: list[audit.NodeAudit], settings: dict) -> None:
-    generated = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    generated = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     document = audit.as_json(nodes, generated)
     click.echo(render_text(document))
     for key, render in (("audit_json", lambda d: json.dumps(d, indent=1) + "\n"), ("audit_html", render_html)):

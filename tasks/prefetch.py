@@ -42,6 +42,12 @@ def fact(cls: type[FactBase], on=None, **kwargs):
     return target.get_fact(cls, **kwargs) if value is _MISSING else value
 
 
+def peek(cls: type[FactBase], **kwargs):
+    """The current host's prefetched value of a fact, left for the operation that will use it (None when the
+    read failed or was not made)."""
+    return _fetched.get(_key(host.name, cls, kwargs))
+
+
 def forget(cls: type[FactBase]) -> None:
     """The current host's prefetched values of `cls` are no longer true (an operation changed what they read)."""
     for key in [key for key in _fetched if key[:3] == (id(host.state), host.name, cls)]:

@@ -8,6 +8,7 @@ from pyinfra.api import FunctionCommand
 from pyinfra.api.state import BaseStateCallback
 
 from zimbra_firewall.topology import Topology, describe_peers
+from zimbra_firewall.untrusted import terminal_safe
 
 _said = set()
 
@@ -15,7 +16,8 @@ _said = set()
 def report_once(level: str, message: str) -> None:
     if (host.name, message) not in _said:
         _said.add((host.name, message))
-        getattr(logger, level)(f"{host.name}: {message}")
+        # a rule's comment or a profile's name, as ufw's files hold them, may carry terminal controls
+        getattr(logger, level)(f"{host.name}: {terminal_safe(message)}")
 
 
 def node_view(topology: Topology, warnings: Iterable[str], refused: Iterable[str] = ()) -> None:
@@ -36,6 +38,16 @@ def node_view(topology: Topology, warnings: Iterable[str], refused: Iterable[str
         )
     for warning in warnings:
         logger.warning(f"{host.name}: {warning}")
+
+
+def undo_view(record: dict) -> None:
+    """Say what undo.py will put back on this node."""
+    if not record["exists"]:
+        logger.info(f"{host.name}: undo: nothing to undo")
+        return
+    parts = [f"ufw's files and rules as they were before the deploy of {record['since']}"] if record["firewall"] else []
+    parts += [f"memcached's {', '.join(record['memcached'])}"] if record["memcached"] else []
+    logger.info(f"{host.name}: undo: puts back {' and '.join(parts) or 'nothing'}")
 
 
 def fail_host(message: str) -> FunctionCommand:

@@ -13,7 +13,7 @@ from tasks import prefetch
 from tasks.report import fail_host, report_once
 from tasks.ufw import current_state, forget_state
 from zimbra_firewall.policy import Policy
-from zimbra_firewall.safety import ROLLBACK_LOG, Switch, preflight_problem, recover_arguments
+from zimbra_firewall.safety import Switch, preflight_problem, recover_arguments, reported_arguments
 from zimbra_firewall.ufw import changes_pending
 
 
@@ -60,7 +60,7 @@ def firewall_will_change(policy: Policy) -> bool:
 
 
 @operation()
-def arm_rollback(policy: Policy, switch: Switch, seconds: int = 120) -> Generator:
+def arm_rollback(policy: Policy, switch: Switch, seconds: int = 120, needed: bool | None = None) -> Generator:
     """
     When the firewall is about to change: take the host's deploy lock, snapshot ufw's files and the kernel's
     rules, and arm a timer that restores them after ``seconds`` unless ``disarm_rollback`` runs first. A
@@ -70,6 +70,7 @@ def arm_rollback(policy: Policy, switch: Switch, seconds: int = 120) -> Generato
     + policy: the host's ``Policy`` (to know whether anything will change)
     + switch: this run's ``zimbra_firewall.safety.Switch``: its token, which every later ufw step checks
     + seconds: how long the change has to prove it left SSH reachable
+    + needed: whether the firewall will change; by default the deploy's planners are asked
 
     **Example:**
 
@@ -81,7 +82,7 @@ def arm_rollback(policy: Policy, switch: Switch, seconds: int = 120) -> Generato
     """
     if not isinstance(seconds, int) or seconds < 5:
         raise OperationValueError("the rollback timer needs at least 5 seconds")
-    if not firewall_will_change(policy):
+    if not (firewall_will_change(policy) if needed is None else needed):
         host.noop("firewall already as wanted: no rollback needed")
         return
     # the snapshot is also the host's deploy lock: what was read before taking it is read again
@@ -90,12 +91,13 @@ def arm_rollback(policy: Policy, switch: Switch, seconds: int = 120) -> Generato
 
 
 @operation()
-def disarm_rollback(switch: Switch) -> Generator:
+def disarm_rollback(switch: Switch, keep: bool = True) -> Generator:
     """
     Stop the rollback timer and release the lock, if this run's arm still holds (else fail, saying when the
     rollback fired). Run it only after a new connection succeeded.
 
     + switch: this run's ``Switch``, as armed
+    + keep: keep the snapshot as the undo record (undo.py puts it back), replacing the one before
 
     **Example:**
 
@@ -103,7 +105,25 @@ def disarm_rollback(switch: Switch) -> Generator:
 
         safety.disarm_rollback(switch=switch, _if=armed.did_change)
     """
-    yield _sh(*switch.disarm_arguments())
+    yield _sh(*switch.disarm_arguments(keep))
+
+
+@operation()
+def memcached_undo_kept(switch: Switch, undo: tuple[str, ...]) -> Generator:
+    """
+    Add to the undo record the ``zmprov ms`` arguments that put memcached's previous values back (to this
+    run's record when the firewall changed too, else to a new one). Run it after memcached changed.
+
+    + switch: this run's ``Switch``
+    + undo: the arguments (zimbra_firewall.zimbra.MemcachedChange's ``undo``)
+
+    **Example:**
+
+    .. code:: python
+
+        safety.memcached_undo_kept(switch=switch, undo=change.undo, _if=rebound.did_change)
+    """
+    yield _sh(*switch.keep_memcached_arguments(undo))
 
 
 @operation()
@@ -130,7 +150,7 @@ def report_rollbacks() -> Generator:
         else:
             report_once("warning", f"ROLLBACK happened: {line}")
     if found["log"]:
-        yield _sh(f"cat {ROLLBACK_LOG} >> {ROLLBACK_LOG}.reported && rm {ROLLBACK_LOG}")
+        yield _sh(*reported_arguments(len(found["log"].splitlines())))
     if found["unfinished"]:
         what = {
             "restore": "an earlier restore was cut short: finishing it",

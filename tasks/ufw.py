@@ -5,6 +5,7 @@ nothing of Zimbra (deploy.py passes the Zimbra policy's values), so any pyinfra 
 """
 
 import re
+import shlex
 from collections.abc import Generator, Iterable, Mapping
 
 from pyinfra import host
@@ -141,8 +142,11 @@ def rules(
     # deletions do not depend on whether the additions ran, so each step plans from what it reads
     state = current_state(lock_wait)
     plan = plan_rules(state["rules"], rules, owner, restrictions, apps, purge, state["apps"])
-    for rule in plan.delete_widening:
-        report_once("warning", f"removing unmanaged rule that opens a restricted port: ufw {' '.join(rule)}")
+    for rule, ports in zip(plan.delete_widening, plan.opened, strict=True):
+        opened = ", ".join(str(port) for port in ports)
+        report_once(
+            "warning", f"removing unmanaged rule that opens {opened} wider than the policy: ufw {shlex.join(rule)}"
+        )
     for rule in plan.delete_unmanaged:
         report_once("warning", f"removing unmanaged rule (purge): ufw {' '.join(rule)}")
     for rule in plan.kept_unmanaged:

@@ -9,7 +9,7 @@ from facts.zimbra import ZIMBRA_HOME, ResolvedNames, ZimbraTopology
 from tasks import prefetch
 from zimbra_firewall.safety import keep_addresses_arguments
 from zimbra_firewall.topology import Topology, parse_resolved, render_addresses, seen_from
-from zimbra_firewall.zimbra import MEMCACHED_ATTRIBUTES, NEEDS_CLIENT_RELOAD, NEEDS_RESTART, memcached_changes
+from zimbra_firewall.zimbra import MEMCACHED_ATTRIBUTES, memcached_change
 
 ZMPROV = f"{ZIMBRA_HOME}/bin/zmprov"
 ZMMEMCACHEDCTL = f"{ZIMBRA_HOME}/bin/zmmemcachedctl"
@@ -80,17 +80,14 @@ def memcached_binding(server: str, current: Mapping[str, list[str]], attributes:
     unknown = set(attributes) - set(MEMCACHED_ATTRIBUTES)
     if unknown:
         raise OperationValueError(f"not memcached attributes: {', '.join(sorted(unknown))}")
-    current = {name: list(current.get(name, ())) for name in attributes}
-    change = memcached_changes(current, attributes)
-    if not change:
+    change = memcached_change(current, attributes)
+    if not change.arguments:
         host.noop("memcached attributes already set" if attributes else "no memcached attribute to manage here")
         return
-    changed = set(change[::2])
     name = QuoteString(server)
-    yield StringCommand(ZMPROV, "-l", "ms", name, *[QuoteString(a) for a in change])
-    if changed & NEEDS_RESTART:
-        undo = memcached_changes(attributes, current)
-        restore = StringCommand(ZMPROV, "-l", "ms", name, *[QuoteString(a) for a in undo]).get_raw_value()
+    yield StringCommand(ZMPROV, "-l", "ms", name, *[QuoteString(a) for a in change.arguments])
+    if change.restart:
+        restore = StringCommand(ZMPROV, "-l", "ms", name, *[QuoteString(a) for a in change.undo]).get_raw_value()
         yield StringCommand(
             "sh",
             "-c",
@@ -100,7 +97,7 @@ def memcached_binding(server: str, current: Mapping[str, list[str]], attributes:
                 "exit 1; }"
             ),
         )
-    if changed & NEEDS_CLIENT_RELOAD:
+    if change.reload_clients:
         yield StringCommand(ZMPROV, "rmcc", name)
 
 

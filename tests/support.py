@@ -29,6 +29,7 @@ OPERATIONS = [
     "Rollback disarmed",
     "Peer addresses kept",
     "memcached binding",
+    "memcached undo kept",
 ]
 
 

@@ -103,7 +103,9 @@ def test_show_added_gives_one_rule_per_line_with_comments_and_v6_twins_folded():
 
 def test_rule_plan_on_a_drifted_host():
     lab_policy = policy(management_subnets=["10.77.1.0/24", "fd5a:7e3c:91b2:1::/64"])
-    plan = plan_rules(parse_show_added(fixture("ufw/show-added-deployed-and-drift.txt")), **lab_policy.rule_arguments)
+    ssh = {"OpenSSH": (Port(22, 22, "tcp"),)}  # /etc/ufw/applications.d/openssh-server
+    drifted = parse_show_added(fixture("ufw/show-added-deployed-and-drift.txt"))
+    plan = plan_rules(drifted, **lab_policy.rule_arguments, host_apps=ssh)
     assert plan.add == ()
     assert plan.delete_owned == ()
     # 7071 open to all and everything open to 10.1.1.0/24 widen the policy; the rest is only listed
@@ -114,6 +116,7 @@ def test_rule_plan_on_a_drifted_host():
         **policy(
             management_subnets=["10.77.1.0/24", "fd5a:7e3c:91b2:1::/64"], purge_unmanaged_rules=True
         ).rule_arguments,
+        host_apps=ssh,
     )
     assert purge.delete_unmanaged == (("allow", "OpenSSH"), ("deny", "5000:5010/udp"))
 

@@ -131,3 +131,9 @@ def test_misspelled_key_is_refused_with_a_suggestion():
 
 def test_foreign_keys_of_pyinfra_are_not_typos():
     assert policy(ssh_port=2222, _sudo=True, ssh_known_hosts_file="/x").ssh_port == 22
+
+
+def test_memcached_can_be_left_as_zimbra_has_it():
+    p = policy(manage_memcached=False)
+    assert p.memcached == {} and p.warnings == ()
+    assert p.rules == policy().rules  # its port's rules still follow the policy

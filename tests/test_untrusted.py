@@ -2,6 +2,7 @@
 reach a command or a rule (zimbra_firewall/untrusted.py), through the topology read and the policy."""
 
 import base64
+import ipaddress
 import os
 
 import pytest
@@ -132,7 +133,7 @@ def test_urls_and_host_ports_give_host_and_port():
         ("::1", "loopback"),
         ("::ffff:10.0.0.1", "IPv4-mapped"),
         ("fe80::1", "link-local"),
-        ("fe80::1%eth0", "link-local"),
+        ("fe80::1%eth0", "zone"),
         ("169.254.1.1", "link-local"),
         ("255.255.255.255", "broadcast"),
         ("10.0.0.1", None),
@@ -141,8 +142,16 @@ def test_urls_and_host_ports_give_host_and_port():
     ],
 )
 def test_addresses_no_peer_can_have(text, problem):
-    found = peer_address_problem(ip(text))
+    found = peer_address_problem(ipaddress.ip_address(text))
     assert (found is None) if problem is None else problem in found
+
+
+@pytest.mark.parametrize("text", ["2001:db8::5%1", "fd00::1%\x1b[2J", "fe80::1%a\nb"])
+def test_an_address_with_a_zone_is_refused_everywhere_an_address_or_a_name_is_taken(text):
+    # ipaddress takes any text after %; ufw refuses the address: one such value would fail every node's run
+    for check in (ip, host_name, host_and_port):
+        with pytest.raises(Refused, match="zone"):
+            check(text)
 
 
 def test_a_value_is_shown_without_anything_a_terminal_acts_on():
@@ -342,8 +351,24 @@ def test_an_unmanaged_app_rule_whose_profile_opens_a_restricted_port_is_deleted(
     plan = plan_rules(current, **arguments, host_apps=host_apps)
     assert plan.delete_widening == (("allow", "SomeProfile"),)
     assert plan.kept_unmanaged == (("allow", "OpenSSH"), ("allow", "from", "10.10.0.0/24", "to", "any", "app", "Admin"))
-    # a profile nobody knows: its rule is kept and listed, as before
-    assert plan_rules([("allow", "Unknown")], **arguments).kept_unmanaged == (("allow", "Unknown"),)
+    # a profile nobody knows the ports of may open any restricted port: its rule goes
+    assert plan_rules([("allow", "Unknown")], **arguments).delete_widening == (("allow", "Unknown"),)
+
+
+def test_a_rule_on_a_source_port_or_app_opens_every_port_and_goes():
+    from zimbra_firewall.ufw import command_of_tuple
+
+    # as ufw prints `### tuple ### allow tcp any 0.0.0.0/0 53 0.0.0.0/0 in`: any port, from source port 53
+    from_port_53 = command_of_tuple("### tuple ### allow tcp any 0.0.0.0/0 53 0.0.0.0/0 in")
+    assert from_port_53 == ("allow", "from", "any", "port", "53", "proto", "tcp")
+    from_ssh_app = ("allow", "from", "any", "app", "OpenSSH")
+    to_ssh_app = ("allow", "to", "any", "app", "OpenSSH")
+    apps = {"OpenSSH": (Port(22, 22, "tcp"),)}
+    rules = [from_port_53, from_ssh_app, to_ssh_app]
+    plan = plan_rules(rules, **cluster_policy("mailbox").rule_arguments, host_apps=apps)
+    assert plan.delete_widening == (from_port_53, from_ssh_app)
+    assert Port(7071, 7071, "tcp") in plan.opened[0]
+    assert plan.kept_unmanaged == (to_ssh_app,)
 
 
 def test_the_hows_to_zimbra_rule_is_deleted_on_its_stored_ports_after_its_profile_is_gone():
@@ -355,5 +380,8 @@ def test_the_hows_to_zimbra_rule_is_deleted_on_its_stored_ports_after_its_profil
     )
     apps = stored_app_ports(stored)
     assert Port(7071, 7071, "tcp") in apps["Zimbra"]
+    # with a route rule, the rules come from `ufw show added`; the ports stored in the files still count
+    with_route = f"show-added\nufw allow Zimbra\nufw route allow in on wg0 out on eth0\n{SECTION}files\n" + stored[6:]
+    assert stored_app_ports(with_route) == apps
     plan = plan_rules([("allow", "Zimbra")], **cluster_policy("mailbox").rule_arguments, host_apps=apps)
     assert plan.delete_widening == (("allow", "Zimbra"),)

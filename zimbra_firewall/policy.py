@@ -387,10 +387,13 @@ def _usable(hostname: str, addresses, bounds: tuple, warnings: list[str]) -> tup
 def restricted_ports(catalogue, classes, node, management, zimbra_nodes, access):
     """((ports text, sources), ...): every non-public port (the catalogue's, and this node's at its
     attribute's number) with the only sources the policy lets reach it; an unmanaged rule opening one wider
-    is deleted."""
+    is deleted. A non-public port of an optional group that is off (9071 without admin_proxy) may be reached
+    by nobody off the host."""
     ports = {p: c for p, c in classes.items() if c != "public"}
     ports.update({p: c for p, c in node.items() if c != "public"})
-    grouped = {}
+    off = {catalogue_port(e) for e in catalogue["ports"] if e["exposure"] != "public" and e.get("group")}
+    off = {port for port in off if not any(port.overlaps(p) for p in ports)}
+    grouped = {frozenset(): sorted(off)} if off else {}
     for port, exposure in ports.items():
         sources = set()
         if exposure == "local-only":
@@ -420,7 +423,7 @@ def memcached_wanted(settings, topology: Topology, addresses: tuple[str, ...]):
     zimbraMemcachedClientServerList on a mailbox node: `auto` = 127.0.0.1 when it runs memcached itself (the
     seed's value), else left as Zimbra has it."""
     this, wanted, warnings = topology.this, {}, []
-    if this is None:
+    if this is None or not settings["manage_memcached"]:
         return wanted, warnings
     if "memcached" in this.services:
         bind = settings["memcached_bind_addresses"]

@@ -4,13 +4,14 @@ Pure but for reading those scripts.
 """
 
 import functools
+import json
 import os
 import secrets
 import shlex
 from dataclasses import dataclass
 
 from .ufw import SECTION, parse_defaults
-from .untrusted import Refused, address, port_number, shown
+from .untrusted import Refused, address, checked, port_number, shown
 
 STATE_DIR = "/var/lib/zimbra-firewall"
 ROLLBACK_LOG = f"{STATE_DIR}/rollbacks.log"  # restore.sh writes it
@@ -86,8 +87,13 @@ def rollback_script(name: str) -> str:
 
 
 def with_lib(body: str) -> str:
-    """A script that uses lib.sh's functions (state_dir, hold_arm, timer_gone): lib.sh first."""
+    """A script that uses lib.sh's functions (state_dir, hold_arm, ufw_part, put_back_files…): lib.sh first."""
     return rollback_script("lib") + body
+
+
+def restore_script() -> str:
+    """restore.sh as its timer and the unit at boot run it, alone: lib.sh's functions in it."""
+    return with_lib(rollback_script("restore"))
 
 
 @dataclass(frozen=True)
@@ -112,16 +118,43 @@ class Switch:
 
     def arm_arguments(self, seconds: int) -> tuple[str, ...]:
         """`sh -c` arguments that lock, snapshot and arm the restore timer."""
-        restore = rollback_script("restore")
-        return (with_lib(rollback_script("arm")), "arm", STATE_DIR, str(seconds), TIMER_UNIT, self.token, restore)
+        arm = with_lib(rollback_script("arm"))
+        return (arm, "arm", STATE_DIR, str(seconds), TIMER_UNIT, self.token, restore_script())
 
-    def disarm_arguments(self) -> tuple[str, ...]:
-        return (with_lib(rollback_script("disarm")), "disarm", STATE_DIR, TIMER_UNIT, self.token, "60")
+    def disarm_arguments(self, keep: bool = True) -> tuple[str, ...]:
+        """keep: the snapshot becomes the undo record (undo.py's); an undo's own is not kept."""
+        script = with_lib(rollback_script("disarm"))
+        return (script, "disarm", STATE_DIR, TIMER_UNIT, self.token, "60", "keep" if keep else "drop")
+
+    def keep_memcached_arguments(self, undo: tuple[str, ...]) -> tuple[str, ...]:
+        """`sh -c` arguments that add to the undo record the `zmprov ms` arguments putting memcached's previous
+        values back: to this run's record when its firewall changed too, else to a new one."""
+        body = (
+            'state_dir "$1"; if [ "$(cat "$1/last/token" 2>/dev/null)" != "$2" ]; then rm -rf "$1/last"; '
+            'mkdir "$1/last"; date -u +%FT%TZ > "$1/last/since"; printf "%s\\n" "$2" > "$1/last/token"; fi; '
+            'printf %s "$3" > "$1/last/memcached"\n'
+        )
+        return (with_lib(body), "keep-memcached", STATE_DIR, self.token, json.dumps(list(undo)))
+
+    def undo_arguments(self) -> tuple[str, ...]:
+        """`sh -c` arguments that put the firewall of the undo record back (rollback/undo.sh), guarded."""
+        return (with_lib(rollback_script("undo")), "undo", STATE_DIR, self.token, str(self.lock_wait + 150))
+
+
+def reported_arguments(lines: int) -> tuple[str, ...]:
+    """`sh -c` arguments that move the first `lines` lines of rollbacks.log, those just reported, to
+    rollbacks.log.reported: under the state folder's lock, so a restore's line written since stays for the
+    next run to report."""
+    body = (
+        'exec 9>>"$1/lock" && flock 9 && head -n "$2" "$1/rollbacks.log" >> "$1/rollbacks.log.reported" && '
+        'sed -i "1,$2d" "$1/rollbacks.log" && { [ -s "$1/rollbacks.log" ] || rm "$1/rollbacks.log"; }'
+    )
+    return (body, "reported", STATE_DIR, str(lines))
 
 
 def recover_arguments() -> tuple[str, ...]:
     """`sh -c` arguments that finish what an earlier run left: a restore cut short, an arm without its timer."""
-    return (with_lib(rollback_script("recover")), "recover", STATE_DIR, TIMER_UNIT)
+    return (with_lib(rollback_script("recover")), "recover", STATE_DIR, TIMER_UNIT, restore_script())
 
 
 def rollback_state_read() -> str:
@@ -146,3 +179,46 @@ def keep_addresses_arguments(text: str) -> tuple[str, ...]:
     """`sh -c` arguments that write the addresses file (zimbra_firewall.topology.render_addresses's text)."""
     body = 'state_dir "$1"; printf %s "$2" > "$1/addresses.new" && mv "$1/addresses.new" "$1/addresses"\n'
     return (with_lib(body), "keep-addresses", STATE_DIR, text)
+
+
+UNDO_DIR = f"{STATE_DIR}/last"
+
+
+def undo_record_read() -> str:
+    """Shell printing what parse_undo_record reads: the undo record the last changing deploy kept."""
+    return (
+        f'd={shlex.quote(UNDO_DIR)}; if [ -d "$d" ]; then echo since=$(cat "$d/since" 2>/dev/null); '
+        f'[ -f "$d/snapshot.tar" ] && echo firewall=yes; fi; echo {SECTION}; cat "$d/memcached" 2>/dev/null; true'
+    )
+
+
+def parse_undo_record(text: str) -> dict:
+    """undo_record_read's output → {'exists', 'since', 'firewall', 'memcached': {attribute: [values]}}: what
+    undo.py puts back. The memcached part is checked as a value from LDAP is (it came from there): a record
+    that does not pass gives no memcached change, with the reason in 'problem'."""
+    head, _, memcached = text.partition(f"{SECTION}\n")
+    values = dict(line.split("=", 1) for line in head.splitlines() if "=" in line)
+    record = {"exists": "since" in values, "since": values.get("since", ""), "firewall": "firewall" in values}
+    record["memcached"], record["problem"] = {}, ""
+    if memcached.strip():
+        try:
+            record["memcached"] = memcached_values(json.loads(memcached))
+        except (ValueError, Refused) as why:
+            record["problem"] = f"the record of memcached's previous values is not usable ({why})"
+    return record
+
+
+def memcached_values(arguments: list) -> dict[str, list[str]]:
+    """`zmprov ms` arguments (attribute, value, …; '' unsets) → {attribute: [values]}, each checked."""
+    kinds = {"zimbraMemcachedBindAddress": "address", "zimbraMemcachedBindPort": "port"}
+    kinds["zimbraMemcachedClientServerList"] = "endpoint"
+    if not isinstance(arguments, list) or len(arguments) % 2 or not all(isinstance(a, str) for a in arguments):
+        raise Refused("not attribute and value pairs")
+    wanted = {}
+    for name, value in zip(arguments[::2], arguments[1::2], strict=True):
+        if name not in kinds:
+            raise Refused(f"{shown(name)} is not a memcached attribute")
+        wanted.setdefault(name, [])
+        if value:
+            wanted[name].append(checked(kinds[name], value))
+    return wanted

@@ -251,6 +251,14 @@ SETTINGS = (
         text(r"[A-Za-z0-9][A-Za-z0-9_.:-]*", "a plain tag (letters, digits, _ . : -)", 64),
     ),
     Setting(
+        "manage_memcached",
+        True,
+        "`True`, `False`",
+        "`False`: leave memcached's attributes (and memcached) as Zimbra has them; its port's rules still follow "
+        "the policy",
+        boolean,
+    ),
+    Setting(
         "memcached_bind_addresses",
         "auto",
         "`auto`, IP addresses",

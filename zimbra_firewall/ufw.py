@@ -115,23 +115,36 @@ TUPLE = "### tuple ###"
 ANYWHERE_TEXT = ("0.0.0.0/0", "::/0")
 
 
+RULE_FILES = f"{SECTION}files"
+
+
 def read_user_rules() -> str:
-    """Shell printing what parse_rules reads: ufw's user rule files (ufw's Python not started), or `ufw show
-    added` when a route rule is there (their printing is not reimplemented here)."""
+    """Shell printing what parse_rules reads: ufw's user rule files (ufw's Python not started), after `ufw
+    show added` when a route rule is there (their printing is not reimplemented here; the files still give
+    the ports ufw stored with app rules)."""
     v4, v6 = USER_RULES
     return (
-        f"if grep -qs '^{TUPLE} route:' {v4} {v6}; then echo show-added; LC_ALL=C ufw show added; "
-        f"else echo files; cat {v4}; echo {SECTION}6; cat {v6} 2>/dev/null; fi"
+        f"if grep -qs '^{TUPLE} route:' {v4} {v6}; then echo show-added && LC_ALL=C ufw show added && "
+        f"echo {RULE_FILES}; else echo files; fi && cat {v4} && echo {SECTION}6 && cat {v6} 2>/dev/null"
     )
+
+
+def _rule_parts(text: str) -> tuple[str, str, str]:
+    """read_user_rules' output → (its kind, what `ufw show added` printed or "", the rule files' text)."""
+    kind, _, body = text.partition("\n")
+    if kind.strip() != "show-added":
+        return kind.strip(), "", body
+    added, _, files = body.partition(f"\n{RULE_FILES}\n")
+    return "show-added", added, files
 
 
 def parse_rules(text: str, ipv6: bool = True) -> list[tuple[str, ...]]:
     """read_user_rules' output → the rules as `ufw show added` prints them (argument tuples, in order)."""
-    kind, _, body = text.partition("\n")
-    if kind.strip() == "show-added":
-        return parse_show_added(body)
+    kind, added, files = _rule_parts(text)
+    if kind == "show-added":
+        return parse_show_added(added)
     rules = []
-    for line in _tuple_lines(body, ipv6):
+    for line in _tuple_lines(files, ipv6):
         rule = command_of_tuple(line)
         if rule and rule not in rules:  # a rule for IPv4 and IPv6 is printed once, as ufw does
             rules.append(rule)
@@ -146,11 +159,8 @@ def _tuple_lines(body: str, ipv6: bool) -> list[str]:
 def stored_app_ports(text: str) -> dict[str, tuple["Port", ...]]:
     """read_user_rules' output → app name → the ports ufw stored with its rules (ufw writes a profile's ports
     into the rule when it is added, and keeps them after the profile is gone: the kernel has those)."""
-    kind, _, body = text.partition("\n")
     apps = {}
-    if kind.strip() != "files":
-        return apps
-    for line in _tuple_lines(body, True):
+    for line in _tuple_lines(_rule_parts(text)[2], True):
         rule = read_tuple(line)
         for app in (rule.dapp, rule.sapp) if rule else ():
             port = rule.dport if app == rule.dapp else rule.sport
@@ -354,6 +364,9 @@ def view_rule(args: tuple[str, ...]) -> RuleView:
     if words and words[0] in ("in", "out"):
         inbound = words.pop(0) == "in"
     extended = any(w in ("from", "to", "on") for w in words)
+    # `port` and `app` after `from` are the source's: they narrow who may connect, not where to, so a rule
+    # with a source port alone (`allow from any port 53`) lets in every port
+    side = "to"
     while words:
         word = words.pop(0)
         if word == "comment":
@@ -365,15 +378,17 @@ def view_rule(args: tuple[str, ...]) -> RuleView:
             if not port_spec[:1].isdigit():
                 app, port_spec = word, None
         elif word == "from":
-            sources = _networks(words.pop(0))
-        elif word == "port":
-            port_spec = words.pop(0)
+            side, sources = word, _networks(words.pop(0))
+        elif word == "to":
+            side, destinations = word, _networks(words.pop(0))
         elif word == "proto":
             proto = words.pop(0)
-        elif word == "app":
-            app = words.pop(0)
-        elif word == "to":
-            destinations = _networks(words.pop(0))
+        elif word in ("port", "app"):
+            value = words.pop(0)
+            if side == "to" and word == "port":
+                port_spec = value
+            elif side == "to":
+                app = value
         elif word == "on":
             interface = words.pop(0)
     ports = _ports_of(port_spec, proto) if port_spec else None
@@ -425,24 +440,21 @@ def restriction_list(restrictions):
     ]
 
 
-def widens(args, restrictions, apps):
-    """True when a rule lets in a restricted port from a source its restriction does not allow.
-    restrictions: from restriction_list; apps: profile name → Ports, for app rules (an app nobody knows the
-    ports of: False)."""
+def widened(args, restrictions, apps) -> tuple[Port, ...]:
+    """The restricted ports a rule lets in from a source their restriction does not allow (none: the rule
+    widens nothing). restrictions: from restriction_list; apps: profile name → Ports, for app rules (an app
+    nobody knows the ports of may let in any of them: it is taken as opening every port, so that its rule
+    goes rather than a port it opens staying open)."""
     rule = view_rule(args)
     if rule.action not in ("allow", "limit") or not rule.inbound:
-        return False
-    if rule.app:
-        ports = apps.get(rule.app)
-        if ports is None:
-            return False
-    else:
-        ports = rule.ports
+        return ()
+    ports = apps.get(rule.app) if rule.app else rule.ports
+    opened = []
     for restricted, allowed in restrictions:
-        opens = ports is None or any(p.overlaps(r) for p in ports for r in restricted)
-        if opens and not all(holds(allowed, source) for source in rule.sources):
-            return True
-    return False
+        if all(holds(allowed, source) for source in rule.sources):
+            continue
+        opened += [r for r in restricted if ports is None or any(p.overlaps(r) for p in ports)]
+    return tuple(sorted(set(opened)))
 
 
 @dataclass(frozen=True)
@@ -452,6 +464,7 @@ class RulePlan:
     delete_widening: tuple
     delete_unmanaged: tuple
     kept_unmanaged: tuple
+    opened: tuple = ()  # per rule of delete_widening, the restricted ports it opens wider than allowed
 
     @property
     def changes(self):
@@ -502,7 +515,8 @@ def _plan_rules(current, rules, owner, restrictions, apps, purge, host_apps=()) 
     app_ports = dict(host_apps)
     for name, text in apps:
         app_ports[name] = tuple(dict.fromkeys((*app_ports.get(name, ()), *ports_of_text(text))))
-    widening = tuple(r for r in unmanaged if widens(r, limits, app_ports))
+    opened = tuple((r, widened(r, limits, app_ports)) for r in unmanaged)
+    widening = tuple(r for r, ports in opened if ports)
     rest = tuple(r for r in unmanaged if r not in widening)
     return RulePlan(
         add=tuple(r for r in wanted if r not in current),
@@ -510,6 +524,7 @@ def _plan_rules(current, rules, owner, restrictions, apps, purge, host_apps=()) 
         delete_widening=widening,
         delete_unmanaged=rest if purge else (),
         kept_unmanaged=() if purge else rest,
+        opened=tuple(ports for _, ports in opened if ports),
     )
 
 

@@ -53,14 +53,25 @@ def _escape(character: str) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
+def _ip_literal(text: str) -> IPAddress | None:
+    """An IP address literal, or None when `text` is not one; refused with an IPv6 zone (`%eth0`), since
+    `ipaddress` takes any text after the `%` and no tool a rule reaches (ufw, iptables) takes a zone."""
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if getattr(ip, "scope_id", None) is not None:
+        raise Refused("an IPv6 address with a zone (%…)")
+    return ip
+
+
 def host_name(text: str) -> str:
     """A DNS host name (RFC 1123) or an IP address literal; returned as written, a final dot dropped."""
     if not isinstance(text, str):
         raise Refused("not text")
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        pass
+    ip = _ip_literal(text)
+    if ip is not None:
+        return str(ip)
     name = text[:-1] if text.endswith(".") else text
     if not name or len(name) > 253:
         raise Refused("not a host name (1-253 characters)")
@@ -77,11 +88,11 @@ def port_number(text: str) -> int:
 
 
 def address(text: str) -> IPAddress:
-    """An IP address, as `ipaddress` parses it (an IPv6 zone such as %eth0 is kept)."""
-    try:
-        return ipaddress.ip_address(text)
-    except ValueError:
-        raise Refused("not an IP address") from None
+    """An IP address, as `ipaddress` parses it, without an IPv6 zone."""
+    ip = _ip_literal(text) if isinstance(text, str) else None
+    if ip is None:
+        raise Refused("not an IP address")
+    return ip
 
 
 def service(text: str) -> str:
@@ -102,10 +113,9 @@ def host_and_port(text: str) -> tuple[str, int | None]:
     """ "host", "host:port", "[v6]", "[v6]:port" or a bare IPv6 address → (host, port or None)."""
     if not isinstance(text, str):
         raise Refused("not text")
-    try:
-        return str(ipaddress.ip_address(text)), None
-    except ValueError:
-        pass
+    ip = _ip_literal(text)
+    if ip is not None:
+        return str(ip), None
     if text.startswith("["):
         inside, closed, rest = text[1:].partition("]")
         if not closed or (rest and not rest.startswith(":")):
@@ -160,6 +170,8 @@ def checked(kind: str, text: str) -> str:
 def peer_address_problem(ip: IPAddress) -> str | None:
     """Why an address can never be a Zimbra peer's, or None: a rule from it would let in nobody real, or
     everybody (0.0.0.0 and :: mean "any" to some tools), or a whole link."""
+    if getattr(ip, "scope_id", None) is not None:
+        return "an address with a zone (%…)"
     if ip.is_unspecified:
         return "the unspecified address"
     if ip.is_loopback:

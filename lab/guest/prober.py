@@ -10,11 +10,11 @@ how each ended, with the times (seconds from the start) of the first and last th
 targets are written [address]:port.
 """
 
+import argparse
 import json
 import os
 import selectors
 import socket
-import sys
 import time
 
 TIMEOUT = 0.5
@@ -74,9 +74,10 @@ def record(count, result, at):
 
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    options = {}
-    while args and args[0].startswith("--"):
-        options[args[0][2:]] = args[1]
-        args = args[2:]
-    main(options["stop"], args, float(options.get("interval", 0.01)), float(options.get("most", 300)))
+    parser = argparse.ArgumentParser(description="connect to each TARGET in turn until the STOP file exists")
+    parser.add_argument("targets", nargs="+", metavar="TARGET", help="address:port, [v6]:port")
+    parser.add_argument("--stop", required=True, help="a file whose creation ends the probing")
+    parser.add_argument("--interval", type=float, default=0.01)
+    parser.add_argument("--most", type=float, default=300, help="seconds at most")
+    options = parser.parse_args()
+    main(options.stop, options.targets, options.interval, options.most)

@@ -241,7 +241,7 @@ def test_drift_on_one_node_is_repaired_there_and_the_others_are_left_alone(deplo
         "New SSH connection": 1,
         "Rollback disarmed": 1,
     }
-    assert "mailbox-2: removing unmanaged rule that opens a restricted port: ufw allow 7071" in (
+    assert "mailbox-2: removing unmanaged rule that opens 7071/tcp wider than the policy: ufw allow 7071" in (
         repaired.stdout + repaired.stderr
     )
     assert failures(flows("--strict")) == []

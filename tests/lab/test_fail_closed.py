@@ -116,6 +116,29 @@ def test_a_restore_of_an_active_firewall_opens_nothing_and_puts_the_kernel_back_
     assert "restored the ufw rules and policies of" in log and "FAILED" not in log
 
 
+def ufw_chains():
+    """The filter table's ufw chains and their rules, without counters."""
+    rules = client.run("zimbra", "iptables-save", "-t", "filter").stdout.splitlines()
+    return [line.split(" [")[0] for line in rules if line.startswith((":ufw", "-A ufw"))]
+
+
+def test_a_restore_leaves_other_programs_rules_of_meanwhile_and_drops_ufw_files_made_since(deployed):
+    before = ufw_chains()
+    arm_by_hand(5)
+    client.run("zimbra", "ufw", "allow", "8080/tcp")
+    # what fail2ban does while the change waits for its confirmation: its own chain, a ban, a hook in INPUT
+    ban = "iptables -N f2b-sshd && iptables -A f2b-sshd -s 10.77.2.99 -j REJECT && iptables -I INPUT -j f2b-sshd"
+    client.run("zimbra", "sh", "-c", ban)
+    client.run("zimbra", "sh", "-c", "printf '[Extra]\\nports=7071/tcp\\n' > /etc/ufw/applications.d/extra")
+    wait_for_rollback()
+    assert ufw_chains() == before
+    kernel = client.run("zimbra", "iptables-save", "-t", "filter").stdout
+    assert "-A f2b-sshd -s 10.77.2.99/32 -j REJECT" in kernel and "-A INPUT -j f2b-sshd" in kernel
+    assert client.run("zimbra", "test", "-e", "/etc/ufw/applications.d/extra", check=False).returncode == 1
+    log = client.run("zimbra", "cat", f"{STATE_DIR}/rollbacks.log").stdout
+    assert "restored the ufw rules and policies of" in log and "FAILED" not in log
+
+
 def test_a_default_policy_change_on_an_active_firewall_opens_nothing_and_is_what_ufw_default_gives(deployed):
     for policy in ("reject", "deny"):
         with probing() as reports:
@@ -242,7 +265,7 @@ def test_a_restore_that_fails_says_so_now_and_the_next_run_reports_it_as_a_failu
         "zimbra",
         "sed",
         "-i",
-        "0,/^COMMIT$/s//-A NO-SUCH-CHAIN -j ACCEPT\\nCOMMIT/",
+        "/^\\*filter/,/^COMMIT$/s/^COMMIT$/-A ufw-user-input -j NO-SUCH-CHAIN\\nCOMMIT/",
         f"{STATE_DIR}/armed/iptables.rules",
     )
     result = deploy()

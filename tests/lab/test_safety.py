@@ -191,7 +191,7 @@ def test_a_second_deploy_while_one_is_changing_the_firewall_refuses_clearly(fres
     assert result.returncode != 0
     assert "another deploy is changing this firewall" in result.stdout + result.stderr
     assert host_state() == before
-    client.run("zimbra", "sh", "-c", *switch.disarm_arguments())
+    client.run("zimbra", "sh", "-c", *switch.disarm_arguments(keep=False))
 
 
 def test_two_deploys_at_once_end_converged(fresh_lab):

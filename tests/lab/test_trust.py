@@ -207,7 +207,8 @@ def test_a_rule_for_someone_elses_profile_that_opens_an_admin_port_to_all_is_del
         result = deploy()
         output = result.stdout + result.stderr
         assert result.returncode == 0, output[-3000:]
-        assert "mailbox-2: removing unmanaged rule that opens a restricted port: ufw allow SomeProfile" in output
+        removed = "removing unmanaged rule that opens 80/tcp, 7071/tcp wider than the policy: ufw allow SomeProfile"
+        assert f"mailbox-2: {removed}" in output
         assert client.probe("outside", address, ["7071/tcp"]) == {"7071/tcp": "filtered"}
         assert all_rules() == cluster
     finally:

@@ -37,13 +37,16 @@ if [ -d /run/systemd/system ] && command -v systemd-run >/dev/null; then
   boot=/etc/systemd/system/$unit-at-boot.service
   printf '%s\n' "[Unit]" "Description=zimbra-firewall: put the firewall back when a restart left a change unconfirmed" \
     "DefaultDependencies=no" "After=local-fs.target" "Before=ufw.service network-pre.target" \
-    "ConditionPathExists=$armed" "" "[Service]" "Type=oneshot" "ExecStart=/bin/sh $state/restore.sh $state 0 boot" \
-    "" "[Install]" "WantedBy=multi-user.target" > "$boot.new"
-  if cmp -s "$boot.new" "$boot"; then
-    rm "$boot.new"
-  else
-    chmod 644 "$boot.new" && mv "$boot.new" "$boot" && systemctl daemon-reload && systemctl enable --quiet "$unit-at-boot"
+    "ConditionPathExists=|$armed" "ConditionPathExists=|$state/restoring" "" "[Service]" "Type=oneshot" \
+    "ExecStart=/bin/sh $state/restore.sh $state 0 boot" "" "[Install]" "WantedBy=multi-user.target" > "$boot.new"
+  # each step its own command, so that set -e stops the arm at the one that fails
+  if ! cmp -s "$boot.new" "$boot"; then
+    chmod 644 "$boot.new"
+    mv "$boot.new" "$boot"
+    systemctl daemon-reload
   fi
+  rm -f "$boot.new"
+  systemctl is-enabled --quiet "$unit-at-boot" || systemctl enable --quiet "$unit-at-boot"
   # --collect: a restore that failed must not keep the unit's name from the next run;
   # AccuracySec: systemd would otherwise fire up to a minute late
   systemd-run --quiet --collect --unit="$unit" --on-active="${seconds}s" --timer-property=AccuracySec=1s \

@@ -47,3 +47,31 @@ timer_gone() {
     *) ! tr '\0' ' ' < "/proc/$timer/cmdline" 2>/dev/null | grep -qF "$1" ;;
   esac
 }
+
+# ufw_part [FILE…]: of iptables-save's output, the filter table's ufw chains and built-in policies, as
+# iptables-restore --noflush takes them (counters dropped): what ufw owns in the kernel
+ufw_part() {
+  awk '/^\*/ { filter = ($0 == "*filter") }
+    filter && /^:(INPUT|FORWARD|OUTPUT) / { print $1, $2, "[0:0]" }
+    filter && /^:ufw6?-/ { print $1, $2, "[0:0]" }
+    filter && /^-A ufw6?-/ { print }' "$@"
+}
+
+ufw_chain_names() {
+  ufw_part "$@" | awk '/^:ufw/ { print $1 }' | sort
+}
+
+# same_ufw_chains FAMILY FILE: do FILE (a snapshot of FAMILY's rules) and the kernel now hold the same ufw
+# chains, and some (ufw active then and now)? Only then can ufw's part alone be put back: a chain either side
+# lacks would stay hooked in, or be missing
+same_ufw_chains() {
+  [ -n "$(ufw_chain_names "$2")" ] && [ "$(ufw_chain_names "$2")" = "$("$1-save" -t filter | ufw_chain_names)" ]
+}
+
+# put_back_files TAR: ufw's files as the snapshot TAR holds them: extracted, and those made since removed
+put_back_files() {
+  tar -C / -xf "$1" || return 1
+  tar -tf "$1" | sed 's|/$||' > "$1.list" || return 1
+  find /etc/ufw /etc/default/ufw ! -type d 2>/dev/null | sed 's|^/||' | grep -vxF -f "$1.list" |
+    while read -r made; do rm -f "/$made"; done
+}

@@ -4,8 +4,8 @@
 # host restarted, or the timer's process was killed) is restored, since its change was never confirmed. An
 # arm whose timer runs, another deploy's, is left alone. Under the state folder's lock, so that the answer
 # cannot change before it is acted on.
-#   sh -c "$(cat lib.sh recover.sh)" recover STATE_DIR TIMER_UNIT
-state=$1 unit=$2
+#   sh -c "$(cat lib.sh recover.sh)" recover STATE_DIR TIMER_UNIT RESTORE_SCRIPT_TEXT
+state=$1 unit=$2 restore=$3
 exec 9>>"$state/lock"
 flock 9
 if [ -d "$state/restoring" ]; then
@@ -15,10 +15,7 @@ elif [ -d "$state/armed" ] && timer_gone "$state" "$unit"; then
 else
   exit 0
 fi
-if [ ! -f "$state/restore.sh" ]; then
-  rm -rf "$state/armed"
-  echo "$(date -u +%FT%TZ) an arm cut short before it completed changed nothing: nothing to restore" >> "$state/rollbacks.log"
-  exit 0
-fi
+# this deploy's restore (an arm cut short may not have written one; restore.sh tells whether it changed anything)
+printf '%s' "$restore" > "$state/restore.sh"
 exec 9>&-
 exec /bin/sh "$state/restore.sh" "$state" 0 "$why"

@@ -1,9 +1,11 @@
 #!/bin/sh
 # The dead-man's switch firing (zimbra-firewall): the change was not confirmed, so ufw's files and the
-# kernel's rules go back to the snapshot arm.sh took. The kernel's in one transaction per table and
-# family (iptables-restore, ip6tables-restore), never through a moment in which the firewall lets
-# everything in, as `ufw reload` (disable, then enable) would; then the kernel is compared with the
-# snapshot. The next run reports the line this writes to rollbacks.log, a failure as a failure.
+# kernel's rules go back to the snapshot arm.sh took, in one transaction per family (iptables-restore,
+# ip6tables-restore), never through a moment in which the firewall lets everything in, as `ufw reload`
+# (disable, then enable) would. While ufw was active then and is now, with the same chains, only ufw's part
+# comes back (--noflush: other programs' rules, Docker's, fail2ban's bans, stay as they are now); else the
+# tables ufw makes come back whole. Then the kernel is compared with the snapshot. The next run reports the
+# line this writes to rollbacks.log, a failure as a failure. arm.sh writes it after lib.sh's functions.
 #   /bin/sh STATE_DIR/restore.sh STATE_DIR SECONDS WHY
 # WHY: timer (it fired), boot (before ufw.service, which then loads the restored files), or the words of
 # the run that found the arm without its timer, or an earlier restore cut short.
@@ -29,10 +31,10 @@ if [ ! -s "$d/token" ]; then
 fi
 printf '%s %s\n' "$(date -u +%T)" "$(cat "$d/token")" > "$state/fired"
 failed=""
-tar -C / -xf "$d/snapshot.tar" || failed="ufw's files could not be put back"
-# A table the snapshot lacks did not exist then, which filters nothing: it is given back empty, with every
-# built-in chain accepting (as iptables-restore empties a table it is given). Only the tables ufw makes
-# (filter, and those its rule files name): another program's are not ours to empty.
+put_back_files "$d/snapshot.tar" || failed="ufw's files could not be put back"
+# the tables ufw makes (filter, and those its rule files name); another program's are not ours to touch. A
+# table the snapshot lacks did not exist then, which filters nothing: it is given back empty, with every
+# built-in chain accepting (as iptables-restore empties a table it is given)
 builtins() {
   case $1 in
     filter | security) echo INPUT FORWARD OUTPUT ;;
@@ -41,15 +43,19 @@ builtins() {
     raw) echo PREROUTING OUTPUT ;;
   esac
 }
-restore_input() {
-  for table in $("$1-save" | sed -n 's/^\*//p'); do
-    grep -qx "\*$table" "$2" && continue
-    [ "$table" = filter ] || grep -qsx "\*$table" /etc/ufw/*.rules || continue
-    echo "*$table"
-    for chain in $(builtins "$table"); do echo ":$chain ACCEPT [0:0]"; done
-    echo COMMIT
+ufw_tables() {
+  { echo filter; sed -n 's/^\*//p' /etc/ufw/*.rules 2>/dev/null; } | sort -u
+}
+whole_tables() {
+  for table in $(ufw_tables); do
+    if grep -qx "\*$table" "$1"; then
+      awk -v t="*$table" '$0 == t { on = 1 } on { print } on && /^COMMIT$/ { exit }' "$1"
+    elif "$2-save" | grep -qx "\*$table"; then
+      echo "*$table"
+      for chain in $(builtins "$table"); do echo ":$chain ACCEPT [0:0]"; done
+      echo COMMIT
+    fi
   done
-  cat "$2"
 }
 # the rules without comments and counters, and without tables that filter nothing (an empty table whose
 # built-in chains accept is the same as no table)
@@ -62,13 +68,25 @@ normalized() {
 if [ "$why" != boot ]; then
   for family in iptables ip6tables; do
     [ -e "$d/$family.rules" ] || continue
-    restore_input "$family" "$d/$family.rules" > "$d/$family.restore"
-    if ! "$family-restore" -w 60 < "$d/$family.restore"; then
+    if same_ufw_chains "$family" "$d/$family.rules"; then
+      { echo "*filter"; ufw_part "$d/$family.rules"; echo COMMIT; } > "$d/$family.restore"
+      noflush=-n
+    else
+      whole_tables "$d/$family.rules" "$family" > "$d/$family.restore"
+      noflush=""
+    fi
+    # shellcheck disable=SC2086 # $noflush: one option or none
+    if ! "$family-restore" $noflush -w 60 < "$d/$family.restore"; then
       failed="${failed:+$failed; }$family-restore failed"
       continue
     fi
-    normalized "$d/$family.restore" > "$d/$family.wanted"
-    "$family-save" | normalized > "$d/$family.now"
+    if [ -n "$noflush" ]; then
+      ufw_part "$d/$family.restore" > "$d/$family.wanted"
+      "$family-save" -t filter | ufw_part > "$d/$family.now"
+    else
+      normalized "$d/$family.restore" > "$d/$family.wanted"
+      for table in $(ufw_tables); do "$family-save" -t "$table" 2>/dev/null; done | normalized > "$d/$family.now"
+    fi
     cmp -s "$d/$family.wanted" "$d/$family.now" ||
       failed="${failed:+$failed; }the kernel's $family rules differ from the snapshot after the restore"
   done

@@ -1,0 +1,27 @@
+"""Say, per node and before anything changes, what the run will change: the ufw commands, the zmprov
+change, whether memcached restarts (zimbra_firewall/plan.py), from the reads made while pyinfra loads the
+deploy. No command of its own: --dry shows it too."""
+
+from pyinfra import host, logger
+
+from facts.safety import Preflight
+from facts.ufw import UfwState
+from tasks import prefetch
+from zimbra_firewall.plan import node_plan
+from zimbra_firewall.policy import Policy
+from zimbra_firewall.safety import preflight_problem
+from zimbra_firewall.topology import Topology
+from zimbra_firewall.ufw import PROFILE_PATH
+from zimbra_firewall.untrusted import terminal_safe
+
+
+def show(policy: Policy, topology: Topology) -> None:
+    state = prefetch.peek(UfwState, profile_path=PROFILE_PATH, lock_wait=policy.xtables_lock_wait)
+    found = prefetch.peek(Preflight, _sudo=False)
+    if state is None or found is None:
+        logger.info(f"{host.name}: plan: not known yet (a read failed; the step that needs it says why)")
+        return
+    current = topology.this.attributes if topology.this else {}
+    lines = node_plan(state, policy, current, refused=preflight_problem(policy, found) or "")
+    text = "".join(f"\n        {line}" for line in lines) if lines else " nothing to change"
+    logger.info(f"{host.name}: plan:{terminal_safe(text)}")  # rules as ufw's files hold them

@@ -1,0 +1,59 @@
+"""Operations of undo.py: refuse a host with nothing to undo, put its firewall back from the undo record
+(zimbra_firewall/rollback/undo.sh, under the undo's own dead-man's switch), and use the record up."""
+
+from collections.abc import Generator
+
+from pyinfra import host
+from pyinfra.api import QuoteString, StringCommand, operation
+
+from facts.safety import UndoRecord
+from tasks import prefetch
+from tasks.report import fail_host
+from tasks.ufw import forget_state
+from zimbra_firewall.safety import UNDO_DIR, Switch
+
+
+def reads() -> prefetch.Reads:
+    """The fact this module's operations read (for tasks/prefetch.py)."""
+    return [(UndoRecord, {})]
+
+
+def record() -> dict:
+    """The host's undo record (facts.safety.UndoRecord), as read while loading."""
+    return prefetch.peek(UndoRecord) or UndoRecord.default()
+
+
+@operation()
+def record_present(record: dict) -> Generator:
+    """
+    Fail this host, untouched, when it has nothing to undo, or an undo record that cannot be used.
+
+    + record: the host's undo record (``record()``)
+    """
+    if not record["exists"]:
+        yield fail_host(
+            "nothing to undo: no deploy has changed this host since its last undo (or ever); it is left untouched"
+        )
+    elif record["problem"]:
+        yield fail_host(f"cannot undo: {record['problem']}; the host is left untouched")
+    else:
+        host.noop(f"the deploy of {record['since']} can be undone")
+
+
+@operation()
+def firewall_back(switch: Switch) -> Generator:
+    """
+    Put ufw's files and the kernel's ufw rules back as the undo record has them, while ``switch``'s arm holds.
+
+    + switch: the undo's own ``Switch``, armed
+    """
+    forget_state()
+    yield StringCommand("sh", "-c", *[QuoteString(word) for word in switch.undo_arguments()])
+
+
+@operation()
+def record_used() -> Generator:
+    """
+    Remove the undo record: what it held is back, and a second undo has nothing to put back.
+    """
+    yield StringCommand("rm", "-rf", QuoteString(UNDO_DIR))
