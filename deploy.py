@@ -8,9 +8,10 @@ from pyinfra import host
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.operations import python
 
-from tasks import plan, prefetch, report, safety, ufw, zimbra
-from zimbra_firewall.policy import PolicyError, build_policy, read_settings, topology_attributes
+from tasks import plan, report, run, safety, ufw, zimbra
+from zimbra_firewall.policy import PolicyError, build_policy, topology_attributes
 from zimbra_firewall.safety import Switch
+from zimbra_firewall.settings import read_settings
 from zimbra_firewall.zimbra import memcached_change
 
 # Every group_data value is checked here, for every host, before any host changes; then one read of
@@ -19,9 +20,9 @@ from zimbra_firewall.zimbra import memcached_change
 try:
     settings = read_settings(host.data.dict())
     attributes, read = topology_attributes(), settings["zimbra_read"]
-    prefetch.prefetch(zimbra.reads(attributes, read) + safety.reads() + ufw.reads(settings["xtables_lock_wait"]))
+    run.prefetch(zimbra.reads(attributes, read) + safety.reads() + ufw.reads(settings["xtables_lock_wait"]))
     topology = zimbra.read_topology(attributes, read)
-    policy = build_policy(host.data.dict(), topology)
+    policy = build_policy(settings, topology)
 except PolicyError as error:
     raise PyinfraError(f"{host.name}: {error}") from None
 report.node_view(topology, policy.warnings, policy.refused)

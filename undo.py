@@ -10,16 +10,17 @@ from pyinfra import host
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.operations import python
 
-from tasks import prefetch, report, safety, undo, zimbra
-from zimbra_firewall.policy import PolicyError, build_policy, read_settings, topology_attributes
+from tasks import report, run, safety, undo, zimbra
+from zimbra_firewall.policy import PolicyError, build_policy, topology_attributes
 from zimbra_firewall.safety import Switch
+from zimbra_firewall.settings import read_settings
 
 try:
     settings = read_settings(host.data.dict())
     attributes, read = topology_attributes(), settings["zimbra_read"]
-    prefetch.prefetch(zimbra.reads(attributes, read) + safety.reads() + undo.reads())
+    run.prefetch(zimbra.reads(attributes, read) + safety.reads() + undo.reads())
     topology = zimbra.read_topology(attributes, read)
-    policy = build_policy(host.data.dict(), topology)
+    policy = build_policy(settings, topology)
 except PolicyError as error:
     raise PyinfraError(f"{host.name}: {error}") from None
 record = undo.record()

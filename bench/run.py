@@ -25,6 +25,7 @@ sys.path.insert(0, REPO)
 
 from lab import client  # noqa: E402
 from zimbra_firewall.policy import build_policy  # noqa: E402
+from zimbra_firewall.settings import read_settings  # noqa: E402
 from zimbra_firewall.topology import Server, Topology  # noqa: E402
 from zimbra_firewall.ufw import render_profiles  # noqa: E402
 from zimbra_firewall.zimbra import memcached_changes  # noqa: E402
@@ -41,7 +42,7 @@ def lab_policy(host):
 
     data = {k: v for k, v in runpy.run_path(os.path.join(REPO, "group_data/lab.py")).items() if not k.startswith("_")}
     server = Server(host["fqdn"], host["fqdn"], frozenset(host["roles"]), {}, (host["ipv6"], host["ipv4"]))
-    return build_policy(data, Topology(server, (server,), (host["ipv4"], host["ipv6"])))
+    return build_policy(read_settings(data), Topology(server, (server,), (host["ipv4"], host["ipv6"])))
 
 
 def ansible_files(workdir, lab):

@@ -10,16 +10,20 @@ import os
 import shlex
 import subprocess
 import sys
+import weakref
 from dataclasses import dataclass
 
 import click
 from pyinfra import host, logger, state
 from pyinfra.api.exceptions import PyinfraError
+from pyinfra.api.state import State
+from pyinfra.context import ctx_state
 
 from facts.audit import ExposureRead
 from zimbra_firewall import audit
 from zimbra_firewall.audit_report import render_html, render_text
-from zimbra_firewall.policy import PolicyError, build_policy, catalogue_cache, read_settings, topology_attributes
+from zimbra_firewall.policy import PolicyError, build_policy, catalogue_cache, topology_attributes
+from zimbra_firewall.settings import read_settings
 from zimbra_firewall.topology import seen_from
 
 PROBE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "zimbra_firewall", "probe.py")
@@ -30,14 +34,14 @@ class Visit:
     """What one host's load gathered: its read (None when it failed, with `error`), its group_data."""
 
     name: str
-    host_data: dict
+    settings: dict  # its group_data, checked (read_settings)
     read: audit.NodeRead | None = None
     error: str = ""
     probe: dict | None = None
     probe_warning: str = ""
 
 
-_runs: dict[int, dict[str, Visit]] = {}  # per pyinfra State: host name → its visit
+_runs: "weakref.WeakKeyDictionary[State, dict[str, Visit]]" = weakref.WeakKeyDictionary()  # host name → visit
 
 
 def deploy_command() -> str:
@@ -56,7 +60,7 @@ def audit_host() -> None:
         settings = read_settings(host.data.dict())
     except PolicyError as error:
         raise PyinfraError(f"{host.name}: {error}") from None
-    visit = Visit(host.name, host.data.dict())
+    visit = Visit(host.name, settings)
     try:
         visit.read = host.get_fact(
             ExposureRead,
@@ -73,7 +77,7 @@ def audit_host() -> None:
         if settings["audit_probe"] and visit.read.status:
             probe(visit, settings["audit_probe_via"])
         logger.info(f"{host.name}: read, {len(visit.read.listeners)} listening sockets")
-    runs = _runs.setdefault(id(state), {})
+    runs = _runs.setdefault(ctx_state.get(), {})
     runs[host.name] = visit
     if len(runs) == len(state.inventory.get_active_hosts()):
         unreached = [audit.unread_node(h.name, "could not connect") for h in state.failed_hosts if h.name not in runs]
@@ -112,7 +116,7 @@ def judge(visit: Visit, visits) -> audit.NodeAudit:
                 read = dataclasses.replace(read, topology=topology)
                 break
     try:
-        policy = build_policy(visit.host_data, topology)
+        policy = build_policy(visit.settings, topology)
     except PolicyError as error:
         raise PyinfraError(f"{visit.name}: {error}") from None
     warnings = [

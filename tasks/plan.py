@@ -6,7 +6,7 @@ from pyinfra import host, logger
 
 from facts.safety import Preflight
 from facts.ufw import UfwState
-from tasks import prefetch
+from tasks import run
 from zimbra_firewall.plan import node_plan
 from zimbra_firewall.policy import Policy
 from zimbra_firewall.safety import preflight_problem
@@ -16,8 +16,9 @@ from zimbra_firewall.untrusted import terminal_safe
 
 
 def show(policy: Policy, topology: Topology) -> None:
-    state = prefetch.peek(UfwState, profile_path=PROFILE_PATH, lock_wait=policy.xtables_lock_wait)
-    found = prefetch.peek(Preflight, _sudo=False)
+    reads = run.of()
+    state = reads.peek(UfwState, profile_path=PROFILE_PATH, lock_wait=policy.xtables_lock_wait)
+    found = reads.peek(Preflight, _sudo=False)
     if state is None or found is None:
         logger.info(f"{host.name}: plan: not known yet (a read failed; the step that needs it says why)")
         return

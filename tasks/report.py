@@ -7,15 +7,13 @@ from pyinfra import host, logger
 from pyinfra.api import FunctionCommand
 from pyinfra.api.state import BaseStateCallback
 
+from tasks import run
 from zimbra_firewall.topology import Topology, describe_peers
 from zimbra_firewall.untrusted import terminal_safe
 
-_said = set()
-
 
 def report_once(level: str, message: str) -> None:
-    if (host.name, message) not in _said:
-        _said.add((host.name, message))
+    if run.of().say_once(message):
         # a rule's comment or a profile's name, as ufw's files hold them, may carry terminal controls
         getattr(logger, level)(f"{host.name}: {terminal_safe(message)}")
 

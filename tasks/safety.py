@@ -9,16 +9,17 @@ from pyinfra import host, logger
 from pyinfra.api import OperationValueError, QuoteString, StringCommand, operation
 
 from facts.safety import Preflight, RollbackState
-from tasks import prefetch
+from facts.ufw import UfwState
+from tasks import run
 from tasks.report import fail_host, report_once
-from tasks.ufw import current_state, forget_state
+from tasks.ufw import current_state
 from zimbra_firewall.policy import Policy
 from zimbra_firewall.safety import Switch, preflight_problem, recover_arguments, reported_arguments
 from zimbra_firewall.ufw import changes_pending
 
 
-def reads() -> prefetch.Reads:
-    """The facts this module's operations read (for tasks/prefetch.py)."""
+def reads() -> run.Reads:
+    """The facts this module's operations read (for tasks/run.py's prefetch)."""
     return [(Preflight, {"_sudo": False}), (RollbackState, {})]
 
 
@@ -41,7 +42,7 @@ def preflight(policy: Policy) -> Generator:
 
         safety.preflight(policy=policy)
     """
-    problem = preflight_problem(policy, prefetch.fact(Preflight, _sudo=False))
+    problem = preflight_problem(policy, run.fact(Preflight, _sudo=False))
     if not problem:
         host.noop("a Zimbra server with ufw, reached from a management subnet on the firewall's SSH port")
         return
@@ -60,6 +61,7 @@ def firewall_will_change(policy: Policy) -> bool:
 
 
 @operation()
+@run.changes(UfwState)  # the snapshot is also the host's deploy lock: what was read before is read again
 def arm_rollback(policy: Policy, switch: Switch, seconds: int = 120, needed: bool | None = None) -> Generator:
     """
     When the firewall is about to change: take the host's deploy lock, snapshot ufw's files and the kernel's
@@ -85,8 +87,6 @@ def arm_rollback(policy: Policy, switch: Switch, seconds: int = 120, needed: boo
     if not (firewall_will_change(policy) if needed is None else needed):
         host.noop("firewall already as wanted: no rollback needed")
         return
-    # the snapshot is also the host's deploy lock: what was read before taking it is read again
-    forget_state()
     yield _sh(*switch.arm_arguments(seconds))
 
 
@@ -140,7 +140,7 @@ def report_rollbacks() -> Generator:
 
         safety.report_rollbacks()
     """
-    found = prefetch.fact(RollbackState)
+    found = run.fact(RollbackState)
     if not found["log"] and not found["unfinished"]:
         host.noop("no rollback since the last run")
         return
@@ -158,7 +158,6 @@ def report_rollbacks() -> Generator:
             "timer was killed): putting the firewall back as it was before it",
         }[found["unfinished"]]
         report_once("warning", what)
-        forget_state()
         yield _sh(*recover_arguments())
 
 

@@ -12,7 +12,7 @@ from pyinfra import host
 from pyinfra.api import OperationValueError, QuoteString, StringCommand, operation
 
 from facts.ufw import UfwState
-from tasks import prefetch
+from tasks import run
 from tasks.report import report_once
 from zimbra_firewall.ufw import (
     DEFAULT_POLICIES,
@@ -26,29 +26,16 @@ from zimbra_firewall.ufw import (
     wait_for_xtables_lock,
 )
 
-# One read of ufw's state serves every operation until one of them changes ufw (a no-op run is then one
-# command, not one per operation). Kept apart per phase: a plan-time read never stands in for execution.
-_states = {}
-
 
 def current_state(lock_wait: int, profile_path: str = PROFILE_PATH) -> dict:
-    key = (id(host.state), host.name, host.state.is_executing, lock_wait, profile_path)
-    if key not in _states:
-        _states[key] = prefetch.fact(UfwState, profile_path=profile_path, lock_wait=lock_wait)
-    return _states[key]
+    """ufw's state on this host (facts.ufw.UfwState): one read serves every operation until one of them
+    changes ufw (each that does is declared `run.changes(UfwState)`), so a no-op run is one command."""
+    return run.fact(UfwState, profile_path=profile_path, lock_wait=lock_wait)
 
 
-def reads(lock_wait: int = 60, profile_path: str = PROFILE_PATH) -> prefetch.Reads:
-    """The fact this module's operations read first (for tasks/prefetch.py)."""
+def reads(lock_wait: int = 60, profile_path: str = PROFILE_PATH) -> run.Reads:
+    """The fact this module's operations read first (for tasks/run.py's prefetch)."""
     return [(UfwState, {"profile_path": profile_path, "lock_wait": lock_wait})]
-
-
-def forget_state() -> None:
-    """Called by every operation before it changes ufw (or takes the deploy lock): what was read of ufw on
-    this host, prefetched or not, is read again."""
-    for key in [key for key in _states if key[:2] == (id(host.state), host.name)]:
-        del _states[key]
-    prefetch.forget(UfwState)
 
 
 def _ufw(*words):
@@ -64,6 +51,7 @@ def _one_command(guard: str, lock_wait: int, *steps: str | StringCommand) -> Str
 
 
 @operation()
+@run.changes(UfwState)
 def app_profiles(
     profiles: Mapping[str, str] | Iterable[Profile], path: str = PROFILE_PATH, lock_wait: int = 60, guard: str = ""
 ) -> Generator:
@@ -89,12 +77,12 @@ def app_profiles(
     if text is None:
         host.noop(f"ufw profiles in {path} are up to date")
         return
-    forget_state()
     write = StringCommand("printf", "%s", QuoteString(text), ">", QuoteString(path))
     yield _one_command(guard, lock_wait, write, *[_ufw("app", "update", profile.name) for profile in profiles])
 
 
 @operation()
+@run.changes(UfwState)
 def rules(
     rules: Iterable[tuple[str, ...]],
     owner: str,
@@ -156,12 +144,12 @@ def rules(
     if not additions and not deletions:
         host.noop("ufw rules are as wanted" if not plan.changes else f"no rule to {changes} here")
         return
-    forget_state()
     commands = [_ufw(*rule) for rule in additions] + [_ufw("--force", "delete", *rule) for rule in deletions]
     yield _one_command(guard, lock_wait, *commands)
 
 
 @operation()
+@run.changes(UfwState)
 def default_policy(incoming: str = "deny", outgoing: str = "allow", lock_wait: int = 60, guard: str = "") -> Generator:
     """
     Set ufw's default policies, only where they differ, as ``ufw default`` would but without the disable and
@@ -186,11 +174,11 @@ def default_policy(incoming: str = "deny", outgoing: str = "allow", lock_wait: i
     if not changes:
         host.noop(f"ufw defaults are already {incoming} incoming, {outgoing} outgoing")
         return
-    forget_state()
     yield _one_command(guard, lock_wait, default_policy_script(changes, lock_wait))
 
 
 @operation()
+@run.changes(UfwState)
 def enabled(lock_wait: int = 60, guard: str = "") -> Generator:
     """
     Enable ufw (and on boot) unless it is active already. Run it after the SSH rules.
@@ -207,5 +195,4 @@ def enabled(lock_wait: int = 60, guard: str = "") -> Generator:
     if current_state(lock_wait)["active"]:
         host.noop("ufw is already active")
         return
-    forget_state()
     yield _one_command(guard, lock_wait, _ufw("--force", "enable"))

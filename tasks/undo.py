@@ -7,20 +7,20 @@ from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
 
 from facts.safety import UndoRecord
-from tasks import prefetch
+from facts.ufw import UfwState
+from tasks import run
 from tasks.report import fail_host
-from tasks.ufw import forget_state
 from zimbra_firewall.safety import UNDO_DIR, Switch
 
 
-def reads() -> prefetch.Reads:
-    """The fact this module's operations read (for tasks/prefetch.py)."""
+def reads() -> run.Reads:
+    """The fact this module's operations read (for tasks/run.py's prefetch)."""
     return [(UndoRecord, {})]
 
 
 def record() -> dict:
     """The host's undo record (facts.safety.UndoRecord), as read while loading."""
-    return prefetch.peek(UndoRecord) or UndoRecord.default()
+    return run.of().peek(UndoRecord) or UndoRecord.default()
 
 
 @operation()
@@ -41,13 +41,13 @@ def record_present(record: dict) -> Generator:
 
 
 @operation()
+@run.changes(UfwState)
 def firewall_back(switch: Switch) -> Generator:
     """
     Put ufw's files and the kernel's ufw rules back as the undo record has them, while ``switch``'s arm holds.
 
     + switch: the undo's own ``Switch``, armed
     """
-    forget_state()
     yield StringCommand("sh", "-c", *[QuoteString(word) for word in switch.undo_arguments()])
 
 

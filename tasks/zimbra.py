@@ -4,20 +4,20 @@ from collections.abc import Generator, Iterable, Mapping
 
 from pyinfra import host
 from pyinfra.api import OperationValueError, QuoteString, StringCommand, operation
+from pyinfra.context import ctx_host
 
 from facts.zimbra import ZIMBRA_HOME, ResolvedNames, ZimbraTopology
-from tasks import prefetch
+from tasks import run
 from zimbra_firewall.safety import keep_addresses_arguments
 from zimbra_firewall.topology import Topology, parse_resolved, render_addresses, seen_from
 from zimbra_firewall.zimbra import MEMCACHED_ATTRIBUTES, memcached_change
 
 ZMPROV = f"{ZIMBRA_HOME}/bin/zmprov"
 ZMMEMCACHEDCTL = f"{ZIMBRA_HOME}/bin/zmmemcachedctl"
-_reads = {}  # (state, server name) → a Topology some host of this run read, containing that server
 
 
-def reads(attributes: tuple[str, ...], read: str = "ldap") -> prefetch.Reads:
-    """The fact read_topology reads (for tasks/prefetch.py)."""
+def reads(attributes: tuple[str, ...], read: str = "ldap") -> run.Reads:
+    """The fact read_topology reads (for tasks/run.py's prefetch)."""
     return [(ZimbraTopology, {"attributes": attributes, "read": read})]
 
 
@@ -25,31 +25,38 @@ def read_topology(attributes: tuple[str, ...], read: str = "ldap") -> Topology:
     """
     This node's view of Zimbra's servers (``facts.zimbra.ZimbraTopology``). A node that cannot reach LDAP
     itself, such as a new node that the LDAP server's firewall does not know yet, takes the read of
-    another host of this run whose LDAP lists it (asking the others in inventory order when none has read
-    yet), with the names resolved on this node: the run that opens LDAP to it gives it its rules as well.
+    another host of this run whose LDAP lists it (one that has read already, else the others in inventory
+    order), with the names resolved on this node: the run that opens LDAP to it gives it its rules as well.
     """
-    topology = prefetch.fact(ZimbraTopology, attributes=attributes, read=read)
-    _remember(topology)
+    this_run = run.of()
+    topology = this_run.topology = this_run.fact(ZimbraTopology, attributes=attributes, read=read)
     if topology.this or not topology.name:
         return topology
-    key = (id(host.state), topology.name.lower())
-    for other in host.state.inventory.get_active_hosts():
-        if key in _reads:
-            break
-        if other is not host:
-            _remember(prefetch.fact(ZimbraTopology, on=other, attributes=attributes, read=read), other.name)
-    if key not in _reads:
+    lender = _lender(topology.name.lower(), {"attributes": attributes, "read": read})
+    if lender is None:
         return topology
-    borrowed, by = _reads[key]
+    borrowed, by = lender
     seen = host.get_fact(ResolvedNames, names=tuple(sorted({s.hostname for s in borrowed.servers})))
     resolved, last_known = parse_resolved(seen["resolved"])[0], parse_resolved(seen["last_known"])[0]
     return seen_from(borrowed, topology.name, resolved, seen["own_addresses"].split(), by, last_known)
 
 
-def _remember(topology: Topology, by: str = "") -> None:
-    if topology.this:
-        for server in topology.servers:
-            _reads.setdefault((id(host.state), server.name.lower()), (topology, by or host.name))
+def _lender(name: str, fact_arguments: dict) -> tuple[Topology, str] | None:
+    """A read of another host of this run that lists the server `name`, and that host's name."""
+    this = ctx_host.get()
+    others = [other for other in host.state.inventory.get_active_hosts() if other is not this]
+
+    def lists(topology: Topology | None) -> bool:
+        return bool(topology and topology.this and any(s.name.lower() == name for s in topology.servers))
+
+    for other in others:
+        if lists(run.of(other).topology):
+            return run.of(other).topology, other.name
+    for other in others:
+        read = run.of(other).peek(ZimbraTopology, **fact_arguments) or other.get_fact(ZimbraTopology, **fact_arguments)
+        if lists(read):
+            return read, other.name
+    return None
 
 
 @operation()

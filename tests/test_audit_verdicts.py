@@ -27,6 +27,7 @@ from zimbra_firewall.audit import (
 )
 from zimbra_firewall.audit_report import render_html, render_text
 from zimbra_firewall.policy import build_policy, catalogue_cache, topology_attributes
+from zimbra_firewall.settings import read_settings
 from zimbra_firewall.ufw import rule_of_tuple, view_rule
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -42,7 +43,7 @@ def read(name):
 
 def audited(name, host_name="zimbra", **settings):
     node_read = read(name)
-    policy = build_policy({"management_subnets": LAB_MGMT, **settings}, node_read.topology)
+    policy = build_policy(read_settings({"management_subnets": LAB_MGMT, **settings}), node_read.topology)
     return audit_node(host_name, node_read, policy, catalogue_cache(), DEPLOY, policy.warnings), node_read
 
 
@@ -139,7 +140,7 @@ def test_memcached_filtered_from_a_peer_proxy_is_found():
     )
     servers = tuple(other if s.name == other.name else s for s in topology.servers)
     node_read = dataclasses.replace(node_read, topology=dataclasses.replace(topology, servers=servers))
-    policy = build_policy({"management_subnets": LAB_MGMT}, read("cluster-proxy").topology)
+    policy = build_policy(read_settings({"management_subnets": LAB_MGMT}), read("cluster-proxy").topology)
     node = audit_node("proxy", node_read, policy, catalogue_cache(), DEPLOY)
     found = [f for f in node.findings if f.verdict == "memcached unreachable from proxy"]
     assert found and f"ufw keeps {other.hostname}" in found[0].detail
@@ -287,7 +288,7 @@ def test_a_host_without_ufw_is_judged_unfiltered():
         text = f.read().replace("\nufw=yes\n", "\n")
     node_read = ExposureRead().process(text.splitlines())
     assert node_read.status["active"] is False and "ufw is not installed" in node_read.ufw_error
-    policy = build_policy({"management_subnets": LAB_MGMT}, node_read.topology)
+    policy = build_policy(read_settings({"management_subnets": LAB_MGMT}), node_read.topology)
     node = audit_node("zimbra", node_read, policy, catalogue_cache(), DEPLOY)
     assert ("too open", "7071/tcp") in verdicts(node) and "ufw is not installed" in node.error
 
@@ -295,7 +296,7 @@ def test_a_host_without_ufw_is_judged_unfiltered():
 def test_memcached_where_a_proxy_resolves_the_node_elsewhere_is_found():
     """Split DNS: the proxy's nginx resolves the memcached node's name to an address the node does not have."""
     node_read = read("cluster-proxy")
-    policy = build_policy({"management_subnets": LAB_MGMT}, node_read.topology)
+    policy = build_policy(read_settings({"management_subnets": LAB_MGMT}), node_read.topology)
     looks = nginx_looks(node_read.topology, [node_read.topology])
     assert looks == {"proxy.zfw.test": "10.77.0.12"}
     assert audit_node("proxy", node_read, policy, catalogue_cache(), DEPLOY, nginx_looks=looks).findings == []

@@ -8,6 +8,7 @@ from test_policy import MGMT, policy, topology
 
 from zimbra_firewall.policy import build_policy
 from zimbra_firewall.safety import preflight_problem
+from zimbra_firewall.settings import read_settings
 from zimbra_firewall.ufw import Port
 
 V4 = {
@@ -66,7 +67,7 @@ def with_attributes(read, server_name, **attributes):
 
 
 def cluster_policy(node, read=None, **overrides):
-    return build_policy({"management_subnets": MGMT, **overrides}, read or topology(f"cluster-{node}"))
+    return build_policy(read_settings({"management_subnets": MGMT, **overrides}), read or topology(f"cluster-{node}"))
 
 
 def test_ldap_node_lets_every_peer_reach_ldap_and_mailboxes_reach_ssh():

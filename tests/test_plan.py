@@ -7,6 +7,7 @@ from test_policy import topology
 
 from zimbra_firewall.plan import node_plan
 from zimbra_firewall.policy import build_policy
+from zimbra_firewall.settings import read_settings
 from zimbra_firewall.ufw import parse_state
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "ufw")
@@ -21,7 +22,7 @@ def plan(state_name, memcached=None, **settings):
     with open(os.path.join(FIXTURES, f"{state_name}.txt")) as f:
         state = parse_state(f.read())
     read = topology("single-ldap")
-    policy = build_policy({"management_subnets": LAB_MGMT, **settings}, read)
+    policy = build_policy(read_settings({"management_subnets": LAB_MGMT, **settings}), read)
     return node_plan(state, policy, read.this.attributes if memcached is None else memcached)
 
 
@@ -78,7 +79,7 @@ def test_the_how_tos_server_is_told_what_is_replaced():
 def test_a_refused_host_plans_nothing():
     with open(os.path.join(FIXTURES, "state-fresh.txt")) as f:
         state = parse_state(f.read())
-    policy = build_policy({"management_subnets": LAB_MGMT}, topology("single-ldap"))
+    policy = build_policy(read_settings({"management_subnets": LAB_MGMT}), topology("single-ldap"))
     assert node_plan(state, policy, {}, refused="ufw is not installed") == [
         "nothing: the preflight refuses this host (ufw is not installed)"
     ]

@@ -6,6 +6,7 @@ import pytest
 
 from facts.zimbra import ZimbraTopology
 from zimbra_firewall.policy import PolicyError, Port, build_policy
+from zimbra_firewall.settings import read_settings
 
 MGMT = ["10.10.0.0/24", "fd00:10::/64"]
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "zimbra")
@@ -19,7 +20,7 @@ def topology(node="single-ldap"):
 
 
 def policy(node="single-ldap", **overrides):
-    return build_policy({"management_subnets": MGMT, **overrides}, topology(node))
+    return build_policy(read_settings({"management_subnets": MGMT, **overrides}), topology(node))
 
 
 def ports(*numbers):
@@ -126,7 +127,7 @@ def test_bad_values_are_refused_naming_the_key(key, value, words):
 
 def test_misspelled_key_is_refused_with_a_suggestion():
     with pytest.raises(PolicyError, match="did you mean 'management_subnets'"):
-        build_policy({"management_subnets": MGMT, "managment_subnets": MGMT}, topology())
+        build_policy(read_settings({"management_subnets": MGMT, "managment_subnets": MGMT}), topology())
 
 
 def test_foreign_keys_of_pyinfra_are_not_typos():

@@ -10,7 +10,7 @@ from pyinfra.context import ctx_host
 from test_policy import policy
 
 from facts.ufw import UfwState
-from tasks import ufw
+from tasks import run, ufw
 from tasks.safety import firewall_will_change
 from zimbra_firewall.ufw import as_profiles, parse_state, render_profiles
 
@@ -32,9 +32,11 @@ class FakeHost:
         self.state = SimpleNamespace(is_executing=True)
         self.ufw_state = ufw_state
         self.noops = []
+        self.reads = 0
 
     def get_fact(self, fact, **_kwargs):
         assert fact is UfwState
+        self.reads += 1
         return self.ufw_state
 
     def noop(self, message):
@@ -46,7 +48,6 @@ def commands(operation, ufw_state, **arguments):
     script is returned line by line after its `set -e` and its wait for the xtables lock."""
     fake = FakeHost(ufw_state)
     with ctx_host.use(fake):
-        ufw.forget_state()
         produced = [command.get_raw_value() for command in operation._inner(**arguments)]
     if not produced:
         return [], fake.noops
@@ -56,6 +57,24 @@ def commands(operation, ufw_state, **arguments):
     lines = words[2].split("\n")
     assert lines[0] == "set -e" and lines[1].startswith(f"{LOCK} ||"), lines[:2]
     return lines[2:], fake.noops
+
+
+def test_an_operation_declared_as_changing_ufw_has_the_next_one_plan_against_ufw_as_it_left_it():
+    fake = FakeHost(state("state-fresh"))  # inactive
+
+    def enable_by_hand():  # an operation's body that enables ufw and says nothing to any cache
+        fake.ufw_state = {**fake.ufw_state, "active": True}
+        yield "ufw --force enable"
+
+    with ctx_host.use(fake):
+        assert ufw.current_state(60)["active"] is False
+        list(enable_by_hand())
+        # undeclared, the next operation plans against the read made before: it would enable ufw again
+        assert [c.get_raw_value() for c in ufw.enabled._inner()] != [] and fake.reads == 1
+        list(run.changes(UfwState)(enable_by_hand)())
+        assert list(ufw.enabled._inner()) == [] and fake.noops == ["ufw is already active"] and fake.reads == 2
+        # and one read serves every later operation
+        assert list(ufw.enabled._inner()) == [] and fake.reads == 2
 
 
 def test_a_web_server_gets_its_profile_written_and_loaded():
@@ -154,10 +173,7 @@ def test_the_rollback_is_armed_exactly_when_an_operation_would_change_ufw(fixtur
     )
     fake = FakeHost(current)
     with ctx_host.use(fake):
-        ufw.forget_state()
-        assert (
-            firewall_will_change(p) is would_change is True
-        )  # both fixtures differ from the policy  # both fixtures differ from the policy somewhere
+        assert firewall_will_change(p) is would_change is True  # both fixtures differ from the policy somewhere
 
 
 def test_a_converged_firewall_arms_no_rollback_and_no_operation_changes_anything():
@@ -177,5 +193,4 @@ def test_a_converged_firewall_arms_no_rollback_and_no_operation_changes_anything
         assert commands(operation, converged, **arguments)[0] == []
     fake = FakeHost(converged)
     with ctx_host.use(fake):
-        ufw.forget_state()
         assert firewall_will_change(p) is False

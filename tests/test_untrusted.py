@@ -12,6 +12,7 @@ from test_policy import FIXTURES, topology
 from facts.zimbra import ZimbraTopology
 from zimbra_firewall.audit import audit_node
 from zimbra_firewall.policy import build_policy, catalogue_cache
+from zimbra_firewall.settings import read_settings
 from zimbra_firewall.topology import parse_resolved, render_addresses
 from zimbra_firewall.ufw import SECTION, Port, plan_rules
 from zimbra_firewall.untrusted import (
@@ -227,7 +228,7 @@ def test_hostile_server_entries_are_left_out_and_the_others_keep_their_rules():
     assert "zimbraReverseProxyAdminEnabled 'yes;id' left out" in refused
     assert "flags.zfw.test resolved to 'not-an-address'" in refused
     assert "\x1b" not in refused and "mail\\x1b]0;owned\\x07" in refused
-    p = build_policy({"management_subnets": MGMT}, read)
+    p = build_policy(read_settings({"management_subnets": MGMT}), read)
     assert p.refused == read.refused
     # the real peers' rules are exactly what they were; the valid extra entries get theirs, at the defaults
     extra = rule_sources(p)
@@ -290,7 +291,7 @@ def test_the_audit_reports_a_peer_outside_peer_networks():
     from test_audit_verdicts import read
 
     node_read = read("cluster-mailbox")
-    p = build_policy({"management_subnets": MGMT, "peer_networks": ["10.77.0.0/24"]}, node_read.topology)
+    p = build_policy(read_settings({"management_subnets": MGMT, "peer_networks": ["10.77.0.0/24"]}), node_read.topology)
     node = audit_node("mailbox", node_read, p, catalogue_cache(), "pyinfra -y x deploy.py", p.warnings)
     assert any("outside peer_networks" in w for w in node.warnings)
 

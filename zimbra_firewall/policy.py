@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from zimbra_firewall.settings import PolicyError, read_settings, text
+from zimbra_firewall.settings import PolicyError, text
 from zimbra_firewall.topology import BASE_KINDS, Server, Topology, endpoint_port
 from zimbra_firewall.ufw import Port, Profile, chunk_ports
 from zimbra_firewall.untrusted import address, peer_address_problem
@@ -479,11 +479,11 @@ def seed_warnings(settings, classes):
     return ("profile_mode 'seed' opens local-only ports to everyone: " + ", ".join(str(p) for p in opened),)
 
 
-def build_policy(host_data: dict, topology: Topology) -> Policy:
-    """host_data: the host's group_data as a dict (pyinfra's host.data.dict()); topology: Zimbra's LDAP as
-    this node reads it (facts/zimbra.py ZimbraTopology). A topology that could not be read gives the
-    policy of a server running every service with no peers, and its error in `problem`."""
-    settings = read_settings(host_data)
+def build_policy(settings: dict, topology: Topology) -> Policy:
+    """settings: the host's group_data as read_settings checked it (once, before any host changes);
+    topology: Zimbra's LDAP as this node reads it (facts/zimbra.py ZimbraTopology). A topology that could
+    not be read gives the policy of a server running every service with no peers, and its error in
+    `problem`."""
     catalogue = catalogue_cache()
     groups, management = settings["optional_groups"], settings["management_subnets"]
     zimbra_nodes = settings["zimbra_nodes"]
