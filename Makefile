@@ -67,6 +67,7 @@ $(VENV)/.dev-installed: $(VENV)/.installed
 lint: system-tools $(VENV)/.dev-installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	shellcheck $(SHELL_SCRIPTS)
 
 unit: $(VENV)/.dev-installed

@@ -86,6 +86,7 @@ def audit_host() -> None:
 
 def probe(visit: Visit, via: str) -> None:
     """The active check: connect from the controller (through `via`) to the node's TCP listeners."""
+    assert visit.read is not None  # probed only once read
     target, ports = audit.probe_plan(visit.read)
     if not target:
         visit.probe_warning = "no active check: the node did not show the SSH connection's addresses"

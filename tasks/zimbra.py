@@ -50,11 +50,12 @@ def _lender(name: str, fact_arguments: dict) -> tuple[Topology, str] | None:
         return bool(topology and topology.this and any(s.name.lower() == name for s in topology.servers))
 
     for other in others:
-        if lists(run.of(other).topology):
-            return run.of(other).topology, other.name
+        read = run.of(other).topology
+        if read and lists(read):
+            return read, other.name
     for other in others:
         read = run.of(other).peek(ZimbraTopology, **fact_arguments) or other.get_fact(ZimbraTopology, **fact_arguments)
-        if lists(read):
+        if read and lists(read):
             return read, other.name
     return None
 

@@ -87,7 +87,7 @@ _SS_PROCESS = re.compile(r'\("([^"]*)",pid=(\d+)')
 
 def parse_listeners(text: str) -> list[Listener]:
     """`ss -Hlnptu` → its listening TCP and bound UDP sockets (one per proto, address and port)."""
-    found = {}
+    found: dict[tuple, Listener] = {}
     for line in text.splitlines():
         fields = line.split(None, 6)
         if len(fields) < 6 or fields[0] not in ("tcp", "udp"):
@@ -160,7 +160,7 @@ class Decision:
 
 def sources(policy: Policy, topology: Topology, rulesets: Iterable[Ruleset]) -> list[Source]:
     """Every source the audit judges for: the first kind that names a network names it."""
-    found = {}
+    found: dict = {}
 
     def add(network, kind, name):
         found.setdefault(network, Source(network, kind, name))
@@ -331,7 +331,9 @@ def audit_node(
     every = sources(policy, topology, [r for r in (observed, expected) if r])
     known = port_catalogue(catalogue, policy, topology)
     wanted_ports = {p for view, _ in expected.rules[4] for p in view.ports or ()}
-    sockets, findings, by_port = [], [], {}
+    sockets: list[SocketAudit] = []
+    findings: list[Finding] = []
+    by_port: dict = {}
     for listener in read.listeners:
         service, exposure = _lookup(known, listener) or ("", "unknown")
         if exposure == "unknown" and any(p.proto == listener.proto and p.first == listener.port for p in wanted_ports):
@@ -393,6 +395,7 @@ def _evaluate(socket, listener, observed, expected, every, own) -> dict:
         if now is None:
             continue
         wanted = decide(expected, source, listener, own)
+        assert wanted is not None  # what decides None (family, loopback) is the same in both rulesets
         judged[source] = (now, wanted)
         socket.sources.append(
             {
@@ -512,7 +515,8 @@ def _memcached_findings(
     port = attribute_port(this, "zimbraMemcachedBindPort", 11211)
     spec = f"{port}/tcp"
     bound = [item for item in listeners if item.proto == "tcp" and item.port == port]
-    unserved, findings = {}, []
+    unserved: dict[tuple[str, bool], list[str]] = {}
+    findings: list[Finding] = []
     for proxy in (s for s in topology.servers if "proxy" in s.services):
         target = looks.get(proxy.hostname) or nginx_memcached_address(this)
         if target is None:
@@ -538,7 +542,7 @@ def _memcached_findings(
                 f"nginx on {', '.join(names)} resolves {this.hostname} to {target}, not an address of this host "
                 f"({', '.join(topology.own_addresses)}): its route cache goes elsewhere"
             )
-            fix = f"make {this.hostname} resolve to this host's address on {', '.join(names)} (DNS or /etc/hosts)"
+            step = f"make {this.hostname} resolve to this host's address on {', '.join(names)} (DNS or /etc/hosts)"
         else:
             where = ", ".join(item.address for item in bound) or "nowhere"
             detail = (
@@ -548,8 +552,8 @@ def _memcached_findings(
             rebind = (
                 f"zmprov ms {shlex.quote(this.name)} +zimbraMemcachedBindAddress {target} && zmmemcachedctl restart"
             )
-            fix = f"su - zimbra -c {shlex.quote(rebind)} (or {deploy_command} with memcached_bind_addresses: auto)"
-        findings.insert(0, Finding("memcached unreachable from proxy", spec, detail, [fix]))
+            step = f"su - zimbra -c {shlex.quote(rebind)} (or {deploy_command} with memcached_bind_addresses: auto)"
+        findings.insert(0, Finding("memcached unreachable from proxy", spec, detail, [step]))
     return findings
 
 

@@ -76,7 +76,7 @@ def render_text(document: dict) -> str:
             lines.append(f"  {finding['verdict']:<{width}} {finding['port']:<10} {finding['detail']}")
             if i + 1 == len(findings) or findings[i + 1]["fix"] != finding["fix"]:  # once for a run of the same
                 lines += [f"  {'':<{width}} {'':<10} fix: {fix}" for fix in finding["fix"]]
-        groups = {}
+        groups: dict[str, list[str]] = {}
         for spec, reach in _ok_ports(node["sockets"]).items():
             groups.setdefault(reach, []).append(spec)
         for reach, ports in groups.items():
@@ -87,7 +87,7 @@ def render_text(document: dict) -> str:
 
 def _ok_ports(sockets: Sequence[dict]) -> dict[str, str]:
     """The ok ports → who reaches them (through any of the port's sockets: IPv4, IPv6, several addresses)."""
-    reach = {}
+    reach: dict[str, list[str]] = {}
     for socket in sockets:
         if socket["verdict"] != OK:
             continue
@@ -160,7 +160,8 @@ def render_html(document: dict) -> str:
     esc = html.escape
     nodes = sorted(document["nodes"], key=lambda n: n["name"])
     summary = document["summary"]
-    ports, loopback = [], []
+    ports: list = []
+    loopback: list = []
     for port, proto in _matrix_ports(nodes):
         cells = [_cell(node, port, proto)[0] for node in nodes]
         everywhere_loopback = all(cell in ("", "loopback only") for cell in cells)

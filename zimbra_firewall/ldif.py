@@ -12,7 +12,7 @@ def parse_ldif(text: str, names: dict[str, str] | None = None) -> list[tuple[str
     names = names or {}
     entries = []
     for block in text.strip().split("\n\n"):
-        dn, attrs = None, {}
+        dn, attrs = None, {}  # type: tuple[str | None, dict[str, list[str]]]
         for line in block.splitlines():
             name, sep, value = line.partition(":")
             if not sep or line.startswith("#"):

@@ -204,7 +204,7 @@ def build_profiles(data, classes, intra_ports):
 
 def port_rules(source: str, ports: Iterable[Port]) -> list[tuple[str, ...]]:
     """ufw rules letting `source` reach `ports`, as `ufw show added` prints them (multiport lists)."""
-    rules = []
+    rules: list[tuple[str, ...]] = []
     for entry in chunk_ports(ports).split("|"):
         spec, _, proto = entry.rpartition("/")
         rules.append(("allow", "from", source, "to", "any", "port", spec, "proto", proto))
@@ -317,8 +317,9 @@ def reaches(flow, source: Server, destination: Server) -> bool:
 def flow_port(flow, source: Server, destination: Server) -> Port:
     if flow["to"].startswith("@"):
         for value in source.attributes.get(flow["to"][1:], ()):
-            if destination.named_by(value) and endpoint_port(value):
-                return Port(endpoint_port(value), endpoint_port(value), flow["proto"])
+            port = endpoint_port(value)
+            if destination.named_by(value) and port:
+                return Port(port, port, flow["proto"])
     if isinstance(flow["port"], int):
         number = flow["port"]
     else:
@@ -330,7 +331,7 @@ def peer_access(catalogue, groups, topology: Topology, public, addresses) -> dic
     """Port of this node → the addresses of the peers whose flows reach it (ports the public rule opens
     anyway left out; a host's own traffic goes over loopback, which ufw always accepts). addresses: server
     name → the addresses its rules use (peer_addresses)."""
-    access = {}
+    access: dict[Port, set[str]] = {}
     if topology.this is None:
         return access
     for flow in catalogue["flows"]:
@@ -351,7 +352,8 @@ def peer_addresses(topology: Topology, bounds: tuple) -> tuple[dict[str, tuple[s
     usable address in this run (DNS down, a name made to resolve to 0.0.0.0) keeps the addresses the last
     deploy used for it, within the same checks: a lookup failure never cuts the cluster's own flows. This
     node keeps what its name resolves to (loopback included: memcached binds there), else the last known."""
-    chosen, warnings = {}, []
+    chosen: dict = {}
+    warnings: list[str] = []
     for server in topology.servers:
         if server is topology.this:
             chosen[server.name] = server.addresses or server.last_known
@@ -422,7 +424,9 @@ def memcached_wanted(settings, topology: Topology, addresses: tuple[str, ...]):
     never to the bind address (Zimbra/zm-mailbox ProxyConfGen.java, MemcacheServersVar).
     zimbraMemcachedClientServerList on a mailbox node: `auto` = 127.0.0.1 when it runs memcached itself (the
     seed's value), else left as Zimbra has it."""
-    this, wanted, warnings = topology.this, {}, []
+    this = topology.this
+    wanted: dict[str, list[str]] = {}
+    warnings: list[str] = []
     if this is None or not settings["manage_memcached"]:
         return wanted, warnings
     if "memcached" in this.services:

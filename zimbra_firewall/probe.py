@@ -17,6 +17,7 @@ import time
 def probe(address: str, ports: list[int], timeout: float) -> dict:
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     selector, results, local = selectors.DefaultSelector(), {}, ""
+    opened: dict[int, socket.socket] = {}  # file descriptor → its socket, while its connect is under way
     for port in ports:
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setblocking(False)
@@ -26,10 +27,11 @@ def probe(address: str, ports: list[int], timeout: float) -> dict:
             sock.close()
             continue
         selector.register(sock, selectors.EVENT_WRITE, port)
+        opened[sock.fileno()] = sock
     deadline = time.monotonic() + timeout
     while selector.get_map() and time.monotonic() < deadline:
         for key, _ in selector.select(max(0.0, deadline - time.monotonic())):
-            sock, port = key.fileobj, key.data
+            port, sock = key.data, opened.pop(key.fd)
             code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if code == 0:
                 local = local or sock.getsockname()[0]
@@ -38,7 +40,7 @@ def probe(address: str, ports: list[int], timeout: float) -> dict:
             sock.close()
     for key in list(selector.get_map().values()):
         results[key.data] = "filtered"
-        key.fileobj.close()
+        opened[key.fd].close()
     return {"address": address, "local": local, "results": {str(p): results[p] for p in ports}}
 
 

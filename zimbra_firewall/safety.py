@@ -4,6 +4,7 @@ Pure but for reading those scripts.
 """
 
 import functools
+import ipaddress
 import json
 import os
 import secrets
@@ -63,7 +64,7 @@ def lockout_risk(policy, ssh_connection: str | None) -> str | None:
             f"cannot tell the controller's address (SSH_CONNECTION on the host is {shown(ssh_connection or '')}), "
             "so cannot check that SSH stays reachable"
         )
-    if getattr(client, "ipv4_mapped", None):
+    if isinstance(client, ipaddress.IPv6Address) and client.ipv4_mapped:
         client = client.ipv4_mapped
     if server_port != policy.ssh_port:
         return (
@@ -214,7 +215,7 @@ def memcached_values(arguments: list) -> dict[str, list[str]]:
     kinds["zimbraMemcachedClientServerList"] = "endpoint"
     if not isinstance(arguments, list) or len(arguments) % 2 or not all(isinstance(a, str) for a in arguments):
         raise Refused("not attribute and value pairs")
-    wanted = {}
+    wanted: dict[str, list[str]] = {}
     for name, value in zip(arguments[::2], arguments[1::2], strict=True):
         if name not in kinds:
             raise Refused(f"{shown(name)} is not a memcached attribute")

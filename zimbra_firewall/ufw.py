@@ -24,7 +24,8 @@ NO_FILE = "@@zimbra-firewall-no-file@@"
 def sections(lines: Iterable[str], marker: str = SECTION) -> list[str]:
     """A one-command read's output (its lines, as a fact gets them) → the texts between `marker` lines, each
     ending in a newline unless empty (an empty part stays a part)."""
-    parts, current = [], []
+    parts: list[str] = []
+    current: list[str] = []
     for line in lines:
         if line == marker:
             parts.append("".join(f"{text}\n" for text in current))
@@ -76,7 +77,8 @@ def chunk_ports(ports: Iterable[Port]) -> str:
     """ufw `ports=` text: one entry per protocol, split so no entry exceeds the multiport limit."""
     entries = []
     for proto in ("tcp", "udp"):
-        chunk, weight = [], 0
+        chunk: list[str] = []
+        weight = 0
         for port in sorted(p for p in ports if p.proto == proto):
             cost = 1 if port.first == port.last else 2
             if weight + cost > MULTIPORT_LIMIT:
@@ -91,7 +93,7 @@ def chunk_ports(ports: Iterable[Port]) -> str:
 
 def as_profiles(profiles: Mapping[str, str] | Iterable[Profile]) -> tuple[Profile, ...]:
     """Profiles given as Profile objects or as a mapping of name → ports."""
-    if isinstance(profiles, dict):
+    if isinstance(profiles, Mapping):
         return tuple(Profile(name, ports, title=name) for name, ports in profiles.items())
     return tuple(profiles)
 
@@ -159,10 +161,12 @@ def _tuple_lines(body: str, ipv6: bool) -> list[str]:
 def stored_app_ports(text: str) -> dict[str, tuple["Port", ...]]:
     """read_user_rules' output → app name → the ports ufw stored with its rules (ufw writes a profile's ports
     into the rule when it is added, and keeps them after the profile is gone: the kernel has those)."""
-    apps = {}
+    apps: dict[str, tuple[Port, ...]] = {}
     for line in _tuple_lines(_rule_parts(text)[2], True):
         rule = read_tuple(line)
-        for app in (rule.dapp, rule.sapp) if rule else ():
+        if rule is None:
+            continue
+        for app in (rule.dapp, rule.sapp):
             port = rule.dport if app == rule.dapp else rule.sport
             if app and port != "any":
                 apps[app] = tuple(dict.fromkeys((*apps.get(app, ()), *(_ports_of(port, rule.protocol) or ()))))
@@ -181,7 +185,7 @@ def read_app_profiles() -> str:
 def parse_app_profiles(text: str) -> dict[str, tuple["Port", ...]]:
     """read_app_profiles' output → profile name → the ports its `ports=` line opens, across every file (ufw
     reads them with ConfigParser, as this does; a file it could not read is skipped, as ufw skips it)."""
-    apps = {}
+    apps: dict[str, tuple[Port, ...]] = {}
     for body in text.split(f"{APP_FILE}\n")[1:]:
         parser = configparser.RawConfigParser(strict=False, interpolation=None)
         try:
@@ -240,7 +244,10 @@ def read_tuple(line: str) -> TupleLine | None:
     except ValueError:  # not ufw's hex: a hand edit; kept as written, so the rule is never taken for ours
         text = hex_text
     logtype = action_words[1] if len(action_words) > 1 else ""
-    return TupleLine(action, logtype, *fields[1:6], direction, interface_in, interface_out, dapp, sapp, text)
+    protocol, dport, dst, sport, src = fields[1:6]
+    return TupleLine(
+        action, logtype, protocol, dport, dst, sport, src, direction, interface_in, interface_out, dapp, sapp, text
+    )
 
 
 def command_of_tuple(line: str) -> tuple[str, ...] | None:
@@ -336,7 +343,7 @@ class RuleView:
     action: str
     inbound: bool
     sources: tuple
-    ports: tuple  # of Port; None when the rule names no port
+    ports: tuple | None  # of Port; None when the rule names no port
     app: str
     comment: str
     destinations: tuple = ANYWHERE
@@ -425,7 +432,7 @@ def holds(networks: Iterable, inner) -> bool:
 
 def ports_of_text(text: str) -> tuple[Port, ...]:
     """A `ports=` text ("80,443/tcp|10024:10032/tcp") → tuple of Port."""
-    ports = []
+    ports: list[Port] = []
     for entry in text.split("|"):
         spec, _, proto = entry.partition("/")
         ports += _ports_of(spec, proto) or []
@@ -535,7 +542,7 @@ def plan_profiles(current_text: str | None, profiles: Iterable[Profile]) -> str 
     return None if current_text == text.rstrip("\n") else text
 
 
-def plan_defaults(state: dict, incoming: str, outgoing: str) -> tuple[tuple[str, str], ...]:
+def plan_defaults(state: Mapping, incoming: str, outgoing: str) -> tuple[tuple[str, str], ...]:
     """(policy, direction) pairs to set: only those that differ."""
     return tuple(
         (value, direction)
@@ -598,7 +605,7 @@ def default_policy_script(changes: Iterable[tuple[str, str]], lock_wait: int = 6
 
 
 def changes_pending(
-    state: dict, profiles: Iterable[Profile], rule_arguments: dict, incoming: str, outgoing: str
+    state: Mapping, profiles: Iterable[Profile], rule_arguments: dict, incoming: str, outgoing: str
 ) -> bool:
     """Would the operations change anything? The same planners they use, so the two cannot drift."""
     return bool(
