@@ -14,7 +14,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from lab import client  # noqa: E402
 from zimbra_firewall.audit import Listener  # noqa: E402
-from zimbra_firewall.policy import catalogue_port, load_catalogue  # noqa: E402
+from zimbra_firewall.catalogue import load_catalogue  # noqa: E402
 
 VIEWERS = ("mgmt", "outside")
 FAMILIES = ("ipv4", "ipv6")
@@ -22,8 +22,8 @@ FAMILIES = ("ipv4", "ipv6")
 
 def catalogue_specs():
     specs = ["22/tcp"]
-    for entry in load_catalogue()["ports"]:
-        port = catalogue_port(entry)
+    for entry in load_catalogue().ports:
+        port = entry.port
         specs += [f"{n}/{port.proto}" for n in range(port.first, port.last + 1)]
     return specs + ["11211/udp"]
 

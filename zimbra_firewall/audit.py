@@ -20,7 +20,8 @@ import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from zimbra_firewall.policy import Policy, attribute_port, catalogue_port, nginx_memcached_address
+from zimbra_firewall.catalogue import Catalogue
+from zimbra_firewall.policy import Policy, attribute_port, nginx_memcached_address
 from zimbra_firewall.topology import Topology
 from zimbra_firewall.ufw import (
     ANYWHERE,
@@ -284,24 +285,24 @@ def reach_names(decisions: dict) -> list[str]:
     return names
 
 
-def port_catalogue(catalogue: dict, policy: Policy, topology: Topology) -> dict[Port, tuple[str, str]]:
+def port_catalogue(catalogue: Catalogue, policy: Policy, topology: Topology) -> dict[Port, tuple[str, str]]:
     """Port → (service, what the policy expects of it on this node), this node's ports first."""
     this = topology.this
     known = {}
     for exposure, ports in policy.exposure.items():
         for port in ports:
             known[port] = ("", exposure)
-    for entry in catalogue["ports"]:
-        default = catalogue_port(entry)
-        number = attribute_port(this, entry.get("attribute"), default.first)
+    for entry in catalogue.ports:
+        default = entry.port
+        number = attribute_port(this, entry.attribute, default.first)
         port = dataclasses.replace(default, first=number, last=number + default.last - default.first)
         if port in known:
             expected = known[port][1]
-        elif entry.get("group") and (this is None or entry["role"] in this.services):
-            expected = f"off (optional group {entry['group']})"
+        elif entry.group and (this is None or entry.role in this.services):
+            expected = f"off (optional group {entry.group})"
         else:
-            expected = f"{entry['role']} role, not this node's"
-        known[port] = (entry["service"], expected)
+            expected = f"{entry.role} role, not this node's"
+        known[port] = (entry.service, expected)
     ssh = Port(policy.ssh_port, policy.ssh_port, "tcp")
     known[ssh] = (known.get(ssh, ("SSH", ""))[0] or "SSH", "ssh")
     return known
@@ -318,7 +319,7 @@ def audit_node(
     name: str,
     read: NodeRead,
     policy: Policy,
-    catalogue: dict,
+    catalogue: Catalogue,
     deploy_command: str,
     warnings: Iterable[str] = (),
     nginx_looks: Mapping[str, str] | None = None,

@@ -4,15 +4,11 @@ Every group_data value is checked here, before pyinfra runs a single command on 
 value raises PolicyError naming the key.
 """
 
-import functools
 import ipaddress
-import os
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-import yaml
-
+from zimbra_firewall.catalogue import EXPOSURES, Catalogue, Flow, catalogue_cache, load_catalogue, parse_port
 from zimbra_firewall.settings import PolicyError, text
 from zimbra_firewall.topology import BASE_KINDS, Server, Topology, endpoint_port
 from zimbra_firewall.ufw import Port, Profile, chunk_ports
@@ -29,8 +25,6 @@ __all__ = [
     "topology_attributes",
 ]
 
-CATALOGUE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "catalogue.yaml")
-EXPOSURES = ("public", "local-only", "intra", "loopback-only")
 SEED_PROFILE = {
     "name": "Zimbra",
     "title": "Zimbra Collaboration Server",
@@ -87,71 +81,17 @@ class Policy:
         )
 
 
-def load_catalogue(path: str = CATALOGUE) -> dict:
-    with open(path) as f:
-        # libyaml's loader when PyYAML has it: pyinfra builds a policy per host, and 30 hosts notice
-        catalogue = yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    seen = {}
-    for entry in catalogue["ports"]:
-        port = catalogue_port(entry)
-        if entry["exposure"] not in EXPOSURES:
-            raise PolicyError("catalogue", f"port {port}: unknown exposure {entry['exposure']!r}")
-        if entry.get("group") and entry["group"] not in catalogue["groups"]:
-            raise PolicyError("catalogue", f"port {port}: unknown group {entry['group']!r}")
-        if port in seen:
-            raise PolicyError("catalogue", f"port {port} is listed twice")
-        seen[port] = entry
-    for flow in catalogue["flows"]:
-        where = f"flow {flow.get('from')} → {flow.get('to')} port {flow.get('port')}"
-        if not isinstance(flow.get("port"), int) and not isinstance(flow.get("default"), int):
-            raise PolicyError("catalogue", f"{where}: a port attribute needs a numeric `default`")
-        if flow.get("proto") not in ("tcp", "udp") or not isinstance(flow.get("from"), list):
-            raise PolicyError("catalogue", f"{where}: needs `proto` (tcp/udp) and a list `from`")
-        if set(flow.get("when", {})) - {"source", "destination"}:
-            raise PolicyError("catalogue", f"{where}: `when` takes source and destination")
-        if flow.get("group") and flow["group"] not in catalogue["groups"]:
-            raise PolicyError("catalogue", f"{where}: unknown group {flow['group']!r}")
-    return catalogue
-
-
-@functools.cache
-def catalogue_cache() -> dict:
-    """The catalogue, read once per process (pyinfra builds a policy per host); never modified."""
-    return load_catalogue()
-
-
-def parse_port(text: str | int, key: str) -> Port:
-    """'7071/tcp', '10024:10032/tcp' or a bare number (tcp) → Port."""
-    if isinstance(text, bool) or not isinstance(text, (str, int)):
-        raise PolicyError(key, f"{text!r} is not a port (write 7071/tcp or 10024:10032/tcp)")
-    match = re.fullmatch(r"(\d{1,5})(?::(\d{1,5}))?(?:/(tcp|udp))?", str(text).strip())
-    if not match:
-        raise PolicyError(key, f"{text!r} is not a port (write 7071/tcp or 10024:10032/tcp)")
-    first, last = int(match.group(1)), int(match.group(2) or match.group(1))
-    for number in (first, last):
-        if not 1 <= number <= 65535:
-            raise PolicyError(key, f"port {number} is outside 1-65535")
-    if last < first:
-        raise PolicyError(key, f"range {text!r} ends before it starts")
-    return Port(first, last, match.group(3) or "tcp")
-
-
-def catalogue_port(entry: dict) -> Port:
-    """A catalogue entry's port, at its default number."""
-    return parse_port(f"{entry['port']}/{entry['proto']}", "catalogue")
-
-
 PROFILE_NAME = text(r"[A-Za-z0-9][A-Za-z0-9 _.+-]*", "a profile name ufw accepts (letters, digits, space, _ . + -)", 64)
 
 
-def exposure_map(catalogue, groups, overrides):
+def exposure_map(catalogue: Catalogue, groups, overrides) -> dict[Port, str]:
     """Port → exposure class, after optional groups and the user's overrides."""
     classes = {}
-    for entry in catalogue["ports"]:
-        if entry.get("group") and entry["group"] not in groups:
+    for entry in catalogue.ports:
+        if entry.group and entry.group not in groups:
             continue
-        classes[catalogue_port(entry)] = entry["exposure"]
-    claimed = {}
+        classes[entry.port] = entry.exposure
+    claimed: dict[Port, str] = {}
     for exposure, ports in overrides.items():
         key = f"exposure_overrides[{exposure!r}]"
         if exposure not in EXPOSURES:
@@ -239,7 +179,7 @@ def build_rules(profiles, management, zimbra_nodes, ssh_port, blanket, peer_acce
 # --- this node in its cluster: ports of its services, the peers that reach each ---------------------------
 
 
-def attribute_kinds(catalogue: dict | None = None) -> dict[str, str]:
+def attribute_kinds(catalogue: Catalogue | None = None) -> dict[str, str]:
     """Every LDAP attribute the policy reads → the kind of value it must hold (zimbra_firewall/untrusted.py
     KINDS): services and host names, the catalogue's port attributes, the attributes its flows name as a
     destination (endpoints) or a condition (flags), memcached's. Nothing else is ever requested (never
@@ -256,21 +196,20 @@ def attribute_kinds(catalogue: dict | None = None) -> dict[str, str]:
         if kinds.setdefault(attribute, kind) != kind:
             raise PolicyError("catalogue", f"attribute {attribute} is used as a {kinds[attribute]} and a {kind}")
 
-    for entry in catalogue["ports"]:
-        if entry.get("attribute"):
-            add(entry["attribute"], "port")
-    for flow in catalogue["flows"]:
-        if flow["to"].startswith("@"):
-            add(flow["to"][1:], "endpoint")
-        if isinstance(flow["port"], str):
-            add(flow["port"], "port")
-        for conditions in flow.get("when", {}).values():
-            for attribute in conditions:
-                add(attribute, "flag")
+    for entry in catalogue.ports:
+        if entry.attribute:
+            add(entry.attribute, "port")
+    for flow in catalogue.flows:
+        if flow.to_attribute:
+            add(flow.to_attribute, "endpoint")
+        if flow.port_attribute:
+            add(flow.port_attribute, "port")
+        for attribute, _ in flow.source_conditions + flow.destination_conditions:
+            add(attribute, "flag")
     return kinds
 
 
-def topology_attributes(catalogue: dict | None = None) -> tuple[str, ...]:
+def topology_attributes(catalogue: Catalogue | None = None) -> tuple[str, ...]:
     """The attributes the topology read asks LDAP for: those of attribute_kinds()."""
     return tuple(sorted(attribute_kinds(catalogue)))
 
@@ -282,60 +221,59 @@ def attribute_port(server: Server | None, attribute: str | None, default: int) -
     return int(value) if value else default
 
 
-def node_classes(catalogue, classes, server):
+def node_classes(catalogue: Catalogue, classes: dict[Port, str], server: Server | None) -> dict[Port, str]:
     """This node's ports → exposure class: the catalogue ports of its services (at the number their
     attribute gives), and the ports the overrides add. server None: every service (topology unknown)."""
-    entries = {catalogue_port(entry): entry for entry in catalogue["ports"]}
+    entries = {entry.port: entry for entry in catalogue.ports}
     node = {}
     for port, exposure in classes.items():
         entry = entries.get(port)
         if entry is None:
             node[port] = exposure  # a port the overrides add: on every node
-        elif server is None or entry["role"] == "all" or entry["role"] in server.services:
-            number = attribute_port(server, entry.get("attribute"), port.first)
+        elif server is None or entry.role == "all" or entry.role in server.services:
+            number = attribute_port(server, entry.attribute, port.first)
             node[Port(number, number + port.last - port.first, port.proto)] = exposure
     return node
 
 
-def reaches(flow, source: Server, destination: Server) -> bool:
+def reaches(flow: Flow, source: Server, destination: Server) -> bool:
     """Does this catalogue flow go from `source` to `destination`?"""
-    if "all" not in flow["from"] and not source.services & set(flow["from"]):
+    if "all" not in flow.sources and not source.services & set(flow.sources):
         return False
-    to = flow["to"]
-    if to.startswith("@"):
-        if not any(destination.named_by(value) for value in source.attributes.get(to[1:], ())):
+    if flow.to_attribute:
+        if not any(destination.named_by(value) for value in source.attributes.get(flow.to_attribute, ())):
             return False
-    elif to != "all" and to not in destination.services:
+    elif flow.to_role != "all" and flow.to_role not in destination.services:
         return False
-    for side, conditions in flow.get("when", {}).items():
-        server = source if side == "source" else destination
-        if any(server.value(attr).upper() != str(wanted).upper() for attr, wanted in conditions.items()):
+    for server, conditions in ((source, flow.source_conditions), (destination, flow.destination_conditions)):
+        if any(server.value(attr).upper() != wanted.upper() for attr, wanted in conditions):
             return False
     return True
 
 
-def flow_port(flow, source: Server, destination: Server) -> Port:
-    if flow["to"].startswith("@"):
-        for value in source.attributes.get(flow["to"][1:], ()):
+def flow_port(flow: Flow, source: Server, destination: Server) -> Port:
+    if flow.to_attribute:
+        for value in source.attributes.get(flow.to_attribute, ()):
             port = endpoint_port(value)
             if destination.named_by(value) and port:
-                return Port(port, port, flow["proto"])
-    if isinstance(flow["port"], int):
-        number = flow["port"]
+                return Port(port, port, flow.proto)
+    if flow.port is not None:
+        number = flow.port
     else:
-        number = attribute_port(destination, flow["port"], flow["default"])
-    return Port(number, number, flow["proto"])
+        assert flow.default is not None  # load_catalogue refuses a port attribute without its default
+        number = attribute_port(destination, flow.port_attribute, flow.default)
+    return Port(number, number, flow.proto)
 
 
-def peer_access(catalogue, groups, topology: Topology, public, addresses) -> dict[Port, set[str]]:
+def peer_access(catalogue: Catalogue, groups, topology: Topology, public, addresses) -> dict[Port, set[str]]:
     """Port of this node → the addresses of the peers whose flows reach it (ports the public rule opens
     anyway left out; a host's own traffic goes over loopback, which ufw always accepts). addresses: server
     name → the addresses its rules use (peer_addresses)."""
     access: dict[Port, set[str]] = {}
     if topology.this is None:
         return access
-    for flow in catalogue["flows"]:
-        if flow.get("group") and flow["group"] not in groups:
+    for flow in catalogue.flows:
+        if flow.group and flow.group not in groups:
             continue
         for peer in topology.peers:
             if reaches(flow, peer, topology.this):
@@ -386,16 +324,16 @@ def _usable(hostname: str, addresses, bounds: tuple, warnings: list[str]) -> tup
     return tuple(usable)
 
 
-def restricted_ports(catalogue, classes, node, management, zimbra_nodes, access):
+def restricted_ports(catalogue: Catalogue, classes, node, management, zimbra_nodes, access):
     """((ports text, sources), ...): every non-public port (the catalogue's, and this node's at its
     attribute's number) with the only sources the policy lets reach it; an unmanaged rule opening one wider
     is deleted. A non-public port of an optional group that is off (9071 without admin_proxy) may be reached
     by nobody off the host."""
     ports = {p: c for p, c in classes.items() if c != "public"}
     ports.update({p: c for p, c in node.items() if c != "public"})
-    off = {catalogue_port(e) for e in catalogue["ports"] if e["exposure"] != "public" and e.get("group")}
+    off = {e.port for e in catalogue.ports if e.exposure != "public" and e.group}
     off = {port for port in off if not any(port.overlaps(p) for p in ports)}
-    grouped = {frozenset(): sorted(off)} if off else {}
+    grouped: dict[frozenset[str], list[Port]] = {frozenset(): sorted(off)} if off else {}
     for port, exposure in ports.items():
         sources = set()
         if exposure == "local-only":
@@ -458,10 +396,10 @@ def memcached_wanted(settings, topology: Topology, addresses: tuple[str, ...]):
     return wanted, warnings
 
 
-def check_groups(groups, catalogue):
+def check_groups(groups, catalogue: Catalogue) -> None:
     for group in groups:
-        if group not in catalogue["groups"]:
-            raise PolicyError("optional_groups", f"unknown group {group!r}; known: {', '.join(catalogue['groups'])}")
+        if group not in catalogue.groups:
+            raise PolicyError("optional_groups", f"unknown group {group!r}; known: {', '.join(catalogue.groups)}")
 
 
 def check_management_for_local_only(classes, management):
