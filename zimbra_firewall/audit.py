@@ -334,7 +334,9 @@ def audit_node(
     wanted_ports = {p for view, _ in expected.rules[4] for p in view.ports or ()}
     sockets: list[SocketAudit] = []
     findings: list[Finding] = []
-    by_port: dict = {}
+    # per port: its sockets (IPv4, IPv6, several addresses), and per source what reaches it through any of them
+    sockets_of: dict[tuple[int, str], list[SocketAudit]] = {}
+    reach_of: dict[tuple[int, str], dict] = {}
     for listener in read.listeners:
         service, exposure = _lookup(known, listener) or ("", "unknown")
         if exposure == "unknown" and any(p.proto == listener.proto and p.first == listener.port for p in wanted_ports):
@@ -346,14 +348,15 @@ def audit_node(
             socket.reach = ["loopback only"]
         elif observed:
             judged = _evaluate(socket, listener, observed, expected, every, own)
-            merged = by_port.setdefault((listener.port, listener.proto), ([], {}))
-            merged[0].append(socket)
-            for source, (now, wanted) in judged.items():  # reachable through any of the port's sockets
-                now_seen, wanted_seen = merged[1].get(source, (now, wanted))
-                merged[1][source] = (now if now.reachable else now_seen, wanted if wanted.reachable else wanted_seen)
+            key = (listener.port, listener.proto)
+            sockets_of.setdefault(key, []).append(socket)
+            reach = reach_of.setdefault(key, {})
+            for source, (now, wanted) in judged.items():
+                now_seen, wanted_seen = reach.get(source, (now, wanted))
+                reach[source] = (now if now.reachable else now_seen, wanted if wanted.reachable else wanted_seen)
         sockets.append(socket)
-    for (port, proto), (group, judged) in by_port.items():
-        findings += _port_findings(f"{port}/{proto}", group, judged, name, deploy_command)
+    for (port, proto), group in sockets_of.items():
+        findings += _port_findings(f"{port}/{proto}", group, reach_of[(port, proto)], name, deploy_command)
     if observed:
         findings += _rules_without_listener(observed, read.listeners, policy.comment, deploy_command)
         findings += _memcached_findings(topology, read.listeners, observed, deploy_command, nginx_looks or {})

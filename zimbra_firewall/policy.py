@@ -33,30 +33,34 @@ SEED_PROFILE = {
 }
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
 @dataclass(frozen=True)
 class Policy:
-    exposure: dict  # class → tuple of Port
-    management_subnets: tuple
-    zimbra_nodes: tuple
+    exposure: dict[str, tuple[Port, ...]]  # exposure class → this node's ports of that class
+    management_subnets: tuple[Network, ...]
+    zimbra_nodes: tuple[Network, ...]
     ssh_port: int
-    profiles: tuple
-    rules: tuple  # each a tuple of ufw arguments as `ufw show added` prints them, before the comment tag
+    profiles: tuple[Profile, ...]
+    rules: tuple[tuple[str, ...], ...]  # each ufw's arguments as `ufw show added` prints them, before the tag
     default_incoming: str
     default_outgoing: str
     comment: str
     purge_unmanaged: bool
-    memcached: dict  # zimbra attribute → list of desired values (only those this node manages)
-    restricted: tuple  # ((ports text, sources), ...): non-public ports and the only sources that may reach them
+    memcached: dict[str, list[str]]  # zimbra attribute → the values wanted (only those this node manages)
+    # ((ports text, sources), ...): the non-public ports and the only sources that may reach them
+    restricted: tuple[tuple[str, tuple[str, ...]], ...]
     rollback_seconds: int
     allow_lockout_risk: bool
     xtables_lock_wait: int
     server: str = ""  # this node's Zimbra server name (zimbra_server_hostname)
     # ((zimbraServiceHostname, addresses its rules use), ...): what the deploy keeps for a run in which
     # a name does not resolve
-    addresses: tuple = ()
+    addresses: tuple[tuple[str, tuple[str, ...]], ...] = ()
     problem: str = ""  # why this node's topology could not be read: the preflight fails the host with it
-    refused: tuple = ()  # values from LDAP, DNS or the host left out (zimbra_firewall/untrusted.py), each said
-    warnings: tuple = field(default=())
+    refused: tuple[str, ...] = ()  # values from LDAP, DNS or the host left out (zimbra_firewall/untrusted.py)
+    warnings: tuple[str, ...] = field(default=())
 
     @property
     def restrictions(self) -> dict[str, list[str]]:
@@ -151,11 +155,21 @@ def port_rules(source: str, ports: Iterable[Port]) -> list[tuple[str, ...]]:
     return rules
 
 
-def build_rules(profiles, management, zimbra_nodes, ssh_port, blanket, peer_access):
+def build_rules(
+    profiles: dict[str, Profile],
+    *,
+    management: tuple,
+    zimbra_nodes: tuple,
+    ssh_port: int,
+    blanket: bool,
+    peer_access: dict[Port, set[str]],
+) -> tuple[tuple[str, ...], ...]:
     """SSH first, then the public profile from anywhere, then what the management subnets may reach, then
     what the other Zimbra nodes may reach: the intra profile from `zimbra_nodes`, else each peer's ports
     from its addresses (ufw.rules adds the owner's comment tag to each)."""
-    rules = [("allow", "from", str(net), "to", "any", "port", str(ssh_port), "proto", "tcp") for net in management]
+    rules: list[tuple[str, ...]] = [
+        ("allow", "from", str(net), "to", "any", "port", str(ssh_port), "proto", "tcp") for net in management
+    ]
     if "public" in profiles:
         rules.append(("allow", profiles["public"].name))
     for net in management:
@@ -167,7 +181,7 @@ def build_rules(profiles, management, zimbra_nodes, ssh_port, blanket, peer_acce
         if "intra" in profiles:
             rules += [("allow", "from", str(net), "to", "any", "app", profiles["intra"].name) for net in zimbra_nodes]
         return tuple(rules)
-    by_source = {}
+    by_source: dict[str, list[Port]] = {}
     for port, sources in peer_access.items():
         for source in sources:
             by_source.setdefault(source, []).append(port)
@@ -324,7 +338,15 @@ def _usable(hostname: str, addresses, bounds: tuple, warnings: list[str]) -> tup
     return tuple(usable)
 
 
-def restricted_ports(catalogue: Catalogue, classes, node, management, zimbra_nodes, access):
+def restricted_ports(
+    catalogue: Catalogue,
+    *,
+    classes: dict[Port, str],
+    node: dict[Port, str],
+    management: tuple,
+    zimbra_nodes: tuple,
+    access: dict[Port, set[str]],
+) -> tuple[tuple[str, tuple[str, ...]], ...]:
     """((ports text, sources), ...): every non-public port (the catalogue's, and this node's at its
     attribute's number) with the only sources the policy lets reach it; an unmanaged rule opening one wider
     is deleted. A non-public port of an optional group that is off (9071 without admin_proxy) may be reached
@@ -450,18 +472,20 @@ def build_policy(settings: dict, topology: Topology) -> Policy:
         profiles=tuple(profiles.values()),
         rules=build_rules(
             profiles,
-            management,
-            zimbra_nodes,
-            settings["firewall_ssh_port"],
-            settings["allow_management_all_ports"],
-            access,
+            management=management,
+            zimbra_nodes=zimbra_nodes,
+            ssh_port=settings["firewall_ssh_port"],
+            blanket=settings["allow_management_all_ports"],
+            peer_access=access,
         ),
         default_incoming=settings["default_incoming"],
         default_outgoing=settings["default_outgoing"],
         comment=settings["rule_comment"],
         purge_unmanaged=settings["purge_unmanaged_rules"],
         memcached=memcached,
-        restricted=restricted_ports(catalogue, classes, node, management, zimbra_nodes, access),
+        restricted=restricted_ports(
+            catalogue, classes=classes, node=node, management=management, zimbra_nodes=zimbra_nodes, access=access
+        ),
         rollback_seconds=settings["rollback_seconds"],
         allow_lockout_risk=settings["allow_lockout_risk"],
         xtables_lock_wait=settings["xtables_lock_wait"],
