@@ -93,20 +93,18 @@ def memcached_binding(server: str, current: Mapping[str, list[str]], attributes:
         host.noop("memcached attributes already set" if attributes else "no memcached attribute to manage here")
         return
     name = QuoteString(server)
-    yield StringCommand(ZMPROV, "-l", "ms", name, *[QuoteString(a) for a in change.arguments])
+    # one remote command, stopping at the first step that fails
+    steps = [StringCommand(ZMPROV, "-l", "ms", name, *[QuoteString(a) for a in change.arguments]).get_raw_value()]
     if change.restart:
         restore = StringCommand(ZMPROV, "-l", "ms", name, *[QuoteString(a) for a in change.undo]).get_raw_value()
-        yield StringCommand(
-            "sh",
-            "-c",
-            QuoteString(
-                f"{ZMMEMCACHEDCTL} restart || {{ {restore}; {ZMMEMCACHEDCTL} restart; "
-                "echo 'memcached did not start with the new binding: the previous binding is restored' >&2; "
-                "exit 1; }"
-            ),
+        steps.append(
+            f"{{ {ZMMEMCACHEDCTL} restart || {{ {restore}; {ZMMEMCACHEDCTL} restart; "
+            "echo 'memcached did not start with the new binding: the previous binding is restored' >&2; "
+            "exit 1; }; }"
         )
     if change.reload_clients:
-        yield StringCommand(ZMPROV, "rmcc", name)
+        steps.append(StringCommand(ZMPROV, "rmcc", name).get_raw_value())
+    yield StringCommand("sh", "-c", QuoteString(" && ".join(steps)))
 
 
 @operation()
