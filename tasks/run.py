@@ -15,6 +15,7 @@ import functools
 import weakref
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
+from typing import ParamSpec
 
 import gevent
 from pyinfra.api import FactBase
@@ -33,11 +34,17 @@ def _key(cls: type[FactBase], kwargs: dict) -> tuple:
 
 @dataclass(eq=False)
 class HostRun:
-    host: Host
+    host_ref: "weakref.ref[Host]"  # not the Host itself: it is the key this is kept under, which must be free to go
     prefetched: dict = field(default_factory=dict)  # fact key → value read while loading, not yet used
     cached: dict = field(default_factory=dict)  # (phase, fact key) → value
     said: set[str] = field(default_factory=set)
     topology: Topology | None = None  # as this host read it (tasks/zimbra.py)
+
+    @property
+    def host(self) -> Host:
+        host = self.host_ref()
+        assert host is not None  # reached only through of(host), while the host is there
+        return host
 
     def prefetch(self, reads: Reads) -> None:
         """Read these facts now, all at once (a channel each on the host's connection). A read that fails is
@@ -86,7 +93,7 @@ def of(target: Host | None = None) -> HostRun:
     """The run's knowledge of `target` (the current host by default)."""
     target = target or ctx_host.get()
     if target not in _runs:
-        _runs[target] = HostRun(target)
+        _runs[target] = HostRun(weakref.ref(target))
     return _runs[target]
 
 
@@ -98,13 +105,18 @@ def fact(cls: type[FactBase], **kwargs):
     return of().fact(cls, **kwargs)
 
 
-def changes(*classes: type[FactBase]) -> Callable[[Callable[..., Generator]], Callable[..., Generator]]:
+Arguments = ParamSpec("Arguments")
+
+
+def changes(
+    *classes: type[FactBase],
+) -> Callable[[Callable[Arguments, Generator]], Callable[Arguments, Generator]]:
     """Declare an operation's body as changing what `classes` read: once it yields a command, this host's
     reads of them are made again (under @operation())."""
 
-    def declare(body: Callable[..., Generator]) -> Callable[..., Generator]:
+    def declare(body: Callable[Arguments, Generator]) -> Callable[Arguments, Generator]:
         @functools.wraps(body)
-        def changing(*args, **kwargs) -> Generator:
+        def changing(*args: Arguments.args, **kwargs: Arguments.kwargs) -> Generator:
             for number, command in enumerate(body(*args, **kwargs)):
                 if number == 0:
                     of().changed(*classes)

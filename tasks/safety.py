@@ -127,6 +127,7 @@ def memcached_undo_kept(switch: Switch, undo: tuple[str, ...]) -> Generator:
 
 
 @operation()
+@run.changes(UfwState)  # a recovery puts the firewall back: what was read before it is read again
 def report_rollbacks() -> Generator:
     """
     Show rollbacks that restored the firewall since the last run (time and reason; a failed one as an

@@ -9,9 +9,10 @@ import pytest
 from pyinfra.context import ctx_host
 from test_policy import policy
 
+from facts.safety import RollbackState
 from facts.ufw import UfwState
 from tasks import run, ufw
-from tasks.safety import firewall_will_change
+from tasks.safety import firewall_will_change, report_rollbacks
 from zimbra_firewall.ufw import as_profiles, parse_state, render_profiles
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "ufw")
@@ -31,10 +32,13 @@ class FakeHost:
         self.name = "web1"
         self.state = SimpleNamespace(is_executing=True)
         self.ufw_state = ufw_state
+        self.rollback_state = {"unfinished": "", "armed": False, "log": ""}
         self.noops = []
         self.reads = 0
 
     def get_fact(self, fact, **_kwargs):
+        if fact is RollbackState:
+            return self.rollback_state
         assert fact is UfwState
         self.reads += 1
         return self.ufw_state
@@ -118,11 +122,11 @@ def test_rules_are_added_tagged_and_what_widens_a_restriction_is_deleted():
         "LC_ALL=C ufw --force delete allow from 192.0.2.0/24 to any app Web comment web-fw",
         "LC_ALL=C ufw --force delete allow 5432/tcp",
     ]
-    converged = state(
+    as_wanted = state(
         "state-fresh", rules=[(*SSH, "comment", "web-fw"), ("allow", "Web", "comment", "web-fw"), current["rules"][1]]
     )
-    assert commands(ufw.rules, converged, **arguments) == ([], ["ufw rules are as wanted"])
-    purged, _ = commands(ufw.rules, converged, **arguments, purge=True)
+    assert commands(ufw.rules, as_wanted, **arguments) == ([], ["ufw rules are as wanted"])
+    purged, _ = commands(ufw.rules, as_wanted, **arguments, purge=True)
     assert purged == ["LC_ALL=C ufw --force delete allow from 10.1.0.0/16 to any port 5432 proto tcp"]
 
 
@@ -176,21 +180,37 @@ def test_the_rollback_is_armed_exactly_when_an_operation_would_change_ufw(fixtur
         assert firewall_will_change(p) is would_change is True  # both fixtures differ from the policy somewhere
 
 
-def test_a_converged_firewall_arms_no_rollback_and_no_operation_changes_anything():
-    p = policy(management_subnets=["10.77.1.0/24", "fd5a:7e3c:91b2:1::/64"])
-    converged = state(
+def converged(p):
+    """ufw's state once the policy `p` is in force."""
+    return state(
         "state-fresh",
         active=True,
         rules=[(*rule, "comment", p.comment) for rule in p.rules],
         profiles=render_profiles(p.profiles).rstrip("\n"),
     )
+
+
+def test_a_converged_firewall_arms_no_rollback_and_no_operation_changes_anything():
+    p = policy(management_subnets=["10.77.1.0/24", "fd5a:7e3c:91b2:1::/64"])
     for operation, arguments in [
         (ufw.app_profiles, dict(profiles=p.profiles)),
         (ufw.rules, p.rule_arguments),
         (ufw.default_policy, dict(incoming=p.default_incoming, outgoing=p.default_outgoing)),
         (ufw.enabled, {}),
     ]:
-        assert commands(operation, converged, **arguments)[0] == []
-    fake = FakeHost(converged)
+        assert commands(operation, converged(p), **arguments)[0] == []
+    fake = FakeHost(converged(p))
     with ctx_host.use(fake):
         assert firewall_will_change(p) is False
+
+
+def test_after_a_recovery_of_an_earlier_rollback_the_arm_decides_on_the_firewall_as_the_recovery_left_it():
+    p = policy(management_subnets=["10.77.1.0/24", "fd5a:7e3c:91b2:1::/64"])
+    fake = FakeHost(converged(p))  # read while deploy.py loads: the unconfirmed change, as the policy wants it
+    fake.rollback_state = {"unfinished": "stale-arm", "armed": False, "log": ""}
+    with ctx_host.use(fake):
+        run.prefetch([(UfwState, {"profile_path": ufw.PROFILE_PATH, "lock_wait": 60})])
+        recovery = list(report_rollbacks._inner())
+        assert recovery and fake.reads == 1
+        fake.ufw_state = state("state-fresh")  # the recovery put back the snapshot of before: ufw inactive
+        assert firewall_will_change(p) is True and fake.reads == 2
