@@ -3,12 +3,18 @@ changes (with --dry, and at the top of a real run). Pure: ufw's state as read, t
 Zimbra's memcached attributes as they are in; lines out. The same planners as the operations', so the plan
 cannot differ from what runs."""
 
-import configparser
 import shlex
 from collections.abc import Iterable, Mapping
 
 from zimbra_firewall.policy import Policy
-from zimbra_firewall.ufw import PROFILE_PATH, changes_pending, plan_defaults, plan_profiles, plan_rules
+from zimbra_firewall.ufw import (
+    PROFILE_PATH,
+    changes_pending,
+    plan_defaults,
+    plan_profiles,
+    plan_rules,
+    profile_file_ports,
+)
 from zimbra_firewall.zimbra import memcached_change
 
 ZMPROV = "/opt/zimbra/bin/zmprov"
@@ -26,7 +32,7 @@ def node_plan(state: Mapping, policy: Policy, memcached: Mapping[str, Iterable[s
             "unless a new SSH connection gets through"
         )
     if plan_profiles(state["profiles"], policy.profiles) is not None:
-        replaced = sorted(_profile_names(state["profiles"]) - {p.name for p in policy.profiles})
+        replaced = sorted(set(profile_file_ports(state["profiles"] or "")) - {p.name for p in policy.profiles})
         written = "; ".join(f"[{p.name}] ports={p.ports}" for p in policy.profiles)
         lines.append(f"write {PROFILE_PATH}: {written}" + (f" (it held {', '.join(replaced)})" if replaced else ""))
         lines += [shlex.join(["ufw", "app", "update", p.name]) for p in policy.profiles]
@@ -50,12 +56,3 @@ def node_plan(state: Mapping, policy: Policy, memcached: Mapping[str, Iterable[s
 
 def _delete(rule: tuple[str, ...]) -> str:
     return shlex.join(["ufw", "--force", "delete", *rule])
-
-
-def _profile_names(text: str | None) -> set[str]:
-    parser = configparser.RawConfigParser(strict=False, interpolation=None)
-    try:
-        parser.read_string(text or "")
-    except configparser.Error:
-        return set()
-    return set(parser.sections())

@@ -187,15 +187,20 @@ def parse_app_profiles(text: str) -> dict[str, tuple["Port", ...]]:
     reads them with ConfigParser, as this does; a file it could not read is skipped, as ufw skips it)."""
     apps: dict[str, tuple[Port, ...]] = {}
     for body in text.split(f"{APP_FILE}\n")[1:]:
-        parser = configparser.RawConfigParser(strict=False, interpolation=None)
-        try:
-            parser.read_string(body)
-        except configparser.Error:
-            continue
-        for name in parser.sections():
-            ports = ports_of_text(parser.get(name, "ports", fallback=""))
+        for name, ports in profile_file_ports(body).items():
             apps[name] = tuple(dict.fromkeys((*apps.get(name, ()), *ports)))
     return apps
+
+
+def profile_file_ports(text: str) -> dict[str, tuple["Port", ...]]:
+    """One application profile file → profile name → the ports its `ports=` line opens; {} for a file ufw
+    could not read either (it reads them with ConfigParser, as this does)."""
+    parser = configparser.RawConfigParser(strict=False, interpolation=None)
+    try:
+        parser.read_string(text)
+    except configparser.Error:
+        return {}
+    return {name: ports_of_text(parser.get(name, "ports", fallback="")) for name in parser.sections()}
 
 
 @dataclass(frozen=True)

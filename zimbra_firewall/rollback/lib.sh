@@ -68,6 +68,14 @@ same_ufw_chains() {
   [ -n "$(ufw_chain_names "$2")" ] && [ "$(ufw_chain_names "$2")" = "$("$1-save" -t filter | ufw_chain_names)" ]
 }
 
+# load_ufw_part FAMILY FILE WAIT: ufw's part of FILE (a snapshot of FAMILY's rules) back in the kernel, in ONE
+# --noflush transaction (other programs' rules stay as they are), then compared: status 1 when the load
+# failed (the kernel keeps its rules), 2 when the kernel's ufw part differs from FILE's after it
+load_ufw_part() {
+  { echo "*filter"; ufw_part "$2"; echo COMMIT; } | "$1-restore" -n -w "$3" || return 1
+  [ "$(ufw_part "$2")" = "$("$1-save" -t filter | ufw_part)" ] || return 2
+}
+
 # put_back_files TAR: ufw's files as the snapshot TAR holds them: extracted, and those made since removed
 put_back_files() {
   tar -C / -xf "$1" || return 1

@@ -57,6 +57,14 @@ whole_tables() {
     fi
   done
 }
+# load_whole_tables FAMILY FILE: the tables ufw makes, as FILE has them, in one transaction, then compared
+# (status as load_ufw_part's)
+load_whole_tables() {
+  whole_tables "$2" "$1" > "$d/$1.restore"
+  "$1-restore" -w 60 < "$d/$1.restore" || return 1
+  [ "$(normalized "$d/$1.restore")" = "$(for table in $(ufw_tables); do "$1-save" -t "$table" 2>/dev/null; done |
+    normalized)" ] || return 2
+}
 # the rules without comments and counters, and without tables that filter nothing (an empty table whose
 # built-in chains accept is the same as no table)
 normalized() {
@@ -69,26 +77,14 @@ if [ "$why" != boot ]; then
   for family in iptables ip6tables; do
     [ -e "$d/$family.rules" ] || continue
     if same_ufw_chains "$family" "$d/$family.rules"; then
-      { echo "*filter"; ufw_part "$d/$family.rules"; echo COMMIT; } > "$d/$family.restore"
-      noflush=-n
+      load_ufw_part "$family" "$d/$family.rules" 60
     else
-      whole_tables "$d/$family.rules" "$family" > "$d/$family.restore"
-      noflush=""
+      load_whole_tables "$family" "$d/$family.rules"
     fi
-    # shellcheck disable=SC2086 # $noflush: one option or none
-    if ! "$family-restore" $noflush -w 60 < "$d/$family.restore"; then
-      failed="${failed:+$failed; }$family-restore failed"
-      continue
-    fi
-    if [ -n "$noflush" ]; then
-      ufw_part "$d/$family.restore" > "$d/$family.wanted"
-      "$family-save" -t filter | ufw_part > "$d/$family.now"
-    else
-      normalized "$d/$family.restore" > "$d/$family.wanted"
-      for table in $(ufw_tables); do "$family-save" -t "$table" 2>/dev/null; done | normalized > "$d/$family.now"
-    fi
-    cmp -s "$d/$family.wanted" "$d/$family.now" ||
-      failed="${failed:+$failed; }the kernel's $family rules differ from the snapshot after the restore"
+    case $? in
+      1) failed="${failed:+$failed; }$family-restore failed" ;;
+      2) failed="${failed:+$failed; }the kernel's $family rules differ from the snapshot after the restore" ;;
+    esac
   done
 fi
 if [ -n "$failed" ]; then

@@ -19,26 +19,26 @@ if iptables -n -L ufw-user-input >/dev/null 2>&1; then now=active; fi
 families=""
 if [ "$was-$now" = active-active ]; then
   for family in iptables ip6tables; do
-    then_chains=$(ufw_chain_names "$last/$family.rules" 2>/dev/null || true)
-    now_chains=$("$family-save" -t filter 2>/dev/null | ufw_chain_names || true)
-    [ -z "$then_chains$now_chains" ] && continue
-    if [ "$then_chains" != "$now_chains" ]; then
+    if [ -e "$last/$family.rules" ] && same_ufw_chains "$family" "$last/$family.rules"; then
+      families="$families $family"
+    elif [ -n "$(ufw_chain_names "$last/$family.rules" 2>/dev/null)$("$family-save" -t filter 2>/dev/null |
+      ufw_chain_names)" ]; then
       echo "ufw's $family chains are not those of before the deploy (IPv6 turned on or off since?):" \
         "nothing was changed; put the firewall back by hand" >&2
       exit 1
     fi
-    families="$families $family"
   done
 fi
 put_back_files "$last/snapshot.tar"
 case $was-$now in
   active-active)
     for family in $families; do
-      { echo "*filter"; ufw_part "$last/$family.rules"; echo COMMIT; } | "$family-restore" -n -w "$wait"
-      ufw_part "$last/$family.rules" > "$last/$family.wanted"
-      "$family-save" -t filter | ufw_part > "$last/$family.now"
-      cmp -s "$last/$family.wanted" "$last/$family.now" ||
-        { echo "after the undo, the kernel's $family ufw rules differ from those before the deploy" >&2; exit 1; }
+      loaded=0
+      load_ufw_part "$family" "$last/$family.rules" "$wait" || loaded=$?
+      case $loaded in
+        1) echo "$family-restore refused ufw's $family rules of before the deploy" >&2; exit 1 ;;
+        2) echo "after the undo, the kernel's $family ufw rules differ from those before the deploy" >&2; exit 1 ;;
+      esac
     done
     ;;
   active-inactive) LC_ALL=C ufw --force enable >/dev/null ;;
