@@ -9,4 +9,4 @@ pyinfra inventories/<env>.py audit.py [--data audit_json=audit.json] [--data aud
 
 from tasks import audit
 
-audit.audit_host()
+audit.audit_inventory()

@@ -12,6 +12,7 @@ from tasks import plan, report, run, safety, ufw, zimbra
 from zimbra_firewall.policy import PolicyError, build_policy, topology_attributes
 from zimbra_firewall.safety import Switch
 from zimbra_firewall.settings import read_settings
+from zimbra_firewall.ufw_policy import rule_arguments
 from zimbra_firewall.zimbra import memcached_change
 
 # Every group_data value is checked here, for every host, before any host changes; then one read of
@@ -19,8 +20,8 @@ from zimbra_firewall.zimbra import memcached_change
 # Every read the steps make is made here, at once (pyinfra loads this file for every host together).
 try:
     settings = read_settings(host.data.dict())
-    attributes, read = topology_attributes(), settings["zimbra_read"]
-    run.prefetch(zimbra.reads(attributes, read) + safety.reads() + ufw.reads(settings["xtables_lock_wait"]))
+    attributes, read = topology_attributes(), settings.zimbra_read
+    run.prefetch(zimbra.reads(attributes, read) + safety.reads() + ufw.reads(settings.xtables_lock_wait))
     topology = zimbra.read_topology(attributes, read)
     policy = build_policy(settings, topology)
 except PolicyError as error:
@@ -39,8 +40,9 @@ armed = safety.arm_rollback(name="Rollback armed", policy=policy, switch=switch,
 ufw.app_profiles(name="Zimbra ufw profiles", profiles=policy.profiles, lock_wait=wait, guard=switch.guard)
 # 2. SSH first, then the public profile from anywhere, the local-only one from the management subnets and
 #    each peer's ports from its addresses: added on every node before any rule is deleted anywhere
-ufw.rules(name="ufw rules added", **policy.rule_arguments, changes="add", lock_wait=wait, guard=switch.guard)
-ufw.rules(name="ufw rules removed", **policy.rule_arguments, changes="delete", lock_wait=wait, guard=switch.guard)
+rules = rule_arguments(policy)
+ufw.rules(name="ufw rules added", **rules, changes="add", lock_wait=wait, guard=switch.guard)
+ufw.rules(name="ufw rules removed", **rules, changes="delete", lock_wait=wait, guard=switch.guard)
 # 3. Default deny incoming, allow outgoing
 incoming, outgoing = policy.default_incoming, policy.default_outgoing
 ufw.default_policy(

@@ -17,7 +17,7 @@ from zimbra_firewall.settings import read_settings
 
 try:
     settings = read_settings(host.data.dict())
-    attributes, read = topology_attributes(), settings["zimbra_read"]
+    attributes, read = topology_attributes(), settings.zimbra_read
     run.prefetch(zimbra.reads(attributes, read) + safety.reads() + undo.reads())
     topology = zimbra.read_topology(attributes, read)
     policy = build_policy(settings, topology)

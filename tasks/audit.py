@@ -1,7 +1,9 @@
-"""The audit's controller side. pyinfra loads audit.py for every host at once: each host's load reads the
-node (one command) and, with `audit_probe`, connects to it; the last host in judges every node, prints the
-report, writes the JSON and HTML files asked for, and ends the run, with status 1 when a node's findings
-fail the audit. Nothing runs on a host but the read."""
+"""The audit's controller side. pyinfra loads audit.py for every host at once; the first load of a run does
+the whole audit in one explicit step, whatever order pyinfra loads the hosts in: every host's group_data
+checked, every node read at once (one command each) and, with `audit_probe`, connected to; then every node
+judged, the report printed, the JSON and HTML files asked for written, and the run ended, with status 1
+when a node's findings fail the audit. The other loads find the audit done. Nothing runs on a host but the
+read."""
 
 import dataclasses
 import datetime
@@ -14,16 +16,18 @@ import weakref
 from dataclasses import dataclass
 
 import click
-from pyinfra import host, logger, state
+import gevent.pool
+from pyinfra import logger, state
 from pyinfra.api.exceptions import PyinfraError
+from pyinfra.api.host import Host
 from pyinfra.api.state import State
-from pyinfra.context import ctx_state
+from pyinfra.context import ctx_config, ctx_host, ctx_state
 
 from facts.audit import ExposureRead
 from zimbra_firewall import audit
 from zimbra_firewall.audit_report import render_html, render_text
 from zimbra_firewall.policy import PolicyError, build_policy, catalogue_cache, topology_attributes
-from zimbra_firewall.settings import read_settings
+from zimbra_firewall.settings import Settings, read_settings
 from zimbra_firewall.topology import seen_from
 
 PROBE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "zimbra_firewall", "probe.py")
@@ -34,14 +38,14 @@ class Visit:
     """What one host's load gathered: its read (None when it failed, with `error`), its group_data."""
 
     name: str
-    settings: dict  # its group_data, checked (read_settings)
+    settings: Settings  # its group_data, checked
     read: audit.NodeRead | None = None
     error: str = ""
     probe: dict | None = None
     probe_warning: str = ""
 
 
-_runs: "weakref.WeakKeyDictionary[State, dict[str, Visit]]" = weakref.WeakKeyDictionary()  # host name → visit
+_audited: "weakref.WeakSet[State]" = weakref.WeakSet()  # the runs whose audit is done
 
 
 def deploy_command() -> str:
@@ -54,34 +58,67 @@ def deploy_command() -> str:
     return f"pyinfra -y {inventory} deploy.py"
 
 
-def audit_host() -> None:
-    """Read the current host (and probe it); the last host in judges and reports (see the module's text)."""
+def audit_inventory() -> None:
+    """The whole audit, once per run (see the module's text): pyinfra calls this for every host's load."""
+    run = ctx_state.get()
+    if run in _audited:
+        return
+    _audited.add(run)
+    hosts = list(state.inventory.get_active_hosts())
+    visits = [Visit(target.name, checked_settings(target)) for target in hosts]
+    # a pool of its own, as wide as pyinfra's (--parallel): this load holds one of pyinfra's slots
+    readers = gevent.pool.Pool(state.pool.size)
+    for target, visit in zip(hosts, visits, strict=True):
+        readers.spawn(read_in_context, target, visit)
+    readers.join(raise_error=True)
+    read = {visit.name for visit in visits}
+    unreached = [audit.unread_node(h.name, "could not connect") for h in state.failed_hosts if h.name not in read]
+    report([judge(v, visits) for v in visits] + unreached, report_files(visits))
+
+
+def checked_settings(target: Host) -> Settings:
     try:
-        settings = read_settings(host.data.dict())
+        return read_settings(target.data.dict())
     except PolicyError as error:
-        raise PyinfraError(f"{host.name}: {error}") from None
-    visit = Visit(host.name, settings)
+        raise PyinfraError(f"{target.name}: {error}") from None
+
+
+def report_files(visits: list[Visit]) -> dict[str, str]:
+    """The report's files: one run writes one JSON and one HTML page, so every host must name the same."""
+    files = {}
+    for key in ("audit_json", "audit_html"):
+        named = {getattr(visit.settings, key) for visit in visits}
+        if len(named) > 1:
+            raise PyinfraError(f"group_data {key}: the hosts name different files ({', '.join(sorted(named))})")
+        files[key] = named.pop() if named else ""
+    return files
+
+
+def read_in_context(target: Host, visit: Visit) -> None:
+    """read_node in its own greenlet, with the host and config pyinfra gives a host's load."""
+    with ctx_config.use(state.config.copy()), ctx_host.use(target):
+        read_node(target, visit)
+
+
+def read_node(target: Host, visit: Visit) -> None:
+    """Read one node (and probe it); a node that cannot be read is reported unread, the others go on."""
+    settings = visit.settings
     try:
-        visit.read = host.get_fact(
+        visit.read = target.get_fact(
             ExposureRead,
             attributes=topology_attributes(),
-            read=settings["zimbra_read"],
-            lock_wait=settings["xtables_lock_wait"],
+            read=settings.zimbra_read,
+            lock_wait=settings.xtables_lock_wait,
         )
         if visit.read is None:  # pyinfra's answer when the fact's required command is missing
             raise RuntimeError("`ss` is missing (Debian/Ubuntu package iproute2)")
-    except Exception as error:  # this node is reported unread, the others go on
+    except Exception as error:
         visit.read, visit.error = None, f"cannot read the node: {error}"
-        logger.warning(f"{host.name}: {visit.error}")
-    else:
-        if settings["audit_probe"] and visit.read.status:
-            probe(visit, settings["audit_probe_via"])
-        logger.info(f"{host.name}: read, {len(visit.read.listeners)} listening sockets")
-    runs = _runs.setdefault(ctx_state.get(), {})
-    runs[host.name] = visit
-    if len(runs) == len(state.inventory.get_active_hosts()):
-        unreached = [audit.unread_node(h.name, "could not connect") for h in state.failed_hosts if h.name not in runs]
-        report([judge(v, runs.values()) for v in runs.values()] + unreached, settings)
+        logger.warning(f"{target.name}: {visit.error}")
+        return
+    if settings.audit_probe and visit.read.status:
+        probe(visit, settings.audit_probe_via)
+    logger.info(f"{target.name}: read, {len(visit.read.listeners)} listening sockets")
 
 
 def probe(visit: Visit, via: str) -> None:
@@ -134,15 +171,15 @@ def judge(visit: Visit, visits) -> audit.NodeAudit:
     return node
 
 
-def report(nodes: list[audit.NodeAudit], settings: dict) -> None:
+def report(nodes: list[audit.NodeAudit], files: dict[str, str]) -> None:
     generated = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     document = audit.as_json(nodes, generated)
     click.echo(render_text(document))
     for key, render in (("audit_json", lambda d: json.dumps(d, indent=1) + "\n"), ("audit_html", render_html)):
-        if settings[key]:
-            with open(settings[key], "w") as f:
+        if files[key]:
+            with open(files[key], "w") as f:
                 f.write(render(document))
-            logger.info(f"audit: wrote {settings[key]}")
+            logger.info(f"audit: wrote {files[key]}")
     failed = document["summary"]["failed"]
     if failed:
         names = ", ".join(failed)

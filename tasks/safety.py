@@ -16,6 +16,7 @@ from tasks.ufw import current_state
 from zimbra_firewall.policy import Policy
 from zimbra_firewall.safety import Switch, preflight_problem, recover_arguments, reported_arguments
 from zimbra_firewall.ufw import changes_pending
+from zimbra_firewall.ufw_policy import rule_arguments
 
 
 def reads() -> run.Reads:
@@ -54,7 +55,7 @@ def firewall_will_change(policy: Policy) -> bool:
     return changes_pending(
         current_state(policy.xtables_lock_wait),
         policy.profiles,
-        policy.rule_arguments,
+        rule_arguments(policy),
         policy.default_incoming,
         policy.default_outgoing,
     )

@@ -15,6 +15,7 @@ from zimbra_firewall.ufw import (
     plan_rules,
     render_profiles,
 )
+from zimbra_firewall.ufw_policy import rule_arguments, ufw_rules
 from zimbra_firewall.zimbra import memcached_changes
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
@@ -105,7 +106,7 @@ def test_rule_plan_on_a_drifted_host():
     lab_policy = policy(management_subnets=["10.77.1.0/24", "fd5a:7e3c:91b2:1::/64"])
     ssh = {"OpenSSH": (Port(22, 22, "tcp"),)}  # /etc/ufw/applications.d/openssh-server
     drifted = parse_show_added(fixture("ufw/show-added-deployed-and-drift.txt"))
-    plan = plan_rules(drifted, **lab_policy.rule_arguments, host_apps=ssh)
+    plan = plan_rules(drifted, **rule_arguments(lab_policy), host_apps=ssh)
     assert plan.add == ()
     assert plan.delete_owned == ()
     # 7071 open to all and everything open to 10.1.1.0/24 widen the policy; the rest is only listed
@@ -113,9 +114,9 @@ def test_rule_plan_on_a_drifted_host():
     assert plan.kept_unmanaged == (("allow", "OpenSSH"), ("deny", "5000:5010/udp"))
     purge = plan_rules(
         parse_show_added(fixture("ufw/show-added-deployed-and-drift.txt")),
-        **policy(
-            management_subnets=["10.77.1.0/24", "fd5a:7e3c:91b2:1::/64"], purge_unmanaged_rules=True
-        ).rule_arguments,
+        **rule_arguments(
+            policy(management_subnets=["10.77.1.0/24", "fd5a:7e3c:91b2:1::/64"], purge_unmanaged_rules=True)
+        ),
         host_apps=ssh,
     )
     assert purge.delete_unmanaged == (("allow", "OpenSSH"), ("deny", "5000:5010/udp"))
@@ -127,10 +128,10 @@ def test_rule_plan_adopts_untagged_twins_and_drops_owned_leftovers():
         ("allow", "from", "10.10.0.0/24", "to", "any", "port", "22", "proto", "tcp"),
         ("allow", "from", "192.168.9.0/24", "to", "any", "app", "Zimbra Local", *TAG),
     ]
-    plan = plan_rules(current, **p.rule_arguments)
+    plan = plan_rules(current, **rule_arguments(p))
     assert plan.kept_unmanaged == () and plan.delete_widening == ()
     assert plan.delete_owned == (current[1],)
-    assert (*p.rules[0], *TAG) in plan.add  # re-added with the tag: ufw updates the untagged twin in place
+    assert (*ufw_rules(p)[0], *TAG) in plan.add  # re-added with the tag: ufw updates the untagged twin in place
 
 
 def test_rendered_profile_is_what_ufw_reads():

@@ -1,6 +1,8 @@
 """The settings schema is the one source: its defaults pass its own checks, every group_data file only
 sets known keys with good values, and the README's table is the schema's."""
 
+import dataclasses
+import ipaddress
 import os
 import runpy
 
@@ -21,10 +23,21 @@ def test_the_readme_table_is_the_schemas():
 
 def test_every_default_passes_its_own_check_and_is_not_shared():
     checked = settings.read_settings({})
-    assert set(checked) == {s.name for s in settings.SETTINGS}
+    assert [f.name for f in dataclasses.fields(checked)] == [s.name for s in settings.SETTINGS]
     first = settings.defaults()
     first["management_subnets"].append("10.0.0.0/8")
     assert settings.defaults()["management_subnets"] == []
+
+
+def test_checked_settings_are_frozen_and_in_the_form_the_code_uses():
+    checked = settings.read_settings(
+        {"management_subnets": ["10.0.0.0/24", "2001:db8::/64"], "profile_names": {"public": "Mail"}}
+    )
+    assert checked.management_subnets == (ipaddress.ip_network("10.0.0.0/24"), ipaddress.ip_network("2001:db8::/64"))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        checked.rollback_seconds = 5  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        checked.profile_names["public"] = "Everything"  # type: ignore[index]
 
 
 @pytest.mark.parametrize("name", GROUP_DATA)

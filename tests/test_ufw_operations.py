@@ -14,6 +14,7 @@ from facts.ufw import UfwState
 from tasks import run, ufw
 from tasks.safety import firewall_will_change, report_rollbacks
 from zimbra_firewall.ufw import as_profiles, parse_state, render_profiles
+from zimbra_firewall.ufw_policy import rule_arguments, ufw_rules
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "ufw")
 LOCK = "flock -w 60 /run/xtables.lock true"
@@ -170,7 +171,7 @@ def test_the_rollback_is_armed_exactly_when_an_operation_would_change_ufw(fixtur
         commands(operation, current, **arguments)[0]
         for operation, arguments in [
             (ufw.app_profiles, dict(profiles=p.profiles)),
-            (ufw.rules, p.rule_arguments),
+            (ufw.rules, rule_arguments(p)),
             (ufw.default_policy, dict(incoming=p.default_incoming, outgoing=p.default_outgoing)),
             (ufw.enabled, {}),
         ]
@@ -185,7 +186,7 @@ def converged(p):
     return state(
         "state-fresh",
         active=True,
-        rules=[(*rule, "comment", p.comment) for rule in p.rules],
+        rules=[(*rule, "comment", p.comment) for rule in ufw_rules(p)],
         profiles=render_profiles(p.profiles).rstrip("\n"),
     )
 
@@ -194,7 +195,7 @@ def test_a_converged_firewall_arms_no_rollback_and_no_operation_changes_anything
     p = policy(management_subnets=["10.77.1.0/24", "fd5a:7e3c:91b2:1::/64"])
     for operation, arguments in [
         (ufw.app_profiles, dict(profiles=p.profiles)),
-        (ufw.rules, p.rule_arguments),
+        (ufw.rules, rule_arguments(p)),
         (ufw.default_policy, dict(incoming=p.default_incoming, outgoing=p.default_outgoing)),
         (ufw.enabled, {}),
     ]:

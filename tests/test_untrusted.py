@@ -15,6 +15,7 @@ from zimbra_firewall.policy import build_policy, catalogue_cache
 from zimbra_firewall.settings import read_settings
 from zimbra_firewall.topology import parse_resolved, render_addresses
 from zimbra_firewall.ufw import SECTION, Port, plan_rules
+from zimbra_firewall.ufw_policy import rule_arguments, ufw_rules
 from zimbra_firewall.untrusted import (
     Refused,
     endpoint,
@@ -34,7 +35,7 @@ MGMT = ["10.10.0.0/24", "fd00:10::/64"]
 def rule_sources(p, proto="tcp"):
     """{source address: set of port numbers} of every single-address rule of the policy."""
     ports = {}
-    for rule in p.rules:
+    for rule in ufw_rules(p):
         if rule[1:2] == ("from",) and "port" in rule and rule[-1] == proto and "/" not in rule[2]:
             ports.setdefault(rule[2], set()).update(int(n) for n in rule[6].split(","))
     return ports
@@ -275,7 +276,7 @@ def test_ldif_that_is_not_utf8_or_not_base64_is_refused_not_a_crash():
 @pytest.mark.parametrize("bad", ["0.0.0.0", "::", "224.0.0.1", "127.0.0.2", "::ffff:10.0.0.1", "fe80::1"])
 def test_a_peer_resolving_to_an_address_no_peer_has_gets_no_rule_for_it(bad):
     p = cluster_policy("ldap", resolving(topology("cluster-ldap"), "mta.", (bad, V4["mta"])))
-    assert peer_ports(p)[V4["mta"]] == {389} and str(ip(bad)) not in {rule[2] for rule in p.rules}
+    assert peer_ports(p)[V4["mta"]] == {389} and str(ip(bad)) not in {rule[2] for rule in ufw_rules(p)}
     assert any(f"mta.zfw.test resolves on this node to {ip(bad)}" in w for w in p.warnings)
 
 
@@ -304,7 +305,7 @@ def test_a_peer_that_does_not_resolve_keeps_the_addresses_it_had():
     read = resolving(topology("cluster-mailbox"), "mta.", (), last_known=kept)
     p = cluster_policy("mailbox", read)
     assert peer_ports(p) == peer_ports(cluster_policy("mailbox"))
-    assert p.rules == cluster_policy("mailbox").rules
+    assert ufw_rules(p) == ufw_rules(cluster_policy("mailbox"))
     assert "peer mta.zfw.test gives no usable address on this node now: its rules keep the addresses it had" in (
         "\n".join(p.warnings)
     )
@@ -338,7 +339,7 @@ def test_this_node_keeps_its_memcached_binding_while_its_name_does_not_resolve()
 
 def test_an_unmanaged_app_rule_whose_profile_opens_a_restricted_port_is_deleted():
     p = cluster_policy("mailbox")
-    arguments = p.rule_arguments
+    arguments = rule_arguments(p)
     current = [
         ("allow", "SomeProfile"),
         ("allow", "OpenSSH"),
@@ -366,7 +367,7 @@ def test_a_rule_on_a_source_port_or_app_opens_every_port_and_goes():
     to_ssh_app = ("allow", "to", "any", "app", "OpenSSH")
     apps = {"OpenSSH": (Port(22, 22, "tcp"),)}
     rules = [from_port_53, from_ssh_app, to_ssh_app]
-    plan = plan_rules(rules, **cluster_policy("mailbox").rule_arguments, host_apps=apps)
+    plan = plan_rules(rules, **rule_arguments(cluster_policy("mailbox")), host_apps=apps)
     assert plan.delete_widening == (from_port_53, from_ssh_app)
     assert Port(7071, 7071, "tcp") in plan.opened[0]
     assert plan.kept_unmanaged == (to_ssh_app,)
@@ -384,5 +385,5 @@ def test_the_hows_to_zimbra_rule_is_deleted_on_its_stored_ports_after_its_profil
     # with a route rule, the rules come from `ufw show added`; the ports stored in the files still count
     with_route = f"show-added\nufw allow Zimbra\nufw route allow in on wg0 out on eth0\n{SECTION}files\n" + stored[6:]
     assert stored_app_ports(with_route) == apps
-    plan = plan_rules([("allow", "Zimbra")], **cluster_policy("mailbox").rule_arguments, host_apps=apps)
+    plan = plan_rules([("allow", "Zimbra")], **rule_arguments(cluster_policy("mailbox")), host_apps=apps)
     assert plan.delete_widening == (("allow", "Zimbra"),)

@@ -35,6 +35,7 @@ from zimbra_firewall.ufw import (
     view_rule,
     without_comment,
 )
+from zimbra_firewall.ufw_policy import ufw_rules
 from zimbra_firewall.untrusted import Refused, port_number
 
 SCHEMA = "zimbra-firewall-audit/1"
@@ -137,7 +138,7 @@ def expected_ruleset(policy: Policy) -> Ruleset:
     """The rules the policy wants, active, with its default: an app rule opens its profile's ports."""
     apps = {profile.name: ports_of_text(profile.ports) for profile in policy.profiles}
     pairs = []
-    for words in policy.rules:
+    for words in ufw_rules(policy):
         view = view_rule(words)
         if view.app:
             view = dataclasses.replace(view, ports=apps.get(view.app, ()))

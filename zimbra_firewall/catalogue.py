@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import yaml
 
+from zimbra_firewall.access import Port
 from zimbra_firewall.settings import PolicyError
-from zimbra_firewall.ufw import Port
 
 CATALOGUE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "catalogue.yaml")
 EXPOSURES = ("public", "local-only", "intra", "loopback-only")

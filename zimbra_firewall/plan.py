@@ -15,6 +15,7 @@ from zimbra_firewall.ufw import (
     plan_rules,
     profile_file_ports,
 )
+from zimbra_firewall.ufw_policy import rule_arguments
 from zimbra_firewall.zimbra import memcached_change
 
 ZMPROV = "/opt/zimbra/bin/zmprov"
@@ -26,7 +27,9 @@ def node_plan(state: Mapping, policy: Policy, memcached: Mapping[str, Iterable[s
     if refused:
         return [f"nothing: the preflight refuses this host ({refused})"]
     lines = []
-    if changes_pending(state, policy.profiles, policy.rule_arguments, policy.default_incoming, policy.default_outgoing):
+    if changes_pending(
+        state, policy.profiles, rule_arguments(policy), policy.default_incoming, policy.default_outgoing
+    ):
         lines.append(
             f"arm the rollback: ufw's files and the kernel's rules come back in {policy.rollback_seconds} s "
             "unless a new SSH connection gets through"
@@ -36,7 +39,7 @@ def node_plan(state: Mapping, policy: Policy, memcached: Mapping[str, Iterable[s
         written = "; ".join(f"[{p.name}] ports={p.ports}" for p in policy.profiles)
         lines.append(f"write {PROFILE_PATH}: {written}" + (f" (it held {', '.join(replaced)})" if replaced else ""))
         lines += [shlex.join(["ufw", "app", "update", p.name]) for p in policy.profiles]
-    rules = plan_rules(state["rules"], **policy.rule_arguments, host_apps=state["apps"])
+    rules = plan_rules(state["rules"], **rule_arguments(policy), host_apps=state["apps"])
     lines += [shlex.join(["ufw", *rule]) for rule in rules.add]
     lines += [f"{_delete(rule)}   # no longer wanted" for rule in rules.delete_owned]
     for rule, ports in zip(rules.delete_widening, rules.opened, strict=True):

@@ -8,10 +8,11 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from zimbra_firewall.access import Allow, Network, Port, Restriction, network_order
 from zimbra_firewall.catalogue import EXPOSURES, Catalogue, Flow, catalogue_cache, load_catalogue, parse_port
-from zimbra_firewall.settings import PolicyError, text
+from zimbra_firewall.settings import PolicyError, Settings, text
 from zimbra_firewall.topology import BASE_KINDS, Server, Topology, endpoint_port
-from zimbra_firewall.ufw import Port, Profile, chunk_ports
+from zimbra_firewall.ufw import Profile, chunk_ports
 from zimbra_firewall.untrusted import address, peer_address_problem
 
 __all__ = [
@@ -33,9 +34,6 @@ SEED_PROFILE = {
 }
 
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
 @dataclass(frozen=True)
 class Policy:
     exposure: dict[str, tuple[Port, ...]]  # exposure class → this node's ports of that class
@@ -43,14 +41,13 @@ class Policy:
     zimbra_nodes: tuple[Network, ...]
     ssh_port: int
     profiles: tuple[Profile, ...]
-    rules: tuple[tuple[str, ...], ...]  # each ufw's arguments as `ufw show added` prints them, before the tag
+    allows: tuple[Allow, ...]  # in order: SSH first
     default_incoming: str
     default_outgoing: str
     comment: str
     purge_unmanaged: bool
     memcached: dict[str, list[str]]  # zimbra attribute → the values wanted (only those this node manages)
-    # ((ports text, sources), ...): the non-public ports and the only sources that may reach them
-    restricted: tuple[tuple[str, tuple[str, ...]], ...]
+    restricted: tuple[Restriction, ...]  # the non-public ports and the only sources that may reach them
     rollback_seconds: int
     allow_lockout_risk: bool
     xtables_lock_wait: int
@@ -63,26 +60,8 @@ class Policy:
     warnings: tuple[str, ...] = field(default=())
 
     @property
-    def restrictions(self) -> dict[str, list[str]]:
-        """{ports text: [subnets]}: the non-public ports and the only sources that may reach them."""
-        return {ports: list(sources) for ports, sources in self.restricted}
-
-    @property
-    def rule_arguments(self) -> dict:
-        """ufw.rules' arguments (and the rule planner's) for this policy."""
-        return {
-            "rules": self.rules,
-            "owner": self.comment,
-            "restrictions": self.restrictions,
-            "apps": {profile.name: profile.ports for profile in self.profiles},
-            "purge": self.purge_unmanaged,
-        }
-
-    @property
     def needs_ipv6(self) -> bool:
-        return any(n.version == 6 for n in self.management_subnets + self.zimbra_nodes) or any(
-            ":" in rule[2] for rule in self.rules if rule[1:2] == ("from",)
-        )
+        return any(allow.source and allow.source.version == 6 for allow in self.allows)
 
 
 PROFILE_NAME = text(r"[A-Za-z0-9][A-Za-z0-9 _.+-]*", "a profile name ufw accepts (letters, digits, space, _ . + -)", 64)
@@ -114,9 +93,9 @@ def exposure_map(catalogue: Catalogue, groups, overrides) -> dict[Port, str]:
     return classes
 
 
-def build_profiles(data, classes, intra_ports):
+def build_profiles(data: Settings, classes: dict[Port, str], intra_ports) -> dict[str, Profile]:
     """Profiles of this node's ports: public, local-only, and (with `zimbra_nodes`) what other nodes reach."""
-    names = data["profile_names"]
+    names = data.profile_names
     for exposure, name in names.items():
         if exposure not in ("public", "local-only", "intra"):
             raise PolicyError(f"profile_names[{exposure!r}]", "only public, local-only and intra have profiles")
@@ -139,55 +118,44 @@ def build_profiles(data, classes, intra_ports):
             if exposure not in names:
                 raise PolicyError("profile_names", f"needs a name for the {exposure!r} profile")
             profiles[exposure] = Profile(names[exposure], chunk_ports(ports_of[exposure]), title, description)
-    if data["profile_mode"] == "seed":
+    if data.profile_mode == "seed":
         profiles["public"] = Profile(
             SEED_PROFILE["name"], SEED_PROFILE["ports"], SEED_PROFILE["title"], SEED_PROFILE["description"]
         )
     return profiles
 
 
-def port_rules(source: str, ports: Iterable[Port]) -> list[tuple[str, ...]]:
-    """ufw rules letting `source` reach `ports`, as `ufw show added` prints them (multiport lists)."""
-    rules: list[tuple[str, ...]] = []
-    for entry in chunk_ports(ports).split("|"):
-        spec, _, proto = entry.rpartition("/")
-        rules.append(("allow", "from", source, "to", "any", "port", spec, "proto", proto))
-    return rules
-
-
-def build_rules(
+def build_allows(
     profiles: dict[str, Profile],
     *,
-    management: tuple,
-    zimbra_nodes: tuple,
+    management: tuple[Network, ...],
+    zimbra_nodes: tuple[Network, ...],
     ssh_port: int,
     blanket: bool,
-    peer_access: dict[Port, set[str]],
-) -> tuple[tuple[str, ...], ...]:
+    peer_access: dict[Port, set[Network]],
+) -> tuple[Allow, ...]:
     """SSH first, then the public profile from anywhere, then what the management subnets may reach, then
     what the other Zimbra nodes may reach: the intra profile from `zimbra_nodes`, else each peer's ports
-    from its addresses (ufw.rules adds the owner's comment tag to each)."""
-    rules: list[tuple[str, ...]] = [
-        ("allow", "from", str(net), "to", "any", "port", str(ssh_port), "proto", "tcp") for net in management
-    ]
+    from its addresses."""
+    ssh = (Port(ssh_port, ssh_port, "tcp"),)
+    allows = [Allow(net, ssh) for net in management]
     if "public" in profiles:
-        rules.append(("allow", profiles["public"].name))
+        allows.append(Allow(None, profile=profiles["public"].name))
     for net in management:
         if blanket:
-            rules.append(("allow", "from", str(net)))
+            allows.append(Allow(net))
         elif "local-only" in profiles:
-            rules.append(("allow", "from", str(net), "to", "any", "app", profiles["local-only"].name))
+            allows.append(Allow(net, profile=profiles["local-only"].name))
     if zimbra_nodes:
         if "intra" in profiles:
-            rules += [("allow", "from", str(net), "to", "any", "app", profiles["intra"].name) for net in zimbra_nodes]
-        return tuple(rules)
-    by_source: dict[str, list[Port]] = {}
+            allows += [Allow(net, profile=profiles["intra"].name) for net in zimbra_nodes]
+        return tuple(allows)
+    by_source: dict[Network, list[Port]] = {}
     for port, sources in peer_access.items():
         for source in sources:
             by_source.setdefault(source, []).append(port)
-    for source in sorted(by_source, key=lambda a: (ipaddress.ip_address(a).version, ipaddress.ip_address(a))):
-        rules += port_rules(source, by_source[source])
-    return tuple(rules)
+    allows += [Allow(source, tuple(sorted(by_source[source]))) for source in sorted(by_source, key=network_order)]
+    return tuple(allows)
 
 
 # --- this node in its cluster: ports of its services, the peers that reach each ---------------------------
@@ -279,11 +247,11 @@ def flow_port(flow: Flow, source: Server, destination: Server) -> Port:
     return Port(number, number, flow.proto)
 
 
-def peer_access(catalogue: Catalogue, groups, topology: Topology, public, addresses) -> dict[Port, set[str]]:
+def peer_access(catalogue: Catalogue, groups, topology: Topology, public, addresses) -> dict[Port, set[Network]]:
     """Port of this node → the addresses of the peers whose flows reach it (ports the public rule opens
     anyway left out; a host's own traffic goes over loopback, which ufw always accepts). addresses: server
     name → the addresses its rules use (peer_addresses)."""
-    access: dict[Port, set[str]] = {}
+    access: dict[Port, set[Network]] = {}
     if topology.this is None:
         return access
     for flow in catalogue.flows:
@@ -293,7 +261,7 @@ def peer_access(catalogue: Catalogue, groups, topology: Topology, public, addres
             if reaches(flow, peer, topology.this):
                 port = flow_port(flow, peer, topology.this)
                 if not any(port.overlaps(p) for p in public):
-                    access.setdefault(port, set()).update(addresses[peer.name])
+                    access.setdefault(port, set()).update(map(ipaddress.ip_network, addresses[peer.name]))
     return access
 
 
@@ -343,11 +311,11 @@ def restricted_ports(
     *,
     classes: dict[Port, str],
     node: dict[Port, str],
-    management: tuple,
-    zimbra_nodes: tuple,
-    access: dict[Port, set[str]],
-) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    """((ports text, sources), ...): every non-public port (the catalogue's, and this node's at its
+    management: tuple[Network, ...],
+    zimbra_nodes: tuple[Network, ...],
+    access: dict[Port, set[Network]],
+) -> tuple[Restriction, ...]:
+    """Every non-public port (the catalogue's, and this node's at its
     attribute's number) with the only sources the policy lets reach it; an unmanaged rule opening one wider
     is deleted. A non-public port of an optional group that is off (9071 without admin_proxy) may be reached
     by nobody off the host."""
@@ -355,16 +323,19 @@ def restricted_ports(
     ports.update({p: c for p, c in node.items() if c != "public"})
     off = {e.port for e in catalogue.ports if e.exposure != "public" and e.group}
     off = {port for port in off if not any(port.overlaps(p) for p in ports)}
-    grouped: dict[frozenset[str], list[Port]] = {frozenset(): sorted(off)} if off else {}
+    grouped: dict[frozenset[Network], list[Port]] = {frozenset(): sorted(off)} if off else {}
     for port, exposure in ports.items():
-        sources = set()
+        sources: set[Network] = set()
         if exposure == "local-only":
-            sources |= {str(net) for net in management}
+            sources |= set(management)
         if exposure != "loopback-only":
-            sources |= {str(net) for net in zimbra_nodes}
+            sources |= set(zimbra_nodes)
             sources |= {s for p, peers in access.items() if p.overlaps(port) for s in peers}
         grouped.setdefault(frozenset(sources), []).append(port)
-    return tuple((chunk_ports(ports), tuple(sorted(sources))) for sources, ports in grouped.items())
+    return tuple(
+        Restriction(tuple(sorted(ports)), tuple(sorted(sources, key=network_order)))
+        for sources, ports in grouped.items()
+    )
 
 
 def nginx_memcached_address(server: Server) -> str | None:
@@ -377,7 +348,7 @@ def first_ipv4(addresses: Iterable[str]) -> str | None:
     return next((a for a in addresses if ipaddress.ip_address(a).version == 4), None)
 
 
-def memcached_wanted(settings, topology: Topology, addresses: tuple[str, ...]):
+def memcached_wanted(settings: Settings, topology: Topology, addresses: tuple[str, ...]):
     """The memcached attributes this node manages, and warnings. zimbraMemcachedBindAddress on a memcached
     node: `auto` = 127.0.0.1 plus the addresses its zimbraServiceHostname resolves to (`addresses`, the last
     known when it does not resolve now) that are its own, because nginx connects to the resolved host name,
@@ -387,14 +358,15 @@ def memcached_wanted(settings, topology: Topology, addresses: tuple[str, ...]):
     this = topology.this
     wanted: dict[str, list[str]] = {}
     warnings: list[str] = []
-    if this is None or not settings["manage_memcached"]:
+    if this is None or not settings.manage_memcached:
         return wanted, warnings
     if "memcached" in this.services:
-        bind = settings["memcached_bind_addresses"]
-        if bind == "auto":
+        chosen = settings.memcached_bind_addresses
+        bind: tuple[str, ...] = () if chosen == "auto" else chosen
+        if chosen == "auto":
             own = [a for a in addresses if ipaddress.ip_address(a).is_loopback or a in topology.own_addresses]
             foreign = [a for a in addresses if a not in own]
-            bind = ["127.0.0.1", *[a for a in own if a != "127.0.0.1"]]
+            bind = ("127.0.0.1", *[a for a in own if a != "127.0.0.1"])
             if foreign:
                 warnings.append(
                     f"{this.hostname} resolves here to {', '.join(foreign)}, which this host does not have: memcached "
@@ -410,7 +382,7 @@ def memcached_wanted(settings, topology: Topology, addresses: tuple[str, ...]):
             )
         wanted["zimbraMemcachedBindAddress"] = list(bind)
     if "mailbox" in this.services:
-        clients = settings["memcached_client_servers"]
+        clients = settings.memcached_client_servers
         if clients != "auto":
             wanted["zimbraMemcachedClientServerList"] = list(clients)
         elif "memcached" in this.services:
@@ -432,9 +404,9 @@ def check_management_for_local_only(classes, management):
         )
 
 
-def seed_warnings(settings, classes):
+def seed_warnings(settings: Settings, classes: dict[Port, str]) -> tuple[str, ...]:
     """The seed's single profile opens to everyone what this policy keeps local-only: say which ports."""
-    if settings["profile_mode"] != "seed":
+    if settings.profile_mode != "seed":
         return ()
     seed_ports = SEED_PROFILE["ports"].split("/")[0].split(",")
     opened = sorted(p for p, c in classes.items() if c != "public" and str(p.first) in seed_ports)
@@ -443,20 +415,20 @@ def seed_warnings(settings, classes):
     return ("profile_mode 'seed' opens local-only ports to everyone: " + ", ".join(str(p) for p in opened),)
 
 
-def build_policy(settings: dict, topology: Topology) -> Policy:
+def build_policy(settings: Settings, topology: Topology) -> Policy:
     """settings: the host's group_data as read_settings checked it (once, before any host changes);
     topology: Zimbra's LDAP as this node reads it (facts/zimbra.py ZimbraTopology). A topology that could
     not be read gives the policy of a server running every service with no peers, and its error in
     `problem`."""
     catalogue = catalogue_cache()
-    groups, management = settings["optional_groups"], settings["management_subnets"]
-    zimbra_nodes = settings["zimbra_nodes"]
+    groups, management = settings.optional_groups, settings.management_subnets
+    zimbra_nodes = settings.zimbra_nodes
     check_groups(groups, catalogue)
-    classes = exposure_map(catalogue, groups, settings["exposure_overrides"])
+    classes = exposure_map(catalogue, groups, settings.exposure_overrides)
     check_management_for_local_only(classes, management)
     node = node_classes(catalogue, classes, topology.this)
     public = [p for p, c in node.items() if c == "public"]
-    addresses, address_warnings = peer_addresses(topology, settings["peer_networks"])
+    addresses, address_warnings = peer_addresses(topology, settings.peer_networks)
     access = peer_access(catalogue, groups, topology, public, addresses)
     intra = sorted({*(p for p, c in node.items() if c == "intra"), *access}) if zimbra_nodes else ()
     profiles = build_profiles(settings, node, intra)
@@ -468,27 +440,27 @@ def build_policy(settings: dict, topology: Topology) -> Policy:
         exposure={name: tuple(sorted(p for p, c in node.items() if c == name)) for name in EXPOSURES},
         management_subnets=management,
         zimbra_nodes=zimbra_nodes,
-        ssh_port=settings["firewall_ssh_port"],
+        ssh_port=settings.firewall_ssh_port,
         profiles=tuple(profiles.values()),
-        rules=build_rules(
+        allows=build_allows(
             profiles,
             management=management,
             zimbra_nodes=zimbra_nodes,
-            ssh_port=settings["firewall_ssh_port"],
-            blanket=settings["allow_management_all_ports"],
+            ssh_port=settings.firewall_ssh_port,
+            blanket=settings.allow_management_all_ports,
             peer_access=access,
         ),
-        default_incoming=settings["default_incoming"],
-        default_outgoing=settings["default_outgoing"],
-        comment=settings["rule_comment"],
-        purge_unmanaged=settings["purge_unmanaged_rules"],
+        default_incoming=settings.default_incoming,
+        default_outgoing=settings.default_outgoing,
+        comment=settings.rule_comment,
+        purge_unmanaged=settings.purge_unmanaged_rules,
         memcached=memcached,
         restricted=restricted_ports(
             catalogue, classes=classes, node=node, management=management, zimbra_nodes=zimbra_nodes, access=access
         ),
-        rollback_seconds=settings["rollback_seconds"],
-        allow_lockout_risk=settings["allow_lockout_risk"],
-        xtables_lock_wait=settings["xtables_lock_wait"],
+        rollback_seconds=settings.rollback_seconds,
+        allow_lockout_risk=settings.allow_lockout_risk,
+        xtables_lock_wait=settings.xtables_lock_wait,
         server=topology.this.name if topology.this else "",
         addresses=tuple((s.hostname, addresses[s.name]) for s in topology.servers),
         problem=topology.error,

@@ -9,16 +9,19 @@ import copy
 import difflib
 import ipaddress
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from types import MappingProxyType
+from typing import Any, Literal
 
+from zimbra_firewall.access import Network
 from zimbra_firewall.untrusted import Refused, host_and_port
 
 # pyinfra's own host data and the connectors', never a typo of ours
 FOREIGN_KEY = re.compile(r"^(_|ssh_|winrm_|docker|chroot_|local_|vagrant|terraform|podman|lab_)")
 TABLE_START = "<!-- settings table: python -m zimbra_firewall.settings -->"
 TABLE_END = "<!-- end of settings table -->"
+Auto = Literal["auto"]
 
 
 class PolicyError(ValueError):
@@ -97,13 +100,13 @@ def auto_or(check: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
     return either
 
 
-def mapping(value: Any, key: str) -> dict:
+def mapping(value: Any, key: str) -> Mapping:
     if not isinstance(value, dict):
         raise PolicyError(key, f"must be a mapping, not {value!r}")
-    return dict(value)
+    return MappingProxyType(dict(value))
 
 
-def subnet(value: Any, key: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+def subnet(value: Any, key: str) -> Network:
     if not isinstance(value, str):
         raise PolicyError(key, f"{value!r} is not a subnet in CIDR notation")
     try:
@@ -154,183 +157,171 @@ class Setting:
     check: Callable[[Any, str], Any]
 
 
-SETTINGS = (
-    Setting(
-        "management_subnets",
+def setting(default: Any, allowed: str, help: str, check: Callable[[Any, str], Any]) -> Any:
+    """One field of Settings: its schema (group_data's default, the README's text, the check) in the metadata;
+    no dataclass default, so a Settings is only ever made with every value checked (read_settings)."""
+    return field(metadata={"schema": (default, allowed, help, check)})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting the deploy reads from group_data, checked, in the form the code uses (subnets as
+    ipaddress networks, lists as tuples, mappings read-only). The fields are the schema, in README order."""
+
+    management_subnets: tuple[Network, ...] = setting(
         [],
         "IPv4/IPv6 CIDRs (required)",
         "the admins' subnets: SSH and the local-only ports are allowed from these only",
         list_of(subnet),
-    ),
-    Setting(
-        "zimbra_nodes",
+    )
+    zimbra_nodes: tuple[Network, ...] = setting(
         [],
         "IPv4/IPv6 CIDRs",
         "instead of the peers read from Zimbra's LDAP: every port other nodes reach on this one (a "
         '"Zimbra Intra" profile) is allowed from these subnets',
         list_of(subnet),
-    ),
-    Setting(
-        "peer_networks",
+    )
+    peer_networks: tuple[Network, ...] = setting(
         [],
         "IPv4/IPv6 CIDRs",
         "where Zimbra's nodes may be: a peer address (from LDAP and DNS) outside these gets no rule, with a "
         "warning (the audit shows it too); empty: any address but those no peer can have (0.0.0.0, ::, "
         "loopback, multicast, link-local, IPv4-mapped)",
         list_of(subnet),
-    ),
-    Setting(
-        "optional_groups",
+    )
+    optional_groups: tuple[str, ...] = setting(
         [],
         "`client_certificates` (3443), `chat` (5222, 5223), `admin_proxy` (9071)",
         "optional catalogue groups to open",
         list_of(name),
-    ),
-    Setting(
-        "exposure_overrides",
+    )
+    exposure_overrides: Mapping[str, Any] = setting(
         {},
         'exposure class → ports, e.g. `{"public": ["80/tcp"]}`',
         "move ports between classes or add ports the catalogue lacks (e.g. 80 public for ACME HTTP-01)",
         mapping,
-    ),
-    Setting(
-        "profile_mode",
+    )
+    profile_mode: str = setting(
         "split",
         "`split`, `seed`",
         "`seed`: the how-to's single `Zimbra` profile open to everyone, with a warning",
         choice("split", "seed"),
-    ),
-    Setting(
-        "profile_names",
+    )
+    profile_names: Mapping[str, str] = setting(
         {"public": "Zimbra Public", "local-only": "Zimbra Local", "intra": "Zimbra Intra"},
         "letters, digits, space, `_.+-`; at most 64 characters",
         "ufw application profile names",
         mapping,
-    ),
-    Setting(
-        "allow_management_all_ports",
+    )
+    allow_management_all_ports: bool = setting(
         False,
         "`True`, `False`",
         "the how-to's blanket `ufw allow from <subnet>` (every port) for the management subnets",
         boolean,
-    ),
-    Setting(
-        "purge_unmanaged_rules",
+    )
+    purge_unmanaged_rules: bool = setting(
         False,
         "`True`, `False`",
         "also delete every rule this deploy did not write (rules that open a non-public port wider "
         "than the policy are always deleted)",
         boolean,
-    ),
-    Setting(
-        "firewall_ssh_port",
+    )
+    firewall_ssh_port: int = setting(
         22,
         "1-65535",
         "the SSH port allowed from the management subnets, first",
         integer(1, 65535, "a port number"),
-    ),
-    Setting(
-        "default_incoming",
+    )
+    default_incoming: str = setting(
         "deny",
         "`deny`, `reject`, `allow`",
         "ufw's default incoming policy",
         choice("deny", "reject", "allow"),
-    ),
-    Setting(
-        "default_outgoing",
+    )
+    default_outgoing: str = setting(
         "allow",
         "`deny`, `reject`, `allow`",
         "ufw's default outgoing policy",
         choice("deny", "reject", "allow"),
-    ),
-    Setting(
-        "rule_comment",
+    )
+    rule_comment: str = setting(
         "zimbra-firewall",
         "letters, digits, `_.:-`; at most 64 characters",
         "the comment tag on every rule this deploy owns",
         text(r"[A-Za-z0-9][A-Za-z0-9_.:-]*", "a plain tag (letters, digits, _ . : -)", 64),
-    ),
-    Setting(
-        "manage_memcached",
+    )
+    manage_memcached: bool = setting(
         True,
         "`True`, `False`",
         "`False`: leave memcached's attributes (and memcached) as Zimbra has them; its port's rules still follow "
         "the policy",
         boolean,
-    ),
-    Setting(
-        "memcached_bind_addresses",
+    )
+    memcached_bind_addresses: Auto | tuple[str, ...] = setting(
         "auto",
         "`auto`, IP addresses",
         "`zimbraMemcachedBindAddress` on memcached nodes; `auto`: 127.0.0.1 and the node's own addresses its "
         "host name resolves to, where the proxies' nginx connects",
         auto_or(list_of(ip_address)),
-    ),
-    Setting(
-        "memcached_client_servers",
+    )
+    memcached_client_servers: Auto | tuple[str, ...] = setting(
         "auto",
         "`auto`, `host[:port]` values",
         "`zimbraMemcachedClientServerList` on mailbox nodes; `auto`: 127.0.0.1 on a node that also runs "
         "memcached, else left as Zimbra has it",
         auto_or(list_of(host_port)),
-    ),
-    Setting(
-        "zimbra_read",
+    )
+    zimbra_read: str = setting(
         "ldap",
         "`ldap`, `zmprov`",
         "read Zimbra's servers with one ldapsearch (no JVM), or with `zmprov -l gas` and one `gs` per server",
         choice("ldap", "zmprov"),
-    ),
-    Setting(
-        "rollback_seconds",
+    )
+    rollback_seconds: int = setting(
         120,
         "5-3600",
         "the dead-man's switch: ufw is restored this long after a change unless a new SSH connection confirmed it",
         integer(5, 3600, "a number of seconds"),
-    ),
-    Setting(
-        "allow_lockout_risk",
+    )
+    allow_lockout_risk: bool = setting(
         False,
         "`True`, `False`",
         "skip the preflight (your address outside `management_subnets`, or SSH on another port)",
         boolean,
-    ),
-    Setting(
-        "xtables_lock_wait",
+    )
+    xtables_lock_wait: int = setting(
         60,
         "1-3600",
         "seconds to wait for another program's xtables lock (iptables-legacy hosts) before a ufw step fails",
         integer(1, 3600, "a number of seconds"),
-    ),
-    Setting(
-        "audit_json",
+    )
+    audit_json: str = setting(
         "",
         "a file path",
         "audit.py: also write the report as JSON there (docs/audit.schema.json)",
         optional_path,
-    ),
-    Setting(
-        "audit_html",
+    )
+    audit_html: str = setting(
         "",
         "a file path",
         "audit.py: also write the report as one HTML page there (a node × port matrix, the findings and their fixes)",
         optional_path,
-    ),
-    Setting(
-        "audit_probe",
+    )
+    audit_probe: bool = setting(
         False,
         "`True`, `False`",
         "audit.py: also connect from the controller to every TCP listener, and say where that disagrees with the rules",
         boolean,
-    ),
-    Setting(
-        "audit_probe_via",
+    )
+    audit_probe_via: str = setting(
         "",
         "a command prefix",
         "audit.py: run the controller's probe through this (the lab's inventory sets `ip netns exec <netns>`)",
         empty_or(text(r"[A-Za-z0-9_./ =:-]+", "a command prefix (words of letters, digits and _ . / = : -)", 200)),
-    ),
-)
+    )
+
+
+SETTINGS = tuple(Setting(f.name, *f.metadata["schema"]) for f in fields(Settings))
 BY_NAME = {setting.name: setting for setting in SETTINGS}
 
 
@@ -338,7 +329,7 @@ def defaults() -> dict:
     return {setting.name: copy.deepcopy(setting.default) for setting in SETTINGS}
 
 
-def read_settings(host_data: dict) -> dict:
+def read_settings(host_data: dict) -> Settings:
     """host_data (pyinfra's host.data.dict()) → every setting, checked, defaults filled in. A key that is
     close to a setting's name is refused as a typo; pyinfra's own keys pass."""
     for key in host_data:
@@ -347,10 +338,12 @@ def read_settings(host_data: dict) -> dict:
         close = difflib.get_close_matches(key, BY_NAME, n=1, cutoff=0.75)
         if close:
             raise PolicyError(key, f"unknown key (did you mean {close[0]!r}?)")
-    return {
-        s.name: s.check(host_data[s.name] if s.name in host_data else copy.deepcopy(s.default), s.name)
-        for s in SETTINGS
-    }
+    return Settings(
+        **{
+            s.name: s.check(host_data[s.name] if s.name in host_data else copy.deepcopy(s.default), s.name)
+            for s in SETTINGS
+        }
+    )
 
 
 def render_table() -> str:

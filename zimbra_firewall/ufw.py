@@ -12,6 +12,8 @@ import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from zimbra_firewall.access import Port
+
 PROFILE_PATH = "/etc/ufw/applications.d/zimbra"
 DEFAULT_POLICIES = ("deny", "reject", "allow")
 MULTIPORT_LIMIT = 15  # iptables' multiport match; a range counts as two
@@ -47,20 +49,6 @@ def wait_for_xtables_lock(seconds: int) -> str:
 
 POLICY_WORDS = {"DROP": "deny", "REJECT": "reject", "ACCEPT": "allow"}
 ANYWHERE = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
-
-
-@dataclass(frozen=True, order=True)
-class Port:
-    first: int
-    last: int
-    proto: str  # tcp | udp
-
-    def __str__(self):
-        span = str(self.first) if self.first == self.last else f"{self.first}:{self.last}"
-        return f"{span}/{self.proto}"
-
-    def overlaps(self, other):
-        return self.proto == other.proto and self.first <= other.last and other.first <= self.last
 
 
 @dataclass(frozen=True)
