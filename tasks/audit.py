@@ -2,7 +2,7 @@
 the whole audit in one explicit step, whatever order pyinfra loads the hosts in: every host's group_data
 checked, every node read at once (one command each) and, with `audit_probe`, connected to; then every node
 judged, the report printed, the JSON and HTML files asked for written, and the run ended, with status 1
-when a node's findings fail the audit. The other loads find the audit done. Nothing runs on a host but the
+when a node's findings fail the audit. The other loads find it begun and return. Nothing runs on a host but the
 read."""
 
 import dataclasses
@@ -35,7 +35,7 @@ PROBE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @dataclass
 class Visit:
-    """What one host's load gathered: its read (None when it failed, with `error`), its group_data."""
+    """What the audit gathered of one host: its read (None when it failed, with `error`), its group_data."""
 
     name: str
     settings: Settings  # its group_data, checked
@@ -45,7 +45,7 @@ class Visit:
     probe_warning: str = ""
 
 
-_audited: "weakref.WeakSet[State]" = weakref.WeakSet()  # the runs whose audit is done
+_audited: "weakref.WeakSet[State]" = weakref.WeakSet()  # the runs whose audit has begun
 
 
 def deploy_command() -> str:
@@ -64,8 +64,9 @@ def audit_inventory() -> None:
     if run in _audited:
         return
     _audited.add(run)
-    hosts = list(state.inventory.get_active_hosts())
+    hosts = [h for h in state.inventory if h in state.active_hosts]  # the inventory's order, every run
     visits = [Visit(target.name, checked_settings(target)) for target in hosts]
+    files = report_files(visits)
     # a pool of its own, as wide as pyinfra's (--parallel): this load holds one of pyinfra's slots
     readers = gevent.pool.Pool(state.pool.size)
     for target, visit in zip(hosts, visits, strict=True):
@@ -73,7 +74,7 @@ def audit_inventory() -> None:
     readers.join(raise_error=True)
     read = {visit.name for visit in visits}
     unreached = [audit.unread_node(h.name, "could not connect") for h in state.failed_hosts if h.name not in read]
-    report([judge(v, visits) for v in visits] + unreached, report_files(visits))
+    report([judge(v, visits) for v in visits] + unreached, files)
 
 
 def checked_settings(target: Host) -> Settings:
@@ -89,7 +90,8 @@ def report_files(visits: list[Visit]) -> dict[str, str]:
     for key in ("audit_json", "audit_html"):
         named = {getattr(visit.settings, key) for visit in visits}
         if len(named) > 1:
-            raise PyinfraError(f"group_data {key}: the hosts name different files ({', '.join(sorted(named))})")
+            listed = ", ".join(sorted(name or "none" for name in named))
+            raise PyinfraError(f"group_data {key}: the hosts name different files ({listed})")
         files[key] = named.pop() if named else ""
     return files
 

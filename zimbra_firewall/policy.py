@@ -61,7 +61,9 @@ class Policy:
 
     @property
     def needs_ipv6(self) -> bool:
-        return any(allow.source and allow.source.version == 6 for allow in self.allows)
+        return any(n.version == 6 for n in self.management_subnets + self.zimbra_nodes) or any(
+            allow.source and allow.source.version == 6 for allow in self.allows
+        )
 
 
 PROFILE_NAME = text(r"[A-Za-z0-9][A-Za-z0-9 _.+-]*", "a profile name ufw accepts (letters, digits, space, _ . + -)", 64)

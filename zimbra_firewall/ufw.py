@@ -1,7 +1,7 @@
 """ufw's text in and out, and what to change: profile rendering, `ufw show added` / /etc/default/ufw /
 state parsing, and the planners the operations (tasks/ufw.py) and the rollback's "will ufw change"
 share. Pure functions on plain values, tested on output captured from ufw 0.36; nothing here is
-Zimbra's (zimbra_firewall/policy.py turns the Zimbra policy into these values).
+Zimbra's (zimbra_firewall/ufw_policy.py turns the Zimbra policy into these values).
 """
 
 import configparser
