@@ -134,6 +134,18 @@ def test_rule_plan_adopts_untagged_twins_and_drops_owned_leftovers():
     assert (*ufw_rules(p)[0], *TAG) in plan.add  # re-added with the tag: ufw updates the untagged twin in place
 
 
+def test_a_one_address_management_subnet_is_written_as_ufw_stores_it_and_a_converged_host_plans_nothing():
+    # ufw keeps a host address without its /32 or /128 (ufw's util.normalize_address): a rule written with it
+    # would never match the stored one, and the SSH rule would be deleted and re-added on every run
+    p = policy(management_subnets=["10.10.0.5/32", "fd00:10::5/128"])
+    assert ufw_rules(p)[:2] == (
+        ("allow", "from", "10.10.0.5", "to", "any", "port", "22", "proto", "tcp"),
+        ("allow", "from", "fd00:10::5", "to", "any", "port", "22", "proto", "tcp"),
+    )
+    stored = [(*rule, *TAG) for rule in ufw_rules(p)]
+    assert not plan_rules(stored, **rule_arguments(p)).changes
+
+
 def test_rendered_profile_is_what_ufw_reads():
     text = render_profiles(policy().profiles)
     assert "[Zimbra Public]\ntitle=Zimbra public mail services\n" in text

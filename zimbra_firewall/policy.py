@@ -364,8 +364,9 @@ def memcached_wanted(settings: Settings, topology: Topology, addresses: tuple[st
         return wanted, warnings
     if "memcached" in this.services:
         chosen = settings.memcached_bind_addresses
-        bind: tuple[str, ...] = () if chosen == "auto" else chosen
-        if chosen == "auto":
+        if chosen != "auto":
+            bind = chosen
+        else:
             own = [a for a in addresses if ipaddress.ip_address(a).is_loopback or a in topology.own_addresses]
             foreign = [a for a in addresses if a not in own]
             bind = ("127.0.0.1", *[a for a in own if a != "127.0.0.1"])
