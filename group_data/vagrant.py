@@ -6,5 +6,7 @@
 management_subnets = ["192.168.56.0/24", "192.168.121.0/24", "10.0.2.0/24"]
 # Vagrant logs in as `vagrant`, which has passwordless sudo
 _sudo = True
-# Vagrant's VMs are fresh installs of the stand-in: a short rollback keeps a failed rehearsal quick
-rollback_seconds = 60
+# Long enough for a VM in software emulation (QEMU's TCG, where KVM is missing): there each ufw command
+# takes seconds and `ufw --force enable` about 40 s, and a first deploy's arm-to-confirm took over 60 s (the
+# rollback fired before the confirmation). With KVM or VirtualBox the window is a few seconds of it.
+rollback_seconds = 300
