@@ -56,16 +56,12 @@ safety.disarm_rollback(name="Rollback disarmed", switch=switch, _if=armed.did_ch
 #    resolve
 zimbra.addresses_kept(name="Peer addresses kept", addresses=policy.addresses, kept=topology.last_known)
 # 5. memcached bound where the proxies' nginx looks for it (its 11211 rule exists by now), restarted only
-#    when that changed
+#    when that changed; then, in the same command, its previous values kept for undo.py
 current = topology.this.attributes if topology.this else {}
-rebound = zimbra.memcached_binding(
+zimbra.memcached_binding(
     name="memcached binding",
     server=policy.server,
     current=current,
     attributes=policy.memcached,
-    _sudo=True,
-    _sudo_user="zimbra",
+    then=safety.memcached_undo_keeping(switch, memcached_change(current, policy.memcached).undo),
 )
-# 6. what undo.py would put back: the firewall's snapshot (kept by the disarm) and memcached's previous values
-undo = memcached_change(current, policy.memcached).undo
-safety.memcached_undo_kept(name="memcached undo kept", switch=switch, undo=undo, _if=rebound.did_change)

@@ -41,7 +41,5 @@ zimbra.memcached_binding(
     server=policy.server,
     current=current,
     attributes=record["memcached"],
-    _sudo=True,
-    _sudo_user="zimbra",
 )
 undo.record_used(name="Undo record used")

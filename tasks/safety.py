@@ -109,22 +109,15 @@ def disarm_rollback(switch: Switch, keep: bool = True) -> Generator:
     yield _sh(*switch.disarm_arguments(keep))
 
 
-@operation()
-def memcached_undo_kept(switch: Switch, undo: tuple[str, ...]) -> Generator:
-    """
-    Add to the undo record the ``zmprov ms`` arguments that put memcached's previous values back (to this
-    run's record when the firewall changed too, else to a new one). Run it after memcached changed.
+def memcached_undo_keeping(switch: Switch, undo: tuple[str, ...]) -> StringCommand:
+    """The command that adds to the undo record the ``zmprov ms`` arguments putting memcached's previous values
+    back (to this run's record when the firewall changed too, else to a new one): for
+    ``tasks.zimbra.memcached_binding``'s ``then``, run once memcached changed.
 
     + switch: this run's ``Switch``
     + undo: the arguments (zimbra_firewall.zimbra.MemcachedChange's ``undo``)
-
-    **Example:**
-
-    .. code:: python
-
-        safety.memcached_undo_kept(switch=switch, undo=change.undo, _if=rebound.did_change)
     """
-    yield _sh(*switch.keep_memcached_arguments(undo))
+    return _sh(*switch.keep_memcached_arguments(undo))
 
 
 @operation()

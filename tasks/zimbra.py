@@ -1,5 +1,6 @@
 """Operations for Zimbra through its own tools: memcached's binding via zmprov, and its restart."""
 
+import re
 from collections.abc import Generator, Iterable, Mapping
 
 from pyinfra import host
@@ -61,18 +62,28 @@ def _lender(name: str, fact_arguments: dict) -> tuple[Topology, str] | None:
 
 
 @operation()
-def memcached_binding(server: str, current: Mapping[str, list[str]], attributes: Mapping[str, list[str]]) -> Generator:
+def memcached_binding(
+    server: str,
+    current: Mapping[str, list[str]],
+    attributes: Mapping[str, list[str]],
+    user: str = "zimbra",
+    then: StringCommand | None = None,
+) -> Generator:
     """
     Set memcached's Zimbra attributes on ``server`` with ONE ``zmprov -l ms`` (only those that differ;
     multi-valued values compare without regard to order). When the binding changed, restart memcached;
     when it does not start with the new binding, the previous values are put back, memcached restarted,
     and the step fails. When the client list changed, ``zmprov rmcc SERVER`` makes mailboxd re-read it.
-    Run as the zimbra user.
+    Run it as root: Zimbra's tools run as ``user`` (``runuser``), and ``then`` as root, in the same remote
+    command.
 
     + server: the Zimbra server's name (``zimbra_server_hostname``)
     + current: the attributes as Zimbra has them (``facts.zimbra.ZimbraTopology``'s ``this.attributes``:
       the deploy reads them once, with everything else it needs from LDAP)
     + attributes: ``{"zimbraMemcachedBindAddress": ["127.0.0.1", "10.0.0.5"], ...}``; an empty list unsets
+    + user: the user Zimbra's tools run as
+    + then: a command run once the change succeeded, as root (for example, keeping the previous values
+      where an undo finds them: tasks.safety.memcached_undo_keeping)
 
     **Example:**
 
@@ -82,12 +93,14 @@ def memcached_binding(server: str, current: Mapping[str, list[str]], attributes:
             server="mail.example.com",
             current=topology.this.attributes,
             attributes={"zimbraMemcachedBindAddress": ["127.0.0.1", "10.0.0.5"]},
-            _sudo=True, _sudo_user="zimbra",
+            _sudo=True,
         )
     """
     unknown = set(attributes) - set(MEMCACHED_ATTRIBUTES)
     if unknown:
         raise OperationValueError(f"not memcached attributes: {', '.join(sorted(unknown))}")
+    if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", user):
+        raise OperationValueError(f"user must be a plain user name, not {user!r}")
     change = memcached_change(current, attributes)
     if not change.arguments:
         host.noop("memcached attributes already set" if attributes else "no memcached attribute to manage here")
@@ -104,7 +117,8 @@ def memcached_binding(server: str, current: Mapping[str, list[str]], attributes:
         )
     if change.reload_clients:
         steps.append(StringCommand(ZMPROV, "rmcc", name).get_raw_value())
-    yield StringCommand("sh", "-c", QuoteString(" && ".join(steps)))
+    as_user = StringCommand("runuser", "-u", QuoteString(user), "--", "sh", "-c", QuoteString(" && ".join(steps)))
+    yield StringCommand(as_user, "&&", then) if then else as_user
 
 
 @operation()

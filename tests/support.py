@@ -29,7 +29,6 @@ OPERATIONS = [
     "Rollback disarmed",
     "Peer addresses kept",
     "memcached binding",
-    "memcached undo kept",
 ]
 
 

@@ -108,8 +108,7 @@ def test_drift_is_repaired_and_reported(deployed):
         "ufw rules removed",  # only: the drift added rules, it removed none of ours
         "New SSH connection",
         "Rollback disarmed",
-        "memcached binding",
-        "memcached undo kept",  # its previous values, for undo.py
+        "memcached binding",  # and its previous values kept, for undo.py
     }
     output = repaired.stdout + repaired.stderr
     assert "removing unmanaged rule that opens 7071/tcp wider than the policy: ufw allow 7071" in output
