@@ -54,6 +54,13 @@ def parse_args(argv):
         "--strict", action="store_true", help="exit non-zero when a flow that must fail gets through, too"
     )
     flows_.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="SOURCE:DESTINATION:PORT/PROTO",
+        help="a flow the site itself allows (the deploy's extra_allows), judged as legitimate; lab host names",
+    )
+    flows_.add_argument(
         "--timeout",
         type=float,
         default=flows.TIMEOUT,
@@ -87,7 +94,9 @@ def flows_command(args):
     runtime.require_root_and_tools()
     if not 0 < args.timeout <= 60:
         raise LabError("--timeout must be more than 0 and at most 60 seconds")
-    report = flows.run(runtime.status(), runtime.exec_argv, args.timeout)
+    status = runtime.status()
+    site = [flows.site_flow(spec, status["hosts"]) for spec in args.allow]
+    report = flows.run(status, runtime.exec_argv, args.timeout, site)
     print(json.dumps(report, indent=1) if args.json else flows.render(report, args.all))
     failed = report["summary"]["broken"] or (args.strict and report["summary"]["exposed"])
     return 1 if failed else 0

@@ -24,6 +24,7 @@ from .errors import LabError
 INSTALL_GUIDE = "Zimbra/installguides multi-server-install-intro.adoc"
 ZMPROXYCONFIG = "Zimbra/zm-core-utils src/libexec/zmproxyconfig"
 PROXYCONFGEN = "Zimbra/zm-mailbox store/src/java/com/zimbra/cs/util/ProxyConfGen.java"
+SPAM_EXTRACT = "Zimbra/zm-mailbox store/src/java/com/zimbra/cs/util/SpamExtract.java (getServerURL)"
 ATTRS_XML = "Zimbra/zm-mailbox store/conf/attrs/zimbra-attrs.xml"
 
 
@@ -32,7 +33,7 @@ class Flow:
     """source: a Zimbra service, "*" (every Zimbra node), or the lab's `mgmt` / `outside` clients.
     destination: a service; "*"; or "@attr", the host names in the source server's attribute.
     port: a number, or a port attribute read on the destination server (cn=config as default).
-    when: (side, attribute, value): the flow exists only when that server's attribute has that value."""
+    when: (side, attribute, values): the flow exists only when that server's attribute has one of the values."""
 
     source: str
     destination: str
@@ -64,7 +65,7 @@ NODE_FLOWS = [
         "tcp",
         "nginx route lookup",
         PROXYCONFGEN,
-        ("destination", "zimbraReverseProxyLookupTarget", "TRUE"),
+        ("destination", "zimbraReverseProxyLookupTarget", ("TRUE",)),
     ),
     *[
         Flow(
@@ -74,7 +75,7 @@ NODE_FLOWS = [
             "tcp",
             f"{what} upstream, SSL to upstream",
             ZMPROXYCONFIG,
-            ("source", "zimbraReverseProxySSLToUpstreamEnabled", "TRUE"),
+            ("source", "zimbraReverseProxySSLToUpstreamEnabled", ("TRUE",)),
         )
         for attr, what in (
             ("zimbraMailSSLPort", "HTTPS"),
@@ -90,7 +91,7 @@ NODE_FLOWS = [
             "tcp",
             f"{what} upstream, plain to upstream",
             ZMPROXYCONFIG,
-            ("source", "zimbraReverseProxySSLToUpstreamEnabled", "FALSE"),
+            ("source", "zimbraReverseProxySSLToUpstreamEnabled", ("FALSE",)),
         )
         for attr, what in (("zimbraMailPort", "HTTP"), ("zimbraImapBindPort", "IMAP"), ("zimbraPop3BindPort", "POP3"))
     ],
@@ -101,7 +102,28 @@ NODE_FLOWS = [
         "tcp",
         "admin console through the proxy",
         PROXYCONFGEN,
-        ("source", "zimbraReverseProxyAdminEnabled", "TRUE"),
+        ("source", "zimbraReverseProxyAdminEnabled", ("TRUE",)),
+    ),
+    # the MTA's nightly zmtrainsa (Zimbra/zm-build rpmconf/Env/crontabs/crontab.mta) runs zmspamextract: admin
+    # SOAP auth on the training accounts' mailbox, then their mail over the scheme zimbraMailMode gives
+    Flow("mta", "mailbox", "zimbraAdminPort", "tcp", "spam training: admin SOAP auth", SPAM_EXTRACT),
+    Flow(
+        "mta",
+        "mailbox",
+        "zimbraMailSSLPort",
+        "tcp",
+        "spam training: the accounts over https",
+        SPAM_EXTRACT,
+        ("destination", "zimbraMailMode", ("HTTPS", "REDIRECT")),
+    ),
+    Flow(
+        "mta",
+        "mailbox",
+        "zimbraMailPort",
+        "tcp",
+        "spam training: the accounts over http",
+        SPAM_EXTRACT,
+        ("destination", "zimbraMailMode", ("HTTP", "BOTH", "MIXED")),
     ),
     Flow("mailbox", "mailbox", "zimbraAdminPort", "tcp", "admin SOAP between mailboxes", INSTALL_GUIDE),
     Flow("mailbox", "mailbox", "zimbraMailSSLPort", "tcp", "user SOAP/REST proxied between mailboxes", INSTALL_GUIDE),
@@ -121,6 +143,7 @@ CLIENT_FLOWS = [
     Flow("mgmt", "mailbox", "zimbraAdminPort", "tcp", "admin console", INSTALL_GUIDE),
 ]
 MEMCACHE_REFERENCE = f"{PROXYCONFGEN} (MemcacheServersVar)"
+SITE_FLOW = "the site's policy (lab flows --allow)"
 CLIENT_LIST_REFERENCE = f"{ATTRS_XML} (zimbraMemcachedClientServerList)"
 # Zimbra leaves these to site policy: 80/110/143 on the proxy (Zimbra/adminguide proxy.adoc); LDAP, LMTP and
 # SASL auth, which the seed how-to opens to the local networks. Nothing is judged for them from there.
@@ -158,7 +181,7 @@ def condition_holds(flow, source_attrs, destination_attrs):
         return True
     side, attribute, wanted = flow.when
     attrs = source_attrs if side == "source" else destination_attrs
-    return str(value(attrs, attribute, "")).upper() == wanted
+    return str(value(attrs, attribute, "")).upper() in wanted
 
 
 def port_of(flow, attrs):
@@ -203,11 +226,27 @@ def memcached_servers(index):
     ]
 
 
-def plan(snapshot: dict, hosts: list[dict], listen_mode: str = "roles") -> list[dict]:
+def site_flow(spec: str, hosts: list[dict]) -> tuple[str, str, int, str]:
+    """ "SOURCE:DESTINATION:PORT/PROTO" (lab host names) → (source, destination, port, proto), or LabError."""
+    names = {h["name"] for h in hosts}
+    parts = spec.split(":")
+    port, slash, proto = parts[-1].partition("/") if len(parts) == 3 else ("", "", "")
+    if not slash or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
+        raise LabError(f"--allow {spec!r}: write SOURCE:DESTINATION:PORT/PROTO, e.g. outside:mailbox:7071/tcp")
+    if proto not in ("tcp", "udp"):
+        raise LabError(f"--allow {spec!r}: the protocol is tcp or udp")
+    for name in parts[:2]:
+        if name not in names:
+            raise LabError(f"--allow {spec!r}: no lab host {name!r} (hosts: {', '.join(sorted(names))})")
+    return parts[0], parts[1], int(port), proto
+
+
+def plan(snapshot: dict, hosts: list[dict], listen_mode: str = "roles", site: list | tuple = ()) -> list[dict]:
     """Every flow to run: [{source, destination, name, port, proto, kind, expect, what, reference}].
     hosts: the lab's hosts (dicts of lab status). Legitimate flows expect "allow"; every other port a
     destination listens on from off the host, from every other host, expects "deny" (site-policy ports
-    from clients are not judged)."""
+    from clients are not judged). site: (source, destination, port, proto) flows the site itself allows
+    (site_flow), legitimate too."""
     index = server_index(snapshot)
     by_fqdn = {h["fqdn"].lower(): h for h in hosts}
     flows = []
@@ -254,6 +293,11 @@ def plan(snapshot: dict, hosts: list[dict], listen_mode: str = "roles") -> list[
                     flow.what,
                     flow.reference,
                 )
+        for name, destination, port, proto in site:
+            target = next((h for h in hosts if h["name"] == destination), None)
+            if name == source["name"] and target is not None:
+                check = "datagram" if proto == "udp" else "connect"
+                add(source, target["fqdn"].lower(), port, proto, check, "allow", "the site's own flow", SITE_FLOW)
         if "proxy" in services:
             # where nginx really looks is read on the proxy itself (lab/guest/flowcheck.py)
             flows.append(
@@ -412,8 +456,11 @@ def read_directory(exec_argv, master):
 TIMEOUT = 2.5
 
 
-def run(status: dict, exec_argv: Callable[[str, list[str]], list[str]], timeout: float = TIMEOUT) -> dict:
-    """Plan the running lab's flows and run them: {"flows": [...], "summary": {...}, "seconds": s}."""
+def run(
+    status: dict, exec_argv: Callable[[str, list[str]], list[str]], timeout: float = TIMEOUT, site: list | tuple = ()
+) -> dict:
+    """Plan the running lab's flows and run them: {"flows": [...], "summary": {...}, "seconds": s}. site: the
+    flows the site itself allows (site_flow)."""
     started = time.monotonic()
     hosts = status["hosts"]
     masters = [h for h in hosts if "ldap" in h.get("roles", ())]
@@ -425,7 +472,8 @@ def run(status: dict, exec_argv: Callable[[str, list[str]], list[str]], timeout:
     for master in installs:
         snapshot = read_directory(exec_argv, master["name"])
         members = [h for h in hosts if h["role"] != "zimbra" or status["topology"] != "single" or h is master]
-        results += execute(plan(snapshot, members, status.get("listen") or "roles"), exec_argv, timeout, hosts)
+        planned = plan(snapshot, members, status.get("listen") or "roles", site)
+        results += execute(planned, exec_argv, timeout, hosts)
     return {"flows": results, "summary": summarize(results), "seconds": round(time.monotonic() - started, 2)}
 
 

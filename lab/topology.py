@@ -259,6 +259,8 @@ GLOBAL_CONFIG = {
     "zimbraImapSSLBindPort": ["7993"],
     "zimbraLdapPort": ["389"],
     "zimbraLmtpBindPort": ["7025"],
+    # as Zimbra's installer sets it where a proxy fronts the mailboxes (Zimbra/zm-build zmsetup.pl)
+    "zimbraMailMode": ["https"],
     "zimbraMailPort": ["8080"],
     "zimbraMailSSLPort": ["8443"],
     "zimbraMemcachedBindPort": ["11211"],

@@ -9,8 +9,8 @@ from test_policy import MGMT, policy, topology
 from zimbra_firewall.policy import build_policy
 from zimbra_firewall.safety import preflight_problem
 from zimbra_firewall.settings import read_settings
-from zimbra_firewall.ufw import Port
-from zimbra_firewall.ufw_policy import ufw_restrictions, ufw_rules
+from zimbra_firewall.ufw import Port, plan_rules
+from zimbra_firewall.ufw_policy import rule_arguments, ufw_restrictions, ufw_rules
 
 V4 = {
     "ldap": "10.77.0.10",
@@ -87,7 +87,7 @@ def test_ldap_node_lets_every_peer_reach_ldap_and_mailboxes_reach_ssh():
 def test_mailbox_node_lets_each_port_in_from_exactly_the_roles_that_use_it():
     p = policy("cluster-mailbox")
     assert peer_ports(p) == {
-        **both("mta", {7025, 7073}),
+        **both("mta", {7025, 7073, 7071, 8443}),  # LMTP, SASL auth, and spam training (admin auth, https)
         **both("proxy", {7072, 7993, 7995, 8443}),
         **both("mailbox-2", {22, 7071, 8443}),
     }
@@ -130,7 +130,7 @@ def test_a_moved_port_attribute_moves_the_rules():
     )
     p = cluster_policy("mailbox", read)
     assert p.profiles[0].ports == "7073,7125,7271/tcp"  # local-only, from the management subnets
-    assert peer_ports(p)[V4["mta"]] == {7073, 7125}
+    assert peer_ports(p)[V4["mta"]] == {7073, 7125, 7271, 8443}
     assert peer_ports(p)[V4["mailbox-2"]] == {22, 7271, 8443}
 
 
@@ -178,3 +178,101 @@ def test_an_unreadable_topology_fails_the_preflight_with_zimbras_message():
     assert preflight_problem(p, found) == (
         "cannot read Zimbra's servers (LDAP, then zmprov): ERROR: service.FAILURE (ldap down)"
     )
+
+
+def with_services(read, server_name, *services):
+    """The read with one server running these services too."""
+    servers = []
+    for server in read.servers:
+        if server.name.startswith(server_name + "."):
+            server = dataclasses.replace(server, services=server.services | set(services))
+        servers.append(server)
+    this = next(s for s in servers if s.name == read.this.name)
+    return dataclasses.replace(read, this=this, servers=tuple(servers))
+
+
+def test_spam_training_follows_the_mailboxs_mail_mode():
+    """zmtrainsa on the MTA: admin auth on 7071, then https on zimbraMailSSLPort or http on zimbraMailPort as
+    the mailbox's zimbraMailMode says (Zimbra/zm-mailbox SpamExtract.java getServerURL); no mode, no mail port."""
+    for mode, ports in [(("both",), {7071, 8080}), (("redirect",), {7071, 8443}), ((), {7071})]:
+        read = with_attributes(topology("cluster-mailbox"), "mailbox", zimbraMailMode=mode)
+        assert peer_ports(cluster_policy("mailbox", read))[V4["mta"]] == {7025, 7073} | ports, mode
+
+
+def test_imapd_is_reached_by_the_proxies_and_mailboxes_and_reaches_the_admin_port():
+    ldap = cluster_policy("ldap", with_services(topology("cluster-ldap"), "ldap", "imapd"))
+    assert peer_ports(ldap) == {
+        **both("mta", {389}),
+        **both("proxy", {389, 8143, 8993}),
+        **both("mailbox", {22, 389, 8143}),
+        **both("mailbox-2", {22, 389, 8143}),
+    }
+    mailbox = cluster_policy("mailbox", with_services(topology("cluster-mailbox"), "ldap", "imapd"))
+    assert peer_ports(mailbox)[V4["ldap"]] == {7071}
+    moved = with_attributes(topology("cluster-ldap"), "ldap", zimbraRemoteImapSSLBindPort=("9993",))
+    assert peer_ports(cluster_policy("ldap", with_services(moved, "ldap", "imapd")))[V4["proxy"]] == {389, 8143, 9993}
+
+
+def test_document_editing_opens_the_document_server_to_the_proxies_and_the_callback_to_it():
+    read = with_services(topology("cluster-mailbox-2"), "mailbox-2", "onlyoffice")
+    assert peer_ports(cluster_policy("mailbox-2", read))[V4["proxy"]] == {7072, 7084, 7085, 7993, 7995, 8443}
+    read = with_services(topology("cluster-mailbox"), "mailbox-2", "onlyoffice")
+    assert peer_ports(cluster_policy("mailbox", read))[V4["mailbox-2"]] == {22, 7071, 7074, 8443}
+
+
+def test_the_license_daemon_is_reached_by_the_mailboxes_its_attribute_sends_there():
+    read = with_services(topology("cluster-ldap"), "ldap", "license-daemon")
+    for mailbox in ("mailbox", "mailbox-2"):
+        read = with_attributes(read, mailbox, zimbraLicenseDaemonServerHost=("ldap.zfw.test",))
+    ports = peer_ports(cluster_policy("ldap", read))
+    assert ports[V4["mailbox"]] == ports[V4["mailbox-2"]] == {22, 389, 8081} and ports[V4["mta"]] == {389}
+    # without the attribute nobody is let in: 8081 is among the ports no source may reach
+    alone = cluster_policy("ldap", with_services(topology("cluster-ldap"), "ldap", "license-daemon"))
+    closed = next(ports for ports, sources in ufw_restrictions(alone).items() if sources == [])
+    assert ",8081," in closed and 8081 not in peer_ports(alone)[V4["mailbox"]]
+
+
+def test_a_sites_own_flow_opens_its_port_to_exactly_its_sources_on_the_nodes_it_names():
+    """A separate MariaDB host reading a mailbox's 7306 (loopback-only in the catalogue), a monitoring host's
+    7071 on every node: rules from exactly those sources, and those rules are no longer widening."""
+    extra = [
+        {"port": "7306/tcp", "from": ["10.0.0.14/32"], "on": ["mailbox"]},
+        {"port": "7071/tcp", "from": ["192.0.2.0/28", "2001:db8::/64"]},
+        {"port": "25/tcp", "from": ["10.0.0.14/32"], "on": ["mta"]},
+    ]
+    mailbox = cluster_policy("mailbox", extra_allows=extra)
+    rules = ufw_rules(mailbox)
+    assert ("allow", "from", "10.0.0.14", "to", "any", "port", "7306", "proto", "tcp") in rules
+    assert ("allow", "from", "192.0.2.0/28", "to", "any", "port", "7071", "proto", "tcp") in rules
+    assert ("allow", "from", "2001:db8::/64", "to", "any", "port", "7071", "proto", "tcp") in rules
+    restrictions = ufw_restrictions(mailbox)
+    assert restrictions["7306/tcp"] == ["10.0.0.14"]
+    assert {"192.0.2.0/28", "2001:db8::/64"} <= set(next(v for k, v in restrictions.items() if "7071" in k))
+    assert mailbox.warnings == ()
+    assert cluster_policy("mta", extra_allows=extra).warnings == (
+        "extra_allows: 25/tcp left out on this node: it overlaps its public 25/tcp, which everyone reaches already "
+        "(name the other ports alone)",
+    )
+    proxy = ufw_rules(cluster_policy("proxy", extra_allows=extra))
+    assert not [r for r in proxy if "7306" in r] and [r for r in proxy if "7071" in r and "192.0.2.0/28" in r]
+    # a narrow rule of the admin's for the same flow stays; the same port from anyone else still goes
+    plan = plan_rules(
+        [("allow", "from", "10.0.0.14", "to", "any", "port", "7306", "proto", "tcp"), ("allow", "7306/tcp")],
+        **rule_arguments(mailbox),
+    )
+    assert plan.delete_widening == (("allow", "7306/tcp"),)
+
+
+def test_a_sites_own_flow_stays_when_zimbra_nodes_replaces_the_peers():
+    extra = [{"port": "7306/tcp", "from": ["10.0.0.14/32"]}]
+    p = policy("cluster-ldap", zimbra_nodes=["10.77.0.0/24"], extra_allows=extra)
+    assert ("allow", "from", "10.0.0.14", "to", "any", "port", "7306", "proto", "tcp") in ufw_rules(p)
+    assert peer_ports(p) == {}
+
+
+def test_a_sites_own_flow_to_a_port_of_a_group_that_is_off_keeps_the_narrow_rule():
+    """9071 (admin_proxy off) is closed to everyone, except the sources a site's own flow names."""
+    p = cluster_policy("proxy", extra_allows=[{"port": "9071/tcp", "from": ["10.0.0.0/24"]}])
+    assert ufw_restrictions(p)["9071/tcp"] == ["10.0.0.0/24"]
+    narrow = ("allow", "from", "10.0.0.14", "to", "any", "port", "9071", "proto", "tcp")
+    assert plan_rules([narrow, ("allow", "9071/tcp")], **rule_arguments(p)).delete_widening == (("allow", "9071/tcp"),)

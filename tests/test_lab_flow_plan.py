@@ -1,7 +1,10 @@
 """The lab's flow planner (lab/flows.py plan): which flows must work and which must fail, computed from
 what a cluster's LDAP holds. Pure: no lab needed."""
 
+import pytest
+
 from lab import flows, topology
+from lab.errors import LabError
 
 
 def cluster(**server_overrides):
@@ -38,7 +41,7 @@ def test_every_node_reaches_ldap_and_the_logger_and_the_mta_delivers_to_every_ma
 
 def test_what_no_zimbra_flow_uses_must_fail_but_site_policy_is_not_judged():
     plan = planned(*cluster())
-    assert plan[("mta", "mailbox", 8443, "tcp", "connect")] == "deny"
+    assert plan[("mta", "mailbox", 7072, "tcp", "connect")] == "deny"
     assert plan[("proxy", "mailbox", 7025, "tcp", "connect")] == "deny"
     assert plan[("mta", "proxy", 11211, "tcp", "connect")] == "deny"
     assert plan[("mailbox", "proxy", 11211, "tcp", "memcache")] == "deny"  # the client list is empty
@@ -70,6 +73,16 @@ def test_flows_follow_the_switches_and_port_attributes_in_ldap():
     assert plan[("mta", "mailbox-2", 7025, "tcp", "connect")] == "deny"  # its listener stayed: nobody may use it
 
 
+def test_the_mtas_spam_training_reaches_the_mailboxes_on_the_scheme_their_mail_mode_gives():
+    plan = planned(*cluster(**{"mailbox-2": {"zimbraMailMode": ["both"]}}))
+    assert plan[("mta", "mailbox", 7071, "tcp", "connect")] == "allow"
+    assert plan[("mta", "mailbox", 8443, "tcp", "connect")] == "allow"  # the lab's cn=config: https
+    assert plan[("mta", "mailbox", 8080, "tcp", "connect")] == "deny"
+    assert plan[("mta", "mailbox-2", 8080, "tcp", "connect")] == "allow"
+    assert plan[("mta", "mailbox-2", 8443, "tcp", "connect")] == "deny"
+    assert plan[("proxy", "mailbox", 7071, "tcp", "connect")] == "deny"  # only the MTA's training
+
+
 def test_a_node_in_ldap_without_a_lab_host_and_a_lab_host_not_in_ldap_are_left_out():
     snapshot, status = cluster()
     status = [h for h in status if h["name"] != "mailbox-2"]
@@ -83,3 +96,31 @@ def test_a_node_in_ldap_without_a_lab_host_and_a_lab_host_not_in_ldap_are_left_o
     )
     plan = planned(snapshot, status)
     assert not [key for key in plan if "mailbox-2" in key[:2] or "stray" in key[:2]]
+
+
+def test_a_sites_own_flow_is_judged_legitimate_and_only_that_one():
+    snapshot, status = cluster()
+    site = [flows.site_flow("outside:mailbox:7071/tcp", status)]
+    plan = {
+        (f["source"], f["destination"], f["port"], f["proto"], f["kind"]): f["expect"]
+        for f in flows.plan(snapshot, status, site=site)
+    }
+    assert plan[("outside", "mailbox", 7071, "tcp", "connect")] == "allow"
+    assert plan[("outside", "mailbox-2", 7071, "tcp", "connect")] == "deny"
+    assert plan[("outside", "mailbox", 7072, "tcp", "connect")] == "deny"
+
+
+@pytest.mark.parametrize(
+    "spec, words",
+    [
+        ("outside:mailbox:7071", "write SOURCE:DESTINATION:PORT/PROTO"),
+        ("outside:mailbox:0/tcp", "write SOURCE:DESTINATION:PORT/PROTO"),
+        ("outside:mailbox:7071/sctp", "tcp or udp"),
+        ("outside:nowhere:7071/tcp", "no lab host 'nowhere'"),
+        ("outside:mailbox:7071/tcp:x", "write SOURCE"),
+    ],
+)
+def test_a_bad_site_flow_is_refused_in_one_line(spec, words):
+    with pytest.raises(LabError) as error:
+        flows.site_flow(spec, cluster()[1])
+    assert words in str(error.value) and "\n" not in str(error.value)

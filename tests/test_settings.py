@@ -56,6 +56,13 @@ def test_a_wrong_type_is_refused_naming_the_key():
         ("zimbra_nodes", "10.0.0.0/8", "must be a list"),
         ("exposure_overrides", [["public", "80/tcp"]], "must be a mapping"),
         ("optional_groups", ["Chat!"], "not a group name"),
+        ("extra_allows", {"port": "7306/tcp"}, "must be a list"),
+        ("extra_allows", [{"port": "7306/tcp", "from": ["10.0.0.14/32"], "to": "x"}], "write each as"),
+        ("extra_allows", [{"port": "7306/tcp", "from": []}], "`from` lists no source"),
+        ("extra_allows", [{"port": "7306/tcp", "from": ["0.0.0.0/0"]}], "is everyone"),
+        ("extra_allows", [{"port": "7306/tcp", "from": ["10.0.0.14"]}], "needs a prefix length"),
+        ("extra_allows", [{"port": "73066", "from": ["10.0.0.14/32"]}], "outside 1-65535"),
+        ("extra_allows", [{"port": "7306/tcp", "from": ["10.0.0.14/32"], "on": ["mail box"]}], "a Zimbra service"),
     ]:
         with pytest.raises(settings.PolicyError) as error:
             settings.read_settings({key: value})

@@ -21,6 +21,7 @@ from zimbra_firewall.untrusted import (
     endpoint,
     host_and_port,
     host_name,
+    mode,
     peer_address_problem,
     port_number,
     shown,
@@ -207,6 +208,23 @@ HOSTILE_ENTRIES = [
 ]
 
 
+@pytest.mark.parametrize("text", ["https;id", "https\n", "$(id)", "-x", "", "http s", "ｈｔｔｐｓ", "h" * 33])
+def test_a_hostile_mode_is_refused(text):
+    with pytest.raises(Refused):
+        mode(text)
+
+
+def test_a_mail_mode_is_a_word_and_a_hostile_one_opens_no_mail_port_to_the_mta():
+    assert mode("Redirect") == "REDIRECT"
+    text = fixture_text("cluster-mailbox").replace(
+        "zimbraServiceHostname: mailbox.zfw.test", "zimbraServiceHostname: mailbox.zfw.test\nzimbraMailMode: https;id"
+    )
+    read = ZimbraTopology().process(text.splitlines())
+    assert "server mailbox.zfw.test: zimbraMailMode 'https;id' left out" in "\n".join(read.refused)
+    p = build_policy(read_settings({"management_subnets": MGMT}), read)
+    assert peer_ports(p)[V4["mta"]] == {7025, 7071, 7073, 8443}  # cn=config's https, never the refused value
+
+
 def test_hostile_server_entries_are_left_out_and_the_others_keep_their_rules():
     clean = cluster_policy("mailbox")
     read = hostile_read(
@@ -236,7 +254,7 @@ def test_hostile_server_entries_are_left_out_and_the_others_keep_their_rules():
     added = ("10.77.0.99", "10.77.0.98", "10.77.0.97", "10.77.0.96")
     assert {a: ports for a, ports in extra.items() if a not in added} == rule_sources(clean)
     assert extra["10.77.0.99"] == {22, 7071, 8443}  # good: a mailbox, its own port unusable, cn=config's 7071
-    assert extra["10.77.0.98"] == {7025, 7073}  # ports: an MTA, LMTP and auth at their defaults
+    assert extra["10.77.0.98"] == {7025, 7071, 7073, 8443}  # ports: an MTA, at the defaults (spam training too)
     assert "10.66.6.6" not in extra and extra["10.77.0.97"] == {22, 7071, 8443}  # spell: no URL, no 7780 flow
     assert extra["10.77.0.96"] == {7072, 7993, 7995, 8443}  # flags: a proxy; its admin proxy switch unreadable
 

@@ -4,33 +4,16 @@ no I/O but reading the file."""
 
 import functools
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import yaml
 
 from zimbra_firewall.access import Port
-from zimbra_firewall.settings import PolicyError
+from zimbra_firewall.settings import PolicyError, parse_port
 
 CATALOGUE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "catalogue.yaml")
 EXPOSURES = ("public", "local-only", "intra", "loopback-only")
-
-
-def parse_port(text: str | int, key: str) -> Port:
-    """'7071/tcp', '10024:10032/tcp' or a bare number (tcp) → Port."""
-    if isinstance(text, bool) or not isinstance(text, (str, int)):
-        raise PolicyError(key, f"{text!r} is not a port (write 7071/tcp or 10024:10032/tcp)")
-    match = re.fullmatch(r"(\d{1,5})(?::(\d{1,5}))?(?:/(tcp|udp))?", str(text).strip())
-    if not match:
-        raise PolicyError(key, f"{text!r} is not a port (write 7071/tcp or 10024:10032/tcp)")
-    first, last = int(match.group(1)), int(match.group(2) or match.group(1))
-    for number in (first, last):
-        if not 1 <= number <= 65535:
-            raise PolicyError(key, f"port {number} is outside 1-65535")
-    if last < first:
-        raise PolicyError(key, f"range {text!r} ends before it starts")
-    return Port(first, last, match.group(3) or "tcp")
 
 
 @dataclass(frozen=True)
@@ -46,7 +29,7 @@ class CataloguePort:
     source: str = ""
 
 
-Conditions = tuple[tuple[str, str], ...]  # (attribute, the value it must have), every one of them
+Conditions = tuple[tuple[str, tuple[str, ...]], ...]  # (attribute, the values it may have), every one of them
 
 
 @dataclass(frozen=True)
@@ -114,11 +97,19 @@ def _flow(entry: dict, groups: Mapping[str, str]) -> Flow:
         port=port if isinstance(port, int) else None,
         port_attribute=None if isinstance(port, int) else port,
         default=default,
-        source_conditions=tuple((a, str(v)) for a, v in when.get("source", {}).items()),
-        destination_conditions=tuple((a, str(v)) for a, v in when.get("destination", {}).items()),
+        source_conditions=_conditions(when.get("source", {})),
+        destination_conditions=_conditions(when.get("destination", {})),
         group=entry.get("group"),
         what=entry.get("what", ""),
         source=entry.get("source", ""),
+    )
+
+
+def _conditions(when: Mapping[str, object]) -> Conditions:
+    """{attribute: value or [values]} → ((attribute, (VALUE, ...)), ...): upper-case, as LDAP compares them."""
+    return tuple(
+        (attribute, tuple(str(v).upper() for v in (wanted if isinstance(wanted, list) else [wanted])))
+        for attribute, wanted in when.items()
     )
 
 

@@ -9,8 +9,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from zimbra_firewall.access import Allow, Network, Port, Restriction, network_order
-from zimbra_firewall.catalogue import EXPOSURES, Catalogue, Flow, catalogue_cache, load_catalogue, parse_port
-from zimbra_firewall.settings import PolicyError, Settings, text
+from zimbra_firewall.catalogue import EXPOSURES, Catalogue, Flow, catalogue_cache, load_catalogue
+from zimbra_firewall.settings import ExtraAllow, PolicyError, Settings, parse_port, text
 from zimbra_firewall.topology import BASE_KINDS, Server, Topology, endpoint_port
 from zimbra_firewall.ufw import Profile, chunk_ports
 from zimbra_firewall.untrusted import address, peer_address_problem
@@ -138,7 +138,7 @@ def build_allows(
 ) -> tuple[Allow, ...]:
     """SSH first, then the public profile from anywhere, then what the management subnets may reach, then
     what the other Zimbra nodes may reach: the intra profile from `zimbra_nodes`, else each peer's ports
-    from its addresses."""
+    from its addresses; and each source of `peer_access` (the peers' and the site's own flows) to its ports."""
     ssh = (Port(ssh_port, ssh_port, "tcp"),)
     allows = [Allow(net, ssh) for net in management]
     if "public" in profiles:
@@ -148,10 +148,8 @@ def build_allows(
             allows.append(Allow(net))
         elif "local-only" in profiles:
             allows.append(Allow(net, profile=profiles["local-only"].name))
-    if zimbra_nodes:
-        if "intra" in profiles:
-            allows += [Allow(net, profile=profiles["intra"].name) for net in zimbra_nodes]
-        return tuple(allows)
+    if zimbra_nodes and "intra" in profiles:
+        allows += [Allow(net, profile=profiles["intra"].name) for net in zimbra_nodes]
     by_source: dict[Network, list[Port]] = {}
     for port, sources in peer_access.items():
         for source in sources:
@@ -188,8 +186,8 @@ def attribute_kinds(catalogue: Catalogue | None = None) -> dict[str, str]:
             add(flow.to_attribute, "endpoint")
         if flow.port_attribute:
             add(flow.port_attribute, "port")
-        for attribute, _ in flow.source_conditions + flow.destination_conditions:
-            add(attribute, "flag")
+        for attribute, values in flow.source_conditions + flow.destination_conditions:
+            add(attribute, "flag" if set(values) <= {"TRUE", "FALSE"} else "mode")
     return kinds
 
 
@@ -230,7 +228,7 @@ def reaches(flow: Flow, source: Server, destination: Server) -> bool:
     elif flow.to_role != "all" and flow.to_role not in destination.services:
         return False
     for server, conditions in ((source, flow.source_conditions), (destination, flow.destination_conditions)):
-        if any(server.value(attr).upper() != wanted.upper() for attr, wanted in conditions):
+        if any(server.value(attr).upper() not in wanted for attr, wanted in conditions):
             return False
     return True
 
@@ -265,6 +263,35 @@ def peer_access(catalogue: Catalogue, groups, topology: Topology, public, addres
                 if not any(port.overlaps(p) for p in public):
                     access.setdefault(port, set()).update(map(ipaddress.ip_network, addresses[peer.name]))
     return access
+
+
+def site_access(
+    extra_allows: tuple[ExtraAllow, ...], server: Server | None, public
+) -> tuple[dict[Port, set[Network]], list[str]]:
+    """Port of this node → the sources the site's own flows (`extra_allows`) let in, and warnings. server
+    None: every node's (topology unknown)."""
+    access: dict[Port, set[Network]] = {}
+    warnings = []
+    for extra in extra_allows:
+        if extra.on and server is not None and not server.services & set(extra.on):
+            continue
+        overlapping = [str(p) for p in public if extra.port.overlaps(p)]
+        if overlapping:
+            warnings.append(
+                f"extra_allows: {extra.port} left out on this node: it overlaps its public {', '.join(overlapping)}, "
+                "which everyone reaches already (name the other ports alone)"
+            )
+            continue
+        access.setdefault(extra.port, set()).update(extra.sources)
+    return access, warnings
+
+
+def merged(*accesses: dict[Port, set[Network]]) -> dict[Port, set[Network]]:
+    together: dict[Port, set[Network]] = {}
+    for access in accesses:
+        for port, sources in access.items():
+            together.setdefault(port, set()).update(sources)
+    return together
 
 
 def peer_addresses(topology: Topology, bounds: tuple) -> tuple[dict[str, tuple[str, ...]], list[str]]:
@@ -316,21 +343,24 @@ def restricted_ports(
     management: tuple[Network, ...],
     zimbra_nodes: tuple[Network, ...],
     access: dict[Port, set[Network]],
+    site: dict[Port, set[Network]],
 ) -> tuple[Restriction, ...]:
     """Every non-public port (the catalogue's, and this node's at its
     attribute's number) with the only sources the policy lets reach it; an unmanaged rule opening one wider
     is deleted. A non-public port of an optional group that is off (9071 without admin_proxy) may be reached
-    by nobody off the host."""
+    by nobody off the host. The site's own flows (`site`) reach any port they name, loopback-only ones too."""
     ports = {p: c for p, c in classes.items() if c != "public"}
     ports.update({p: c for p, c in node.items() if c != "public"})
     off = {e.port for e in catalogue.ports if e.exposure != "public" and e.group}
     off = {port for port in off if not any(port.overlaps(p) for p in ports)}
-    grouped: dict[frozenset[Network], list[Port]] = {frozenset(): sorted(off)} if off else {}
-    for port, exposure in ports.items():
-        sources: set[Network] = set()
+    every = {port: "off" for port in sorted(off)}
+    every.update(ports)
+    grouped: dict[frozenset[Network], list[Port]] = {}
+    for port, exposure in every.items():
+        sources = {s for p, allowed in site.items() if p.overlaps(port) for s in allowed}
         if exposure == "local-only":
             sources |= set(management)
-        if exposure != "loopback-only":
+        if exposure not in ("loopback-only", "off"):
             sources |= set(zimbra_nodes)
             sources |= {s for p, peers in access.items() if p.overlaps(port) for s in peers}
         grouped.setdefault(frozenset(sources), []).append(port)
@@ -433,6 +463,7 @@ def build_policy(settings: Settings, topology: Topology) -> Policy:
     public = [p for p, c in node.items() if c == "public"]
     addresses, address_warnings = peer_addresses(topology, settings.peer_networks)
     access = peer_access(catalogue, groups, topology, public, addresses)
+    site, site_warnings = site_access(settings.extra_allows, topology.this, public)
     intra = sorted({*(p for p, c in node.items() if c == "intra"), *access}) if zimbra_nodes else ()
     profiles = build_profiles(settings, node, intra)
     this_addresses = addresses[topology.this.name] if topology.this else ()
@@ -451,7 +482,7 @@ def build_policy(settings: Settings, topology: Topology) -> Policy:
             zimbra_nodes=zimbra_nodes,
             ssh_port=settings.firewall_ssh_port,
             blanket=settings.allow_management_all_ports,
-            peer_access=access,
+            peer_access=merged(access, site),
         ),
         default_incoming=settings.default_incoming,
         default_outgoing=settings.default_outgoing,
@@ -459,7 +490,13 @@ def build_policy(settings: Settings, topology: Topology) -> Policy:
         purge_unmanaged=settings.purge_unmanaged_rules,
         memcached=memcached,
         restricted=restricted_ports(
-            catalogue, classes=classes, node=node, management=management, zimbra_nodes=zimbra_nodes, access=access
+            catalogue,
+            classes=classes,
+            node=node,
+            management=management,
+            zimbra_nodes=zimbra_nodes,
+            access=access,
+            site=site,
         ),
         rollback_seconds=settings.rollback_seconds,
         allow_lockout_risk=settings.allow_lockout_risk,
@@ -468,5 +505,5 @@ def build_policy(settings: Settings, topology: Topology) -> Policy:
         addresses=tuple((s.hostname, addresses[s.name]) for s in topology.servers),
         problem=topology.error,
         refused=topology.refused,
-        warnings=(*seed_warnings(settings, classes), *memcached_warnings, *address_warnings),
+        warnings=(*seed_warnings(settings, classes), *memcached_warnings, *address_warnings, *site_warnings),
     )

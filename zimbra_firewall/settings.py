@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, Literal
 
-from zimbra_firewall.access import Network
+from zimbra_firewall.access import Network, Port
 from zimbra_firewall.untrusted import Refused, host_and_port
 
 # pyinfra's own host data and the connectors', never a typo of ours
@@ -106,6 +106,22 @@ def mapping(value: Any, key: str) -> Mapping:
     return MappingProxyType(dict(value))
 
 
+def parse_port(text: str | int, key: str) -> Port:
+    """'7071/tcp', '10024:10032/tcp' or a bare number (tcp) → Port."""
+    if isinstance(text, bool) or not isinstance(text, (str, int)):
+        raise PolicyError(key, f"{text!r} is not a port (write 7071/tcp or 10024:10032/tcp)")
+    match = re.fullmatch(r"(\d{1,5})(?::(\d{1,5}))?(?:/(tcp|udp))?", str(text).strip())
+    if not match:
+        raise PolicyError(key, f"{text!r} is not a port (write 7071/tcp or 10024:10032/tcp)")
+    first, last = int(match.group(1)), int(match.group(2) or match.group(1))
+    for number in (first, last):
+        if not 1 <= number <= 65535:
+            raise PolicyError(key, f"port {number} is outside 1-65535")
+    if last < first:
+        raise PolicyError(key, f"range {text!r} ends before it starts")
+    return Port(first, last, match.group(3) or "tcp")
+
+
 def subnet(value: Any, key: str) -> Network:
     if not isinstance(value, str):
         raise PolicyError(key, f"{value!r} is not a subnet in CIDR notation")
@@ -143,6 +159,29 @@ def name(value: Any, key: str) -> str:
     if not isinstance(value, str) or not re.fullmatch(r"[a-z0-9_]+", value):
         raise PolicyError(key, f"{value!r} is not a group name")
     return value
+
+
+@dataclass(frozen=True)
+class ExtraAllow:
+    """A site's own flow: `port` reachable from exactly `sources`, on the nodes running one of the services
+    `on` (every node when empty)."""
+
+    port: Port
+    sources: tuple[Network, ...]
+    on: tuple[str, ...] = ()
+
+
+EXTRA_ALLOW_EXAMPLE = "{'port': '7306/tcp', 'from': ['10.0.0.14/32'], 'on': ['mailbox']}"
+
+
+def extra_allow(value: Any, key: str) -> ExtraAllow:
+    if not isinstance(value, dict) or not {"port", "from"} <= set(value) or set(value) - {"port", "from", "on"}:
+        raise PolicyError(key, f"{value!r}: write each as {EXTRA_ALLOW_EXAMPLE}")
+    sources = list_of(subnet)(value["from"], key)
+    if not sources:
+        raise PolicyError(key, f"{value!r}: `from` lists no source")
+    services = list_of(text(r"[a-z0-9][a-z0-9_-]*", "a Zimbra service name (zimbraServiceEnabled)", 64))
+    return ExtraAllow(parse_port(value["port"], key), sources, services(value.get("on", []), key))
 
 
 # --- the settings --------------------------------------------------------------------------------------
@@ -200,6 +239,14 @@ class Settings:
         'exposure class → ports, e.g. `{"public": ["80/tcp"]}`',
         "move ports between classes or add ports the catalogue lacks (e.g. 80 public for ACME HTTP-01)",
         mapping,
+    )
+    extra_allows: tuple[ExtraAllow, ...] = setting(
+        [],
+        f"items like `{EXTRA_ALLOW_EXAMPLE}`",
+        "a site's own flows outside Zimbra's (a separate MariaDB host, a backup server's SSH, a monitoring host): "
+        "the port opened to exactly these CIDRs, on the nodes running one of `on`'s services (every node "
+        "without `on`); owned and tagged like every rule, and no longer deleted as widening",
+        list_of(extra_allow),
     )
     profile_mode: str = setting(
         "split",

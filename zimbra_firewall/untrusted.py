@@ -109,6 +109,14 @@ def flag(text: str) -> str:
     return text.upper()
 
 
+def mode(text: str) -> str:
+    """A Zimbra enumerated value (zimbraMailMode's http, https, both, mixed, redirect, ...): ASCII letters,
+    returned upper-case."""
+    if not isinstance(text, str) or not re.fullmatch(r"[A-Za-z]{1,32}", text):
+        raise Refused("not a word of letters")
+    return text.upper()
+
+
 def host_and_port(text: str) -> tuple[str, int | None]:
     """ "host", "host:port", "[v6]", "[v6]:port" or a bare IPv6 address → (host, port or None)."""
     if not isinstance(text, str):
@@ -158,6 +166,7 @@ KINDS = {
     "address": lambda text: str(address(text)),
     "service": service,
     "flag": flag,
+    "mode": mode,
     "endpoint": endpoint_text,
 }
 

@@ -44,6 +44,8 @@ def test_fresh_cluster_every_legitimate_flow_works(cluster):
     for mailbox in ("mailbox", "mailbox-2"):
         assert results(report, "mta", mailbox, 7025, expect="allow") == both
         assert results(report, "mta", mailbox, 7073, expect="allow") == both
+        assert results(report, "mta", mailbox, 7071, expect="allow") == both  # spam training
+        assert results(report, "mta", mailbox, 8443, expect="allow") == both
         for port in (7072, 8443, 7993, 7995):
             assert results(report, "proxy", mailbox, port, expect="allow") == both
     assert results(report, "mailbox", "mailbox-2", 7071, expect="allow") == both
@@ -57,7 +59,7 @@ def test_fresh_cluster_every_legitimate_flow_works(cluster):
         ("outside", "mailbox", 7071),
         ("mta", "proxy", 11211),
         ("proxy", "mailbox", 7025),
-        ("mta", "mailbox", 8443),
+        ("mta", "mailbox", 7072),
         ("outside", "ldap", 389),
     ]:
         assert results(report, source, destination, port, expect="deny") == both

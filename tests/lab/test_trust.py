@@ -158,10 +158,10 @@ def test_a_server_removed_from_ldap_loses_its_rules_even_where_its_name_no_longe
     try:
         zmprov("-l", "cs", "ghost.zfw.test", "zimbraServiceEnabled", "mta", host="ldap")
         assert deploy().returncode == 0
-        assert "allow from 10.77.0.50 to any port 7025,7073 proto tcp" in rules_on("mailbox")
+        assert "allow from 10.77.0.50 to any port 7025,7071,7073,8443 proto tcp" in rules_on("mailbox")
         client.run("mailbox", "sed", "-i", "/ghost.zfw.test/d", "/etc/hosts")  # DNS down for it, on one node
         assert_converged()
-        assert "allow from 10.77.0.50 to any port 7025,7073 proto tcp" in rules_on("mailbox")
+        assert "allow from 10.77.0.50 to any port 7025,7071,7073,8443 proto tcp" in rules_on("mailbox")
         zmprov("-l", "ds", "ghost.zfw.test", host="ldap")
         assert deploy().returncode == 0
         for node in NODES:

@@ -58,6 +58,7 @@ ATTRIBUTES = {
     **{name: (False, True) for name in PORT_ATTRIBUTES},
     "zimbraId": (False, False),
     "zimbraLogHostname": (True, False),
+    "zimbraMailMode": (False, True),
     "zimbraMemcachedBindAddress": (True, False),
     "zimbraMemcachedClientServerList": (True, True),
     "zimbraReverseProxyAdminEnabled": (False, True),
