@@ -245,7 +245,7 @@ class Settings:
         f"items like `{EXTRA_ALLOW_EXAMPLE}`",
         "a site's own flows outside Zimbra's (a separate MariaDB host, a backup server's SSH, a monitoring host): "
         "the port opened to exactly these CIDRs, on the nodes running one of `on`'s services (every node "
-        "without `on`); owned and tagged like every rule, and no longer deleted as widening",
+        "without `on`); owned and tagged like every rule (a hand-typed rule for the same flow is never widening)",
         list_of(extra_allow),
     )
     profile_mode: str = setting(

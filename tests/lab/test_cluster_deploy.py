@@ -251,8 +251,8 @@ def test_drift_on_one_node_is_repaired_there_and_the_others_are_left_alone(deplo
 
 def test_a_sites_own_flow_reaches_exactly_its_port_on_the_nodes_it_names(deployed_cluster, tmp_path):
     """extra_allows: `outside` (standing for a monitoring host) reaches 7071 on the node running the logger,
-    nowhere else; the same narrow rule typed by hand is kept there and deleted where it widens; the audit
-    judges it ok; without the setting the rules go."""
+    nowhere else; the same narrow rule typed by hand stays there (tagged) and is deleted where it widens; the
+    audit judges it ok; without the setting the rules go."""
     outside = next(h for h in client.status()["hosts"] if h["name"] == "outside")
     sources = [f"{outside['ipv4']}/32", f"{outside['ipv6']}/128"]
     (tmp_path / "lab.py").write_text(f"extra_allows = {[{'port': '7071/tcp', 'from': sources, 'on': ['logger']}]!r}\n")
@@ -262,7 +262,9 @@ def test_a_sites_own_flow_reaches_exactly_its_port_on_the_nodes_it_names(deploye
     opened = deploy("--group-data", str(tmp_path))
     output = opened.stdout + opened.stderr
     assert opened.returncode == 0, output[-3000:]
-    assert f"mailbox: keeping unmanaged rule: ufw allow from {outside['ipv4']} to any port 7071 proto tcp" in output
+    # on the node the flow is for, ufw gives the hand-typed rule the deploy's tag instead of adding a twin
+    narrow = f"allow from {outside['ipv4']} to any port 7071 proto tcp"
+    assert rules_on("mailbox").count(narrow) == 1 and f"{narrow} comment 'zimbra-firewall'" in rules_on("mailbox")
     widening = "mailbox-2: removing unmanaged rule that opens 7071/tcp wider than the policy: ufw "
     assert widening + " ".join(by_hand[1:]) in output
     report = flows("--strict", "--allow", "outside:mailbox:7071/tcp")
