@@ -185,7 +185,8 @@ def report(nodes: list[audit.NodeAudit], files: dict[str, str]) -> None:
     failed = document["summary"]["failed"]
     if failed:
         names = ", ".join(failed)
-        logger.error(f"--> the audit fails on {len(failed)} node(s): {names} (too open, unknown listener, or not read)")
+        why = "too open, unknown listener, probe got in, or not read"
+        logger.error(f"--> the audit fails on {len(failed)} node(s): {names} ({why})")
     # the report is the run: end it here, with its status, rather than let pyinfra go on to an empty
     # operation run (and, without -y, ask to confirm it: from cron, with no stdin, that fails)
     raise SystemExit(1 if failed else 0)

@@ -212,7 +212,8 @@ def test_probe_results_agree_or_become_findings():
     target, ports = probe_plan(node_read)
     assert target == "10.77.0.10" and {22, 25, 7071, 8080} <= set(ports) and 7306 not in ports
     answering = {"22/tcp", *PUBLIC, "80/tcp", "110/tcp", "143/tcp", "389/tcp", "7025/tcp", "7071/tcp", "7073/tcp"}
-    results = {str(p): "open" if f"{p}/tcp" in answering else "filtered" for p in ports} | {"8080": "open"}
+    results = {str(p): "open" if f"{p}/tcp" in answering else "filtered" for p in ports}
+    results |= {"8080": "open", "7073": "filtered"}
     apply_probe(node, node_read, {"address": target, "local": "", "results": results})
     assert sockets(node, 7071)[0].probe["agrees"] is True
     assert sockets(node, 8080)[0].probe == {
@@ -222,8 +223,23 @@ def test_probe_results_agree_or_become_findings():
         "computed": "blocked",
         "agrees": False,
     }
-    assert {(f.verdict, f.port) for f in node.findings} == {("probe disagrees", "8080/tcp")}
-    assert not node.failed  # a disagreement is for a person to look at, not a failed audit by itself
+    # got in where the rules say blocked: exposure, failing; kept out where they say reachable: a warning
+    assert {(f.verdict, f.port) for f in node.findings} == {
+        ("probe got in", "8080/tcp"),
+        ("probe disagrees", "7073/tcp"),
+    }
+    assert node.failed
+
+
+def test_a_probe_kept_out_where_the_rules_let_it_in_is_a_warning_alone():
+    node, node_read = audited("single-deployed")
+    node_read = dataclasses.replace(node_read, controller="10.77.1.1", reached_at="10.77.0.10")
+    target, ports = probe_plan(node_read)
+    answering = {"22/tcp", *PUBLIC, "80/tcp", "110/tcp", "143/tcp", "389/tcp", "7025/tcp", "7071/tcp"}
+    results = {str(p): "open" if f"{p}/tcp" in answering else "filtered" for p in ports}
+    apply_probe(node, node_read, {"address": target, "local": "", "results": results})
+    assert {(f.verdict, f.port) for f in node.findings} == {("probe disagrees", "7073/tcp")}
+    assert not node.failed  # a disagreement that way is for a person to look at, not a failed audit
 
 
 # --- outputs ------------------------------------------------------------------------------------------
@@ -271,8 +287,8 @@ def test_html_page_is_one_file_with_the_matrix_and_the_fixes():
     assert "<code>ufw delete allow 7071</code>" in page
 
 
-def test_failing_verdicts_are_the_two_the_issue_names():
-    assert FAILING == {"too open", "unknown listener"}
+def test_failing_verdicts_are_exposure_and_nothing_else():
+    assert FAILING == {"too open", "unknown listener", "probe got in"}
 
 
 def test_a_node_not_read_is_reported_and_fails_the_audit(schema):

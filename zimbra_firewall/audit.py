@@ -39,16 +39,17 @@ from zimbra_firewall.ufw_policy import ufw_rules
 from zimbra_firewall.untrusted import Refused, port_number
 
 SCHEMA = "zimbra-firewall-audit/1"
-# the verdicts, most serious first; the first two fail the audit
+# the verdicts, most serious first; the first three fail the audit
 VERDICTS = (
     "too open",
     "unknown listener",
+    "probe got in",
     "memcached unreachable from proxy",
     "probe disagrees",
     "too closed",
     "rule without listener",
 )
-FAILING = frozenset(VERDICTS[:2])
+FAILING = frozenset(VERDICTS[:3])
 OK = "ok"
 # how ss shows a socket bound to every address of one family ("::": IPv6 only), or of both ("*")
 ANY_ADDRESS = {4: "0.0.0.0", 6: "::"}
@@ -604,6 +605,8 @@ def apply_probe(node: NodeAudit, read: NodeRead, probe: dict) -> None:
         if seen is None or decision is None or not listener.accepts(target):
             continue
         agrees = (seen != "filtered") == decision.reachable
+        # the controller got in where the rules say blocked: the strongest evidence of exposure there is
+        verdict = "probe got in" if seen != "filtered" and not decision.reachable else "probe disagrees"
         socket.probe = {
             "from": controller,
             "to": target,
@@ -621,8 +624,8 @@ def apply_probe(node: NodeAudit, read: NodeRead, probe: dict) -> None:
                 "look for a firewall besides ufw (iptables -S, nft list ruleset) or NAT on the way; "
                 "`ufw reload` if ufw's rule files were edited by hand"
             ]
-            node.findings.append(Finding("probe disagrees", spec, detail, fixes))
-            socket.verdict = min(socket.verdict, "probe disagrees", key=rank)
+            node.findings.append(Finding(verdict, spec, detail, fixes))
+            socket.verdict = min(socket.verdict, verdict, key=rank)
     node.findings.sort(key=lambda f: (rank(f.verdict), _port_key(f.port)))
 
 

@@ -11,6 +11,7 @@ from zimbra_firewall.untrusted import terminal_safe
 COLOURS = {
     "too open": "#e53935",
     "unknown listener": "#8e24aa",
+    "probe got in": "#b71c1c",
     "memcached unreachable from proxy": "#fb8c00",
     "probe disagrees": "#fdd835",
     "too closed": "#1e88e5",
