@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from zimbra_firewall.access import Network, Port
-from zimbra_firewall.untrusted import Refused, host_and_port
+from zimbra_firewall.untrusted import Refused, host_and_port, service
 
 # pyinfra's own host data and the connectors', never a typo of ours
 FOREIGN_KEY = re.compile(r"^(_|ssh_|winrm_|docker|chroot_|local_|vagrant|terraform|podman|lab_)")
@@ -155,6 +155,13 @@ def host_port(value: Any, key: str) -> str:
     return value
 
 
+def service_name(value: Any, key: str) -> str:
+    try:
+        return service(value)
+    except Refused as why:
+        raise PolicyError(key, f"{value!r} is not a Zimbra service name (zimbraServiceEnabled): {why}") from None
+
+
 def name(value: Any, key: str) -> str:
     if not isinstance(value, str) or not re.fullmatch(r"[a-z0-9_]+", value):
         raise PolicyError(key, f"{value!r} is not a group name")
@@ -180,8 +187,7 @@ def extra_allow(value: Any, key: str) -> ExtraAllow:
     sources = list_of(subnet)(value["from"], key)
     if not sources:
         raise PolicyError(key, f"{value!r}: `from` lists no source")
-    services = list_of(text(r"[a-z0-9][a-z0-9_-]*", "a Zimbra service name (zimbraServiceEnabled)", 64))
-    return ExtraAllow(parse_port(value["port"], key), sources, services(value.get("on", []), key))
+    return ExtraAllow(parse_port(value["port"], key), sources, list_of(service_name)(value.get("on", []), key))
 
 
 # --- the settings --------------------------------------------------------------------------------------
