@@ -38,11 +38,13 @@ lab-up: setup
 lab-down:
 	$(PY) -m lab down
 
-# TOPOLOGY=cluster (or `make rehearse-cluster`): ldap, mta, proxy, two mailboxes, each with its own rules
+# TOPOLOGY=cluster (or `make rehearse-cluster`): ldap, mta, proxy, two mailboxes, each with its own rules;
+# FIREWALLD=all (or Zimbra host names, comma-separated): those hosts run firewalld, as RHEL-family servers do
 TOPOLOGY ?= single
+FIREWALLD ?=
 rehearse: setup
 	$(PY) -m lab down
-	$(PY) -m lab up --topology $(TOPOLOGY)
+	$(PY) -m lab up --topology $(TOPOLOGY) --firewalld "$(FIREWALLD)"
 	$(PY) scripts/reachability.py --title "before the deploy"
 	$(PY) -m lab flows | tail -n 1
 	@# the audit of the fresh hosts fails (their admin and internal ports are open to all): its first line
@@ -54,7 +56,8 @@ rehearse: setup
 	$(VENV)/bin/pyinfra inventories/lab.py audit.py --data audit_probe=true \
 	  --data audit_json=reports/lab-audit.json --data audit_html=reports/lab-audit.html
 	$(PY) scripts/reachability.py --audit reports/lab-audit.json
-	@echo "The lab stays up: python -m lab exec HOST -- ufw status verbose; make lab-down when done."
+	@echo "The lab stays up: python -m lab exec HOST -- ufw status verbose (firewalld hosts: firewall-cmd"
+	@echo "--list-all-policies); make lab-down when done."
 	@echo "The audit's page: reports/lab-audit.html"
 
 rehearse-cluster:

@@ -6,6 +6,7 @@ from pyinfra.api import FactBase, FactProcessError
 
 from facts.zimbra import ZimbraTopology
 from zimbra_firewall.audit import NodeRead, parse_listeners
+from zimbra_firewall.firewalld import FIREWALLD_RUNNING
 from zimbra_firewall.safety import ROLLBACK_LOG, STATE_DIR
 from zimbra_firewall.ufw import SECTION, USER_RULES, parse_status, sections, status_read
 
@@ -36,7 +37,7 @@ class ExposureRead(FactBase):
             "echo ssh_connection=${SSH_CONNECTION:-$(tr '\\0' '\\n' < /proc/$PPID/environ 2>/dev/null | "
             "sed -n 's/^SSH_CONNECTION=//p')}; "
             f'PATH="$PATH:/usr/sbin:/sbin" command -v ufw >/dev/null && '
-            f"echo ufw=yes; test -d {STATE_DIR}/armed && echo armed=yes; "
+            f"echo ufw=yes; {FIREWALLD_RUNNING} && echo firewalld=yes; test -d {STATE_DIR}/armed && echo armed=yes; "
             f'echo "rollback=$(cat {ROLLBACK_LOG}.reported {ROLLBACK_LOG} 2>/dev/null | tail -n 1)"',
         ]
         return f"; echo {PART}; ".join(parts)
@@ -48,7 +49,12 @@ class ExposureRead(FactBase):
         topology_text, sockets, status_text, user_rules, user6_rules, misc = parts
         values = dict(line.split("=", 1) for line in misc.splitlines() if "=" in line)
         status, error = {}, ""
-        if values.get("ufw") != "yes":  # nothing filters: judged as an inactive ufw
+        if values.get("firewalld") == "yes":  # not judged: an honest "cannot say" rather than a wrong verdict
+            error = (
+                "firewalld runs here: the audit does not judge firewalld's rules yet (firewall-cmd "
+                "--list-all-policies and --list-all show them; lab flows --strict judges a rehearsal)"
+            )
+        elif values.get("ufw") != "yes":  # nothing filters: judged as an inactive ufw
             status = {"active": False, "incoming": "unknown", "outgoing": "unknown", "ipv6": True}
             error = "ufw is not installed (apt-get install ufw, then run the deploy)"
         else:

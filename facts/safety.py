@@ -3,6 +3,7 @@
 from pyinfra.api import FactBase
 
 from facts.zimbra import ZIMBRA_HOME
+from zimbra_firewall.firewalld import FIREWALLD_RUNNING, SHIPPED_DIR
 from zimbra_firewall.safety import (
     parse_preflight,
     parse_rollback_state,
@@ -15,15 +16,20 @@ from zimbra_firewall.ufw import SECTION
 
 class Preflight(FactBase):
     """
-    Whether the host is a Zimbra server with ufw, ufw's IPv6 setting, and the controller's SSH connection
-    as the host sees it: ``{"zimbra": True, "ufw": True, "ipv6": True, "ssh_connection": "10.0.0.5 50022
-    10.0.0.10 22"}`` (None when unknown). Read it with ``_sudo=False``: sudo drops ``$SSH_CONNECTION``.
+    Whether the host is a Zimbra server, which firewalls it has (ufw; firewalld, whether it runs and has
+    policy objects), ufw's IPv6 setting, and the controller's SSH connection as the host sees it:
+    ``{"zimbra": True, "ufw": True, "firewalld": False, "firewalld_running": False, "firewalld_policies":
+    False, "ipv6": True, "ssh_connection": "10.0.0.5 50022 10.0.0.10 22"}`` (None when unknown). Read it with
+    ``_sudo=False``: sudo drops ``$SSH_CONNECTION``.
     """
 
     def command(self) -> str:
         return (
             f'echo "ssh_connection=$SSH_CONNECTION"; test -d {ZIMBRA_HOME} && echo zimbra=yes; '
             'PATH="$PATH:/usr/sbin:/sbin" command -v ufw >/dev/null && echo ufw=yes; '
+            'PATH="$PATH:/usr/sbin:/sbin" command -v firewall-cmd >/dev/null && echo firewalld=yes; '
+            f"{FIREWALLD_RUNNING} && echo firewalld_running=yes; "
+            f"[ -d {SHIPPED_DIR}/policies ] && echo firewalld_policies=yes; "
             f"echo {SECTION}; cat /etc/default/ufw 2>/dev/null; true"
         )
 

@@ -41,6 +41,12 @@ def parse_args(argv):
         metavar="SECONDS",
         help="sleep in every zmprov call, as Zimbra's JVM start-up does (default 0)",
     )
+    up.add_argument(
+        "--firewalld",
+        default="",
+        metavar="HOSTS",
+        help="Zimbra hosts (comma-separated, or `all`) that run firewalld, as RHEL-family servers do, instead of ufw",
+    )
     up.add_argument("--timeout", type=float, default=120, help="seconds to wait for the hosts")
     sub.add_parser("down", help="stop every host and remove every trace of the lab")
     status = sub.add_parser("status", help="show the hosts")
@@ -110,7 +116,8 @@ def print_status(info):
     for host in info["hosts"]:
         state = "running" if host["running"] else "STOPPED"
         roles = ",".join(r for r in host.get("roles", []) if r in PRINCIPAL_ROLES) or host["role"]
-        print(f"  {host['name']:<12} {roles:<30} {host['ipv4']:<12} {host['ipv6']:<24} {state}")
+        firewall = host.get("firewall", "")
+        print(f"  {host['name']:<12} {roles:<30} {host['ipv4']:<12} {host['ipv6']:<24} {firewall:<10} {state}")
 
 
 def vms_command(args):
@@ -147,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.proxies,
                 args.mailboxes,
                 args.listen,
+                firewalld=args.firewalld,
             )
             print_status(runtime.status())
         elif args.command == "flows":

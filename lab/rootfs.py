@@ -20,6 +20,8 @@ PACKAGES = [
     "at",
     "ca-certificates",
     "curl",
+    "dbus",
+    "firewalld",
     "iproute2",
     "iptables",
     "iputils-ping",

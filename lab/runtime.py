@@ -405,15 +405,19 @@ def up(
     mailboxes: int = 2,
     listen: str = "roles",
     log=sys.stderr,
+    firewalld: str = "",
 ) -> dict:
     require_root_and_tools()
-    hosts = [h.to_dict() for h in topology.hosts_for(topology_name, zimbra_hosts, proxies, mailboxes)]
+    specs = topology.hosts_for(topology_name, zimbra_hosts, proxies, mailboxes)
+    hosts = [h.to_dict() for h in topology.with_firewalld(specs, firewalld)]
     topology.check_listen_mode(listen)
     if zmprov_delay < 0:
         raise LabError("--zmprov-delay must be 0 or more seconds")
     state = load_state()
     if state:
-        same_shape = [h["name"] for h in state["hosts"]] == [h["name"] for h in hosts]
+        same_shape = [(h["name"], h.get("firewall")) for h in state["hosts"]] == [
+            (h["name"], h["firewall"]) for h in hosts
+        ]
         if state.get("status") == "up" and same_shape and all(h["running"] for h in status()["hosts"]):
             print("lab: already up", file=log)
             return state
@@ -645,6 +649,8 @@ def status() -> dict:
         running = bool(host.get("pid")) and process_alive(host["pid"], "unshare")
         entry = {k: host[k] for k in ("name", "role", "fqdn", "ipv4", "ipv6")}
         entry["roles"] = host.get("services", [])
+        if host["role"] == "zimbra":
+            entry["firewall"] = host.get("firewall", "ufw")
         entry["running"] = running
         entry["ssh_target"] = f"root@{host['ipv4']}"
         hosts.append(entry)

@@ -16,7 +16,7 @@ import functools
 import ipaddress
 import os
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from .errors import LabError
 
@@ -60,6 +60,7 @@ class Host:
     ipv4: str
     ipv6: str
     services: tuple = ()  # zimbraServiceEnabled, on Zimbra hosts
+    firewall: str = "ufw"  # the firewall a Zimbra host comes with: ufw (Ubuntu-like) or firewalld (RHEL-like)
 
     @property
     def fqdn(self):
@@ -70,7 +71,30 @@ class Host:
 
 
 def host_from_dict(data):
-    return Host(data["name"], data["role"], data["ipv4"], data["ipv6"], tuple(data.get("services", ())))
+    return Host(
+        data["name"],
+        data["role"],
+        data["ipv4"],
+        data["ipv6"],
+        tuple(data.get("services", ())),
+        data.get("firewall", "ufw"),
+    )
+
+
+FIREWALLS = ("ufw", "firewalld")
+
+
+def with_firewalld(hosts: list[Host], names: str) -> list[Host]:
+    """The hosts, those of `names` (comma-separated Zimbra host names, or `all`) running firewalld instead of
+    ufw, as a RHEL, Rocky, Alma or Oracle Linux server would."""
+    zimbra = [h.name for h in hosts if h.role == "zimbra"]
+    chosen = {n.strip() for n in names.split(",") if n.strip()}
+    if "all" in chosen:
+        chosen = set(zimbra)
+    unknown = sorted(chosen - set(zimbra))
+    if unknown:
+        raise LabError(f"--firewalld names {', '.join(unknown)}, not a Zimbra host of this lab ({', '.join(zimbra)})")
+    return [replace(h, firewall="firewalld") if h.name in chosen else h for h in hosts]
 
 
 def services_for(roles):

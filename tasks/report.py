@@ -43,7 +43,11 @@ def undo_view(record: dict) -> None:
     if not record["exists"]:
         logger.info(f"{host.name}: undo: nothing to undo")
         return
-    parts = [f"ufw's files and rules as they were before the deploy of {record['since']}"] if record["firewall"] else []
+    parts = (
+        [f"the firewall's files and rules as they were before the deploy of {record['since']}"]
+        if record["firewall"]
+        else []
+    )
     parts += [f"memcached's {', '.join(record['memcached'])}"] if record["memcached"] else []
     logger.info(f"{host.name}: undo: puts back {' and '.join(parts) or 'nothing'}")
 

@@ -8,13 +8,22 @@ from collections.abc import Generator
 from pyinfra import host, logger
 from pyinfra.api import OperationValueError, QuoteString, StringCommand, operation
 
+from facts.firewalld import FirewalldState
 from facts.safety import Preflight, RollbackState
 from facts.ufw import UfwState
-from tasks import run
+from tasks import firewalld, run, ufw
 from tasks.report import fail_host, report_once
 from tasks.ufw import current_state
+from zimbra_firewall.firewalld_policy import arguments as firewalld_arguments
 from zimbra_firewall.policy import Policy
-from zimbra_firewall.safety import Switch, preflight_problem, recover_arguments, reported_arguments
+from zimbra_firewall.safety import (
+    FIREWALLD_RECORD,
+    Switch,
+    chosen_firewall,
+    preflight_problem,
+    recover_arguments,
+    reported_arguments,
+)
 from zimbra_firewall.ufw import changes_pending
 from zimbra_firewall.ufw_policy import rule_arguments
 
@@ -24,6 +33,21 @@ def reads() -> run.Reads:
     return [(Preflight, {"_sudo": False}), (RollbackState, {})]
 
 
+def firewall(policy: Policy) -> str:
+    """This host's firewall backend, ufw or firewalld: the policy's `firewall` setting, `auto` resolved from
+    what the host runs (zimbra_firewall.safety.chosen_firewall)."""
+    # peeked, not read: the Preflight operation's own read stays the one this host makes (a failed read there
+    # fails the host; here it would stop every host's run)
+    return chosen_firewall(policy.firewall, run.of().peek(Preflight, _sudo=False) or {})
+
+
+def firewall_reads(policy: Policy) -> run.Reads:
+    """The state reads of this host's backend (for tasks/run.py's prefetch, once reads() are in)."""
+    if firewall(policy) == "firewalld":
+        return firewalld.reads(FIREWALLD_RECORD)
+    return ufw.reads(policy.xtables_lock_wait)
+
+
 def _sh(script, *arguments):
     return StringCommand("sh", "-c", *[QuoteString(word) for word in (script, *arguments)])
 
@@ -31,9 +55,10 @@ def _sh(script, *arguments):
 @operation()
 def preflight(policy: Policy) -> Generator:
     """
-    Fail this host, untouched, unless it is a Zimbra server with ufw (IPv6 on when the policy has IPv6
-    subnets) that the controller reaches from a management subnet on ``firewall_ssh_port``; the last
-    check is skipped when the policy allows the lockout risk. Run it first: a failed host runs nothing more.
+    Fail this host, untouched, unless it is a Zimbra server with its firewall (ufw, with IPv6 on when the
+    policy has IPv6 subnets; or firewalld running, 0.9 or later) that the controller reaches from a
+    management subnet on ``firewall_ssh_port``; the last check is skipped when the policy allows the lockout
+    risk. Run it first: a failed host runs nothing more.
 
     + policy: the host's ``Policy``
 
@@ -43,15 +68,22 @@ def preflight(policy: Policy) -> Generator:
 
         safety.preflight(policy=policy)
     """
-    problem = preflight_problem(policy, run.fact(Preflight, _sudo=False))
+    backend = firewall(policy)
+    problem = preflight_problem(policy, run.fact(Preflight, _sudo=False), backend)
     if not problem:
-        host.noop("a Zimbra server with ufw, reached from a management subnet on the firewall's SSH port")
+        host.noop(f"a Zimbra server with {backend}, reached from a management subnet on the firewall's SSH port")
         return
     yield fail_host(f"{problem}; this host is left untouched")
 
 
 def firewall_will_change(policy: Policy) -> bool:
-    """What the ufw operations of deploy.py would do, asked of the same planners with the same values."""
+    """What the firewall operations of deploy.py would do, asked of the same planners with the same values."""
+    if firewall(policy) == "firewalld":
+        state = firewalld.current_state(FIREWALLD_RECORD)
+        return (
+            not state.applied
+            or firewalld.configuration_plan(**firewalld_arguments(policy), record=FIREWALLD_RECORD).changes
+        )
     return changes_pending(
         current_state(policy.xtables_lock_wait),
         policy.profiles,
@@ -62,13 +94,13 @@ def firewall_will_change(policy: Policy) -> bool:
 
 
 @operation()
-@run.changes(UfwState)  # the snapshot is also the host's deploy lock: what was read before is read again
+@run.changes(UfwState, FirewalldState)  # the snapshot is also the host's deploy lock: read again after it
 def arm_rollback(policy: Policy, switch: Switch, seconds: int = 120, needed: bool | None = None) -> Generator:
     """
-    When the firewall is about to change: take the host's deploy lock, snapshot ufw's files and the kernel's
-    rules, and arm a timer that restores them after ``seconds`` unless ``disarm_rollback`` runs first. A
-    second deploy that finds the lock taken fails clearly; so does a host whose rules cannot be read, with
-    nothing changed.
+    When the firewall is about to change: take the host's deploy lock, snapshot the firewall's files (ufw's and
+    the kernel's rules; firewalld's permanent configuration), and arm a timer that restores them after
+    ``seconds`` unless ``disarm_rollback`` runs first. A second deploy that finds the lock taken fails
+    clearly; so does a host whose rules cannot be read, with nothing changed.
 
     + policy: the host's ``Policy`` (to know whether anything will change)
     + switch: this run's ``zimbra_firewall.safety.Switch``: its token, which every later ufw step checks
@@ -88,7 +120,7 @@ def arm_rollback(policy: Policy, switch: Switch, seconds: int = 120, needed: boo
     if not (firewall_will_change(policy) if needed is None else needed):
         host.noop("firewall already as wanted: no rollback needed")
         return
-    yield _sh(*switch.arm_arguments(seconds))
+    yield _sh(*switch.arm_arguments(seconds, firewall(policy)))
 
 
 @operation()
@@ -121,7 +153,7 @@ def memcached_undo_keeping(switch: Switch, undo: tuple[str, ...]) -> StringComma
 
 
 @operation()
-@run.changes(UfwState)  # a recovery puts the firewall back: what was read before it is read again
+@run.changes(UfwState, FirewalldState)  # a recovery puts the firewall back: what was read before is read again
 def report_rollbacks() -> Generator:
     """
     Show rollbacks that restored the firewall since the last run (time and reason; a failed one as an

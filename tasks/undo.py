@@ -6,6 +6,7 @@ from collections.abc import Generator
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
 
+from facts.firewalld import FirewalldState
 from facts.safety import UndoRecord
 from facts.ufw import UfwState
 from tasks import run
@@ -41,10 +42,11 @@ def record_present(record: dict) -> Generator:
 
 
 @operation()
-@run.changes(UfwState)
+@run.changes(UfwState, FirewalldState)
 def firewall_back(switch: Switch) -> Generator:
     """
-    Put ufw's files and the kernel's ufw rules back as the undo record has them, while ``switch``'s arm holds.
+    Put the firewall back as the undo record has it (ufw's files and the kernel's ufw rules; firewalld's files,
+    then one reload), while ``switch``'s arm holds.
 
     + switch: the undo's own ``Switch``, armed
     """

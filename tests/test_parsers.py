@@ -74,7 +74,15 @@ def test_a_state_read_that_went_wrong_is_an_error_not_an_empty_firewall():
 
 def test_preflight_on_the_zimbra_host_and_on_a_host_that_is_not_zimbra():
     zimbra = parse_preflight(fixture("ufw/preflight-zimbra.txt"))
-    assert zimbra == {"zimbra": True, "ufw": True, "ipv6": True, "ssh_connection": zimbra["ssh_connection"]}
+    assert zimbra == {
+        "zimbra": True,
+        "ufw": True,
+        "firewalld": False,
+        "firewalld_running": False,
+        "firewalld_policies": False,
+        "ipv6": True,
+        "ssh_connection": zimbra["ssh_connection"],
+    }
     assert zimbra["ssh_connection"].startswith("10.77.1.1 ") and zimbra["ssh_connection"].endswith(" 22")
     lab = policy(management_subnets=["10.77.1.0/24"])
     assert preflight_problem(lab, zimbra) is None
@@ -109,9 +117,11 @@ def test_rule_plan_on_a_drifted_host():
     plan = plan_rules(drifted, **rule_arguments(lab_policy), host_apps=ssh)
     assert plan.add == ()
     assert plan.delete_owned == ()
-    # 7071 open to all and everything open to 10.1.1.0/24 widen the policy; the rest is only listed
-    assert plan.delete_widening == (("allow", "7071"), ("allow", "from", "10.1.1.0/24"))
-    assert plan.kept_unmanaged == (("allow", "OpenSSH"), ("deny", "5000:5010/udp"))
+    # 7071 and SSH (the OpenSSH profile) open to all, and everything open to 10.1.1.0/24, widen the policy;
+    # the rest is only listed
+    assert plan.delete_widening == (("allow", "7071"), ("allow", "from", "10.1.1.0/24"), ("allow", "OpenSSH"))
+    assert plan.opened[2] == (Port(22, 22, "tcp"),)
+    assert plan.kept_unmanaged == (("deny", "5000:5010/udp"),)
     purge = plan_rules(
         parse_show_added(fixture("ufw/show-added-deployed-and-drift.txt")),
         **rule_arguments(
@@ -119,7 +129,7 @@ def test_rule_plan_on_a_drifted_host():
         ),
         host_apps=ssh,
     )
-    assert purge.delete_unmanaged == (("allow", "OpenSSH"), ("deny", "5000:5010/udp"))
+    assert purge.delete_unmanaged == (("deny", "5000:5010/udp"),)
 
 
 def test_rule_plan_adopts_untagged_twins_and_drops_owned_leftovers():

@@ -56,10 +56,11 @@ def test_a_converged_server_has_nothing_to_change():
 def test_drift_is_planned_away_with_the_reason_and_a_default_policy_without_reload():
     lines = plan("state-deployed-and-drift", DEPLOYED_MEMCACHED, default_incoming="reject")
     assert "ufw --force delete allow 7071   # opens 7071/tcp wider than the policy" in lines
+    assert "ufw --force delete allow OpenSSH   # opens 22/tcp wider than the policy" in lines
     assert "ufw default reject incoming   # its files and kernel chains, without ufw's reload" in lines
     assert not any("enable" in line or "zmprov" in line for line in lines)
     kept = plan("state-deployed-and-drift", DEPLOYED_MEMCACHED, purge_unmanaged_rules=True)
-    assert "ufw --force delete allow OpenSSH   # not this deploy's (purge_unmanaged_rules)" in kept
+    assert "ufw --force delete deny out 25/tcp   # not this deploy's (purge_unmanaged_rules)" in kept
 
 
 def test_the_how_tos_server_is_told_what_is_replaced():

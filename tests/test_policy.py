@@ -48,7 +48,8 @@ def test_default_policy_is_the_seed_table():
     assert rule_arguments(p)["owner"] == "zimbra-firewall"
     # local-only ports from the management subnets alone; intra (no zimbra_nodes) and loopback-only from nobody
     restrictions = ufw_restrictions(p)
-    assert restrictions.pop("80,110,143,389,7025,7071,7073/tcp") == MGMT
+    # SSH too: `allow OpenSSH` (to everyone) widens the policy
+    assert restrictions.pop("22,80,110,143,389,7025,7071,7073/tcp") == MGMT
     assert list(restrictions.values()) == [[]]
     # memcached where nginx looks: the address zimbra.zfw.test resolves to on this host, and loopback
     assert p.memcached == {

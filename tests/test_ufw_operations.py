@@ -9,7 +9,7 @@ import pytest
 from pyinfra.context import ctx_host
 from test_policy import policy
 
-from facts.safety import RollbackState
+from facts.safety import Preflight, RollbackState
 from facts.ufw import UfwState
 from tasks import run, ufw
 from tasks.safety import firewall_will_change, report_rollbacks
@@ -40,6 +40,8 @@ class FakeHost:
     def get_fact(self, fact, **_kwargs):
         if fact is RollbackState:
             return self.rollback_state
+        if fact is Preflight:  # a ufw host
+            return {"zimbra": True, "ufw": True, "firewalld": False, "firewalld_running": False}
         assert fact is UfwState
         self.reads += 1
         return self.ufw_state

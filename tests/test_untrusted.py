@@ -360,17 +360,20 @@ def test_an_unmanaged_app_rule_whose_profile_opens_a_restricted_port_is_deleted(
     arguments = rule_arguments(p)
     current = [
         ("allow", "SomeProfile"),
-        ("allow", "OpenSSH"),
+        ("allow", "Monitoring"),
         ("allow", "from", "10.10.0.0/24", "to", "any", "app", "Admin"),
     ]
     host_apps = {
         "SomeProfile": (Port(80, 80, "tcp"), Port(7071, 7071, "tcp")),  # 7071 is local-only
-        "OpenSSH": (Port(22, 22, "tcp"),),
+        "Monitoring": (Port(9100, 9100, "tcp"),),  # no Zimbra port
         "Admin": (Port(7071, 7071, "tcp"),),  # from the management subnet: within the policy
     }
     plan = plan_rules(current, **arguments, host_apps=host_apps)
     assert plan.delete_widening == (("allow", "SomeProfile"),)
-    assert plan.kept_unmanaged == (("allow", "OpenSSH"), ("allow", "from", "10.10.0.0/24", "to", "any", "app", "Admin"))
+    assert plan.kept_unmanaged == (
+        ("allow", "Monitoring"),
+        ("allow", "from", "10.10.0.0/24", "to", "any", "app", "Admin"),
+    )
     # a profile nobody knows the ports of may open any restricted port: its rule goes
     assert plan_rules([("allow", "Unknown")], **arguments).delete_widening == (("allow", "Unknown"),)
 
@@ -381,14 +384,14 @@ def test_a_rule_on_a_source_port_or_app_opens_every_port_and_goes():
     # as ufw prints `### tuple ### allow tcp any 0.0.0.0/0 53 0.0.0.0/0 in`: any port, from source port 53
     from_port_53 = command_of_tuple("### tuple ### allow tcp any 0.0.0.0/0 53 0.0.0.0/0 in")
     assert from_port_53 == ("allow", "from", "any", "port", "53", "proto", "tcp")
-    from_ssh_app = ("allow", "from", "any", "app", "OpenSSH")
-    to_ssh_app = ("allow", "to", "any", "app", "OpenSSH")
-    apps = {"OpenSSH": (Port(22, 22, "tcp"),)}
-    rules = [from_port_53, from_ssh_app, to_ssh_app]
+    from_app = ("allow", "from", "any", "app", "Monitoring")
+    to_app = ("allow", "to", "any", "app", "Monitoring")
+    apps = {"Monitoring": (Port(9100, 9100, "tcp"),)}
+    rules = [from_port_53, from_app, to_app]
     plan = plan_rules(rules, **rule_arguments(cluster_policy("mailbox")), host_apps=apps)
-    assert plan.delete_widening == (from_port_53, from_ssh_app)
+    assert plan.delete_widening == (from_port_53, from_app)
     assert Port(7071, 7071, "tcp") in plan.opened[0]
-    assert plan.kept_unmanaged == (to_ssh_app,)
+    assert plan.kept_unmanaged == (to_app,)
 
 
 def test_the_hows_to_zimbra_rule_is_deleted_on_its_stored_ports_after_its_profile_is_gone():

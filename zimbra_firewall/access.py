@@ -3,6 +3,7 @@
 (zimbra_firewall/ufw_policy.py for ufw)."""
 
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -39,6 +40,11 @@ class Restriction:
 
     ports: tuple[Port, ...]
     sources: tuple[Network, ...]
+
+
+def holds(networks: Iterable[Network], inner: Network) -> bool:
+    """Is the network `inner` within one of `networks` (those of its family)?"""
+    return any(n.version == inner.version and inner.subnet_of(n) for n in networks)  # type: ignore[arg-type]
 
 
 def network_order(network: Network) -> tuple[int, Network]:

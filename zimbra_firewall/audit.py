@@ -20,6 +20,7 @@ import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from zimbra_firewall.access import holds
 from zimbra_firewall.catalogue import Catalogue
 from zimbra_firewall.policy import Policy, attribute_port, nginx_memcached_address
 from zimbra_firewall.topology import Topology
@@ -29,7 +30,6 @@ from zimbra_firewall.ufw import (
     Port,
     RuleView,
     command_of_tuple,
-    holds,
     ports_of_text,
     rule_of_tuple,
     view_rule,

@@ -58,6 +58,8 @@ class Policy:
     problem: str = ""  # why this node's topology could not be read: the preflight fails the host with it
     refused: tuple[str, ...] = ()  # values from LDAP, DNS or the host left out (zimbra_firewall/untrusted.py)
     warnings: tuple[str, ...] = field(default=())
+    firewall: str = "auto"  # ufw | firewalld | auto (the one the host runs)
+    remove_services: tuple[str, ...] = ()  # firewalld services removed from the zones even where they widen nothing
 
     @property
     def needs_ipv6(self) -> bool:
@@ -344,13 +346,18 @@ def restricted_ports(
     zimbra_nodes: tuple[Network, ...],
     access: dict[Port, set[Network]],
     site: dict[Port, set[Network]],
+    ssh: Port,
 ) -> tuple[Restriction, ...]:
     """Every non-public port (the catalogue's, and this node's at its
     attribute's number) with the only sources the policy lets reach it; an unmanaged rule opening one wider
     is deleted. A non-public port of an optional group that is off (9071 without admin_proxy) may be reached
-    by nobody off the host. The site's own flows (`site`) reach any port they name, loopback-only ones too."""
+    by nobody off the host. The site's own flows (`site`) reach any port they name, loopback-only ones too.
+    The SSH port is local-only unless the catalogue or the overrides class it: SSH open to everyone (ufw's
+    `allow OpenSSH`, firewalld's `ssh` service in RHEL's default zone) widens the policy."""
     ports = {p: c for p, c in classes.items() if c != "public"}
     ports.update({p: c for p, c in node.items() if c != "public"})
+    if not any(ssh.overlaps(p) for p in (*classes, *node)):
+        ports[ssh] = "local-only"
     off = {e.port for e in catalogue.ports if e.exposure != "public" and e.group}
     off = {port for port in off if not any(port.overlaps(p) for p in ports)}
     every = {port: "off" for port in sorted(off)}
@@ -497,6 +504,7 @@ def build_policy(settings: Settings, topology: Topology) -> Policy:
             zimbra_nodes=zimbra_nodes,
             access=access,
             site=site,
+            ssh=Port(settings.firewall_ssh_port, settings.firewall_ssh_port, "tcp"),
         ),
         rollback_seconds=settings.rollback_seconds,
         allow_lockout_risk=settings.allow_lockout_risk,
@@ -506,4 +514,6 @@ def build_policy(settings: Settings, topology: Topology) -> Policy:
         problem=topology.error,
         refused=topology.refused,
         warnings=(*seed_warnings(settings, classes), *memcached_warnings, *address_warnings, *site_warnings),
+        firewall=settings.firewall,
+        remove_services=settings.firewalld_remove_services,
     )

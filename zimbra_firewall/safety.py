@@ -17,6 +17,7 @@ from .untrusted import Refused, address, checked, port_number, shown
 STATE_DIR = "/var/lib/zimbra-firewall"
 ROLLBACK_LOG = f"{STATE_DIR}/rollbacks.log"  # restore.sh writes it
 ADDRESSES_FILE = f"{STATE_DIR}/addresses"  # the addresses each server's rules used (tasks/zimbra.py)
+FIREWALLD_RECORD = f"{STATE_DIR}/firewalld-applied"  # what the last reload applied (tasks/firewalld.py)
 TIMER_UNIT = "zimbra-firewall-rollback"
 ROLLBACK_SCRIPTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rollback")
 
@@ -29,20 +30,49 @@ def parse_preflight(text: str) -> dict:
     return {
         "zimbra": values.get("zimbra") == "yes",
         "ufw": values.get("ufw") == "yes",
+        **{key: values.get(key) == "yes" for key in ("firewalld", "firewalld_running", "firewalld_policies")},
         "ipv6": parse_defaults(defaults)["ipv6"],
         "ssh_connection": values.get("ssh_connection", "").strip() or None,
     }
 
 
-def preflight_problem(policy, found: dict) -> str | None:
-    """Why this host must be left untouched, or None. found: the Preflight fact."""
+def chosen_firewall(setting: str, found: dict) -> str:
+    """The backend for this host: the setting's, or with `auto` firewalld where it runs (RHEL, Rocky, Alma,
+    Oracle Linux run it by default), else ufw where installed, else firewalld where installed, else ufw (whose
+    absence the preflight then reports)."""
+    if setting != "auto":
+        return setting
+    if found.get("firewalld_running") or (found.get("firewalld") and not found["ufw"]):
+        return "firewalld"
+    return "ufw"
+
+
+def firewall_problem(policy, found: dict, firewall: str) -> str | None:
+    if firewall == "ufw":
+        if not found["ufw"]:
+            return "ufw is not installed (apt-get install ufw)"
+        return None
+    if not found["firewalld"]:
+        return "firewalld is not installed (dnf install firewalld)"
+    if not found["firewalld_running"]:
+        return "firewalld is not running: start it (systemctl enable --now firewalld), then run the deploy again"
+    if not found["firewalld_policies"]:
+        return "firewalld is older than 0.9 (no policy objects, which this deploy's rules live in): update it"
+    if policy.default_outgoing != "allow":
+        return f"default_outgoing {policy.default_outgoing!r} is ufw's alone: firewalld filters nothing outgoing"
+    return None
+
+
+def preflight_problem(policy, found: dict, firewall: str = "ufw") -> str | None:
+    """Why this host must be left untouched, or None. found: the Preflight fact; firewall: chosen_firewall's."""
     if not found["zimbra"]:
         return "not a Zimbra server: /opt/zimbra is missing"
-    if not found["ufw"]:
-        return "ufw is not installed (apt-get install ufw)"
+    problem = firewall_problem(policy, found, firewall)
+    if problem:
+        return problem
     if policy.problem:
         return f"cannot read Zimbra's servers (LDAP, then zmprov): {policy.problem}"
-    if policy.needs_ipv6 and not found["ipv6"]:
+    if firewall == "ufw" and policy.needs_ipv6 and not found["ipv6"]:
         return (
             "IPv6 subnets are configured but /etc/default/ufw has IPV6=no, so ufw would ignore their rules; "
             "set IPV6=yes"
@@ -117,10 +147,10 @@ class Switch:
         wait = self.lock_wait + 150
         return with_lib(f"hold_arm {shlex.quote(STATE_DIR)} {shlex.quote(self.token)} {wait}")
 
-    def arm_arguments(self, seconds: int) -> tuple[str, ...]:
-        """`sh -c` arguments that lock, snapshot and arm the restore timer."""
+    def arm_arguments(self, seconds: int, firewall: str = "ufw") -> tuple[str, ...]:
+        """`sh -c` arguments that lock, snapshot `firewall`'s files (ufw's, firewalld's) and arm the restore timer."""
         arm = with_lib(rollback_script("arm"))
-        return (arm, "arm", STATE_DIR, str(seconds), TIMER_UNIT, self.token, restore_script())
+        return (arm, "arm", STATE_DIR, str(seconds), TIMER_UNIT, self.token, restore_script(), firewall)
 
     def disarm_arguments(self, keep: bool = True) -> tuple[str, ...]:
         """keep: the snapshot becomes the undo record (undo.py's); an undo's own is not kept."""

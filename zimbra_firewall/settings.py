@@ -285,16 +285,30 @@ class Settings:
         "the SSH port allowed from the management subnets, first",
         integer(1, 65535, "a port number"),
     )
+    firewall: str = setting(
+        "auto",
+        "`auto`, `ufw`, `firewalld`",
+        "the host's firewall; `auto`: firewalld where it runs (RHEL, Rocky, Alma, Oracle Linux), else ufw",
+        choice("auto", "ufw", "firewalld"),
+    )
+    firewalld_remove_services: tuple[str, ...] = setting(
+        ["cockpit"],
+        "firewalld service names",
+        "firewalld hosts: services removed from the zones packets land in, even where they widen no Zimbra port "
+        "(RHEL adds `cockpit`, the web console's root login on 9090, open to everyone); SSH open to everyone goes "
+        "anyway (it widens `firewall_ssh_port`)",
+        list_of(text(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", "a firewalld service name", 64)),
+    )
     default_incoming: str = setting(
         "deny",
         "`deny`, `reject`, `allow`",
-        "ufw's default incoming policy",
+        "the default incoming policy (ufw's default; firewalld: the target of the zones packets land in)",
         choice("deny", "reject", "allow"),
     )
     default_outgoing: str = setting(
         "allow",
         "`deny`, `reject`, `allow`",
-        "ufw's default outgoing policy",
+        "ufw's default outgoing policy (firewalld filters nothing outgoing: `allow` only)",
         choice("deny", "reject", "allow"),
     )
     rule_comment: str = setting(

@@ -12,7 +12,7 @@ import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from zimbra_firewall.access import Port
+from zimbra_firewall.access import Port, holds
 
 PROFILE_PATH = "/etc/ufw/applications.d/zimbra"
 DEFAULT_POLICIES = ("deny", "reject", "allow")
@@ -416,11 +416,6 @@ def rule_of_tuple(line: str) -> RuleView | None:
         _networks(rule.dst),
         rule.interface_in,
     )
-
-
-def holds(networks: Iterable, inner) -> bool:
-    """Is the network `inner` within one of `networks` (those of its family)?"""
-    return any(n.version == inner.version and inner.subnet_of(n) for n in networks)
 
 
 def ports_of_text(text: str) -> tuple[Port, ...]:

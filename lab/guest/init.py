@@ -7,6 +7,7 @@ Runs inside the host's own namespaces and root, with the host's python3.
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -50,6 +51,41 @@ def write_hosts_file(host):
     socket.sethostname(host["name"])
 
 
+# RHEL 8/9's firewalld package adds cockpit to the zones it ships ("RHEL only: Add cockpit by default to some
+# zones", the RHEL patch of firewalld's config/zones/public.xml); Debian's does not: the lab's firewalld hosts
+# start as a RHEL server does
+RHEL_PUBLIC_ZONE = """<?xml version="1.0" encoding="utf-8"?>
+<zone>
+  <short>Public</short>
+  <description>For use in public areas. You do not trust the other computers on networks to not harm your \
+computer. Only selected incoming connections are accepted.</description>
+  <service name="ssh"/>
+  <service name="dhcpv6-client"/>
+  <service name="cockpit"/>
+  <forward/>
+</zone>
+"""
+
+
+def start_firewalld(timeout=60):
+    """A RHEL-family host's firewall: firewalld (nftables backend, in this host's network namespace only) on
+    its own system D-Bus, with RHEL's default zone; ufw is not installed on such a host."""
+    os.unlink("/usr/sbin/ufw")
+    shutil.rmtree("/etc/ufw")
+    os.unlink("/etc/default/ufw")
+    with open("/usr/lib/firewalld/zones/public.xml", "w") as f:
+        f.write(RHEL_PUBLIC_ZONE)
+    os.makedirs("/run/dbus", exist_ok=True)
+    run("dbus-daemon", "--system", "--fork")
+    log = open("/var/log/firewalld.console", "w")
+    subprocess.Popen(["firewalld", "--nofork", "--nopid"], stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    deadline = time.monotonic() + timeout
+    while subprocess.run(["firewall-cmd", "--state"], capture_output=True).returncode:
+        if time.monotonic() > deadline:
+            sys.exit(f"lab init: firewalld not running after {timeout} s")
+        time.sleep(0.2)
+
+
 def reap_children(*_):
     while True:
         try:
@@ -73,6 +109,8 @@ def main():
 
         standin.provision(host)
         sockets = open_listeners(host["listen"])
+        if host.get("firewall") == "firewalld":
+            start_firewalld()
     run("/usr/sbin/sshd")
     # installed only now: subprocess.run must reap its own children while the host is set up
     signal.signal(signal.SIGCHLD, reap_children)

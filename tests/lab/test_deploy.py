@@ -96,6 +96,7 @@ def test_drift_is_repaired_and_reported(deployed):
     lab, _ = deployed
     client.run("zimbra", "ufw", "allow", "7071")
     client.run("zimbra", "ufw", "allow", "OpenSSH")
+    client.run("zimbra", "ufw", "allow", "5666/tcp")  # a monitoring agent's port: no Zimbra port
     zmprov("-l", "ms", ZIMBRA_FQDN, "zimbraMemcachedBindAddress", "0.0.0.0")
     client.run("zimbra", "sed", "-i", "s/^ports=25,/ports=7072,25,/", "/etc/ufw/applications.d/zimbra")
     assert "7071/tcp" in answering("outside", zimbra_address(lab, "ipv4"))
@@ -112,8 +113,10 @@ def test_drift_is_repaired_and_reported(deployed):
     }
     output = repaired.stdout + repaired.stderr
     assert "removing unmanaged rule that opens 7071/tcp wider than the policy: ufw allow 7071" in output
-    assert "keeping unmanaged rule: ufw allow OpenSSH" in output
-    assert answering("outside", zimbra_address(lab, "ipv4")) == PUBLIC | {"22/tcp"}  # OpenSSH stays, as listed
-    client.run("zimbra", "ufw", "delete", "allow", "OpenSSH")
+    # SSH open to everyone widens the policy (SSH from the management subnets only)
+    assert "removing unmanaged rule that opens 22/tcp wider than the policy: ufw allow OpenSSH" in output
+    assert "keeping unmanaged rule: ufw allow 5666/tcp" in output
+    assert answering("outside", zimbra_address(lab, "ipv4")) == PUBLIC
+    client.run("zimbra", "ufw", "delete", "allow", "5666/tcp")
     assert memcached_listeners() == ["10.77.0.10:11211", "127.0.0.1:11211", "[fd5a:7e3c:91b2::a]:11211"]
     assert all(r["no_change"] == 1 for r in deploy().ops.values())

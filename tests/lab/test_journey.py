@@ -106,7 +106,7 @@ def test_undo_puts_back_the_node_of_before_the_last_deploy_byte_for_byte_once(ho
         result = undo()
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
-    assert "undo: puts back ufw's files and rules as they were before the deploy of " in output
+    assert "undo: puts back the firewall's files and rules as they were before the deploy of " in output
     assert_nothing_opened(reports, "undo")
     assert host_state() == before
     twice = undo()

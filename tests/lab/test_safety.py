@@ -126,7 +126,9 @@ def test_preflight_refuses_a_firewall_ssh_port_other_than_the_one_in_use(fresh_l
     assert client.run("zimbra", "ufw", "status").stdout.strip() == "Status: inactive"
 
 
-def test_a_change_that_cuts_ssh_off_is_rolled_back_and_reported(fresh_lab):
+def cut_off_and_rolled_back():
+    """A deploy that cuts SSH off (its management subnet is not the controller's; the preflight overridden),
+    failed, and its rollback after 5 s finished."""
     cutting = group_data(management_subnets=["10.77.2.0/24"], allow_lockout_risk=True, rollback_seconds=5)
     started = time.monotonic()
     result = deploy("--group-data", cutting)
@@ -137,6 +139,10 @@ def test_a_change_that_cuts_ssh_off_is_rolled_back_and_reported(fresh_lab):
     assert "Traceback" not in output
     wait_for_rollback()
     print(f"access restored {time.monotonic() - started:.1f} s after the deploy started (rollback_seconds=5)")
+
+
+def test_a_change_that_cuts_ssh_off_is_rolled_back_and_reported(fresh_lab):
+    cut_off_and_rolled_back()
     assert client.run("zimbra", "ufw", "status").stdout.strip() == "Status: inactive"
     assert client.run("zimbra", "test", "-e", "/var/lib/zimbra-firewall/armed", check=False).returncode == 1
     rerun = deploy()

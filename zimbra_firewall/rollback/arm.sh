@@ -1,14 +1,15 @@
 #!/bin/sh
-# The dead-man's switch, armed before ufw changes (zimbra-firewall, tasks/safety.py arm_rollback). Under the
-# state folder's lock: take the host's deploy lock (the `armed` folder), snapshot ufw's files and the
-# kernel's rules as iptables-save and ip6tables-save print them, record this run's token (every later ufw
+# The dead-man's switch, armed before the firewall changes (zimbra-firewall, tasks/safety.py arm_rollback).
+# Under the state folder's lock: take the host's deploy lock (the `armed` folder), snapshot the firewall's
+# files (ufw's, with the kernel's rules as iptables-save and ip6tables-save print them; firewalld's permanent
+# configuration, which its reload puts back in force), record this run's token (every later firewall
 # step checks it), and start a timer that runs restore.sh unless disarm.sh stops it first: a transient
 # systemd timer where systemd runs (plus a unit that restores at boot while armed, as a restart would
 # otherwise leave the unconfirmed rules in force), a detached process where it does not.
 # Whatever fails before the timer runs leaves nothing armed: the host has not changed.
-#   sh -c "$(cat lib.sh arm.sh)" arm STATE_DIR SECONDS TIMER_UNIT TOKEN RESTORE_SCRIPT_TEXT
+#   sh -c "$(cat lib.sh arm.sh)" arm STATE_DIR SECONDS TIMER_UNIT TOKEN RESTORE_SCRIPT_TEXT FIREWALL
 set -e
-state=$1 seconds=$2 unit=$3 token=$4 restore=$5
+state=$1 seconds=$2 unit=$3 token=$4 restore=$5 firewall=${6:-ufw}
 armed=$state/armed
 state_dir "$state"
 exec 9>>"$state/lock"
@@ -22,13 +23,17 @@ fi
 trap 'rm -rf "$armed"' EXIT
 date -u +%FT%TZ > "$armed/since"
 cat /proc/sys/kernel/random/boot_id > "$armed/boot"
-tar -C / -cf "$armed/snapshot.tar" etc/ufw etc/default/ufw
+echo "$firewall" > "$armed/firewall"
+# shellcheck disable=SC2046 # a list of paths without spaces
+tar -C / -cf "$armed/snapshot.tar" $(firewall_files "$firewall")
 # the kernel's rules as they are, which the restore loads back whole; read, never guessed
-if ! iptables-save > "$armed/iptables.rules" 2> "$armed/error"; then
+if [ "$firewall" = firewalld ]; then
+  : # firewalld's reload rebuilds its own table from the files: nothing of the kernel's to keep
+elif ! iptables-save > "$armed/iptables.rules" 2> "$armed/error"; then
   echo "cannot read the kernel's IPv4 rules (iptables-save: $(cat "$armed/error")); nothing was changed" >&2
   exit 1
 fi
-if [ -e /proc/net/if_inet6 ] && ! ip6tables-save > "$armed/ip6tables.rules" 2> "$armed/error"; then
+if [ "$firewall" != firewalld ] && [ -e /proc/net/if_inet6 ] && ! ip6tables-save > "$armed/ip6tables.rules" 2> "$armed/error"; then
   echo "cannot read the kernel's IPv6 rules (ip6tables-save: $(cat "$armed/error")); nothing was changed" >&2
   exit 1
 fi
@@ -36,7 +41,7 @@ printf '%s' "$restore" > "$state/restore.sh"
 if [ -d /run/systemd/system ] && command -v systemd-run >/dev/null; then
   boot=/etc/systemd/system/$unit-at-boot.service
   printf '%s\n' "[Unit]" "Description=zimbra-firewall: put the firewall back when a restart left a change unconfirmed" \
-    "DefaultDependencies=no" "After=local-fs.target" "Before=ufw.service network-pre.target" \
+    "DefaultDependencies=no" "After=local-fs.target" "Before=ufw.service firewalld.service network-pre.target" \
     "ConditionPathExists=|$armed" "ConditionPathExists=|$state/restoring" "" "[Service]" "Type=oneshot" \
     "ExecStart=/bin/sh $state/restore.sh $state 0 boot" "" "[Install]" "WantedBy=multi-user.target" > "$boot.new"
   # each step its own command, so that set -e stops the arm at the one that fails

@@ -76,10 +76,26 @@ load_ufw_part() {
   [ "$(ufw_part "$2")" = "$("$1-save" -t filter | ufw_part)" ] || return 2
 }
 
-# put_back_files TAR: ufw's files as the snapshot TAR holds them: extracted, and those made since removed
+# firewall_files FIREWALL: the files of that firewall (ufw, firewalld) a snapshot holds, relative to /
+firewall_files() {
+  case $1 in
+    firewalld) echo etc/firewalld ;;
+    *) echo etc/ufw etc/default/ufw ;;
+  esac
+}
+
+# put_back_files TAR FIREWALL: that firewall's files as the snapshot TAR holds them: extracted, and those made
+# since removed
 put_back_files() {
   tar -C / -xf "$1" || return 1
   tar -tf "$1" | sed 's|/$||' > "$1.list" || return 1
-  find /etc/ufw /etc/default/ufw ! -type d 2>/dev/null | sed 's|^/||' | grep -vxF -f "$1.list" |
+  # shellcheck disable=SC2046 # a list of paths without spaces
+  (cd / && find $(firewall_files "$2") ! -type d 2>/dev/null) | grep -vxF -f "$1.list" |
     while read -r made; do rm -f "/$made"; done
+}
+
+# reload_firewalld: firewalld's permanent configuration in force again (its reload drops new connections
+# while it rebuilds, established ones stay), checked first so that a bad configuration is never loaded
+reload_firewalld() {
+  firewall-cmd --check-config >/dev/null && firewall-cmd --reload >/dev/null
 }

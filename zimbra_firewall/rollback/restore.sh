@@ -1,14 +1,16 @@
 #!/bin/sh
-# The dead-man's switch firing (zimbra-firewall): the change was not confirmed, so ufw's files and the
-# kernel's rules go back to the snapshot arm.sh took, in one transaction per family (iptables-restore,
-# ip6tables-restore), never through a moment in which the firewall lets everything in, as `ufw reload`
-# (disable, then enable) would. While ufw was active then and is now, with the same chains, only ufw's part
-# comes back (--noflush: other programs' rules, Docker's, fail2ban's bans, stay as they are now); else the
-# tables ufw makes come back whole. Then the kernel is compared with the snapshot. The next run reports the
-# line this writes to rollbacks.log, a failure as a failure. arm.sh writes it after lib.sh's functions.
+# The dead-man's switch firing (zimbra-firewall): the change was not confirmed. firewalld: its files go back
+# to the snapshot arm.sh took, then one reload (checked first; it drops new connections while it rebuilds).
+# ufw: its files and the kernel's rules go back to the snapshot arm.sh took, in one transaction per family
+# (iptables-restore, ip6tables-restore), never through a moment in which the firewall lets everything in, as
+# `ufw reload` (disable, then enable) would. While ufw was active then and is now, with the same chains, only
+# ufw's part comes back (--noflush: other programs' rules, Docker's, fail2ban's bans, stay as they are now);
+# else the tables ufw makes come back whole. Then the kernel is compared with the snapshot. The next run
+# reports the line this writes to rollbacks.log, a failure as a failure. arm.sh writes it after lib.sh's
+# functions.
 #   /bin/sh STATE_DIR/restore.sh STATE_DIR SECONDS WHY
-# WHY: timer (it fired), boot (before ufw.service, which then loads the restored files), or the words of
-# the run that found the arm without its timer, or an earlier restore cut short.
+# WHY: timer (it fired), boot (before ufw.service or firewalld.service, which then load the restored files),
+# or the words of the run that found the arm without its timer, or an earlier restore cut short.
 state=$1 seconds=$2 why=$3
 d=$state/restoring
 exec 9>>"$state/lock"
@@ -31,7 +33,18 @@ if [ ! -s "$d/token" ]; then
 fi
 printf '%s %s\n' "$(date -u +%T)" "$(cat "$d/token")" > "$state/fired"
 failed=""
-put_back_files "$d/snapshot.tar" || failed="ufw's files could not be put back"
+firewall=$(cat "$d/firewall" 2>/dev/null || echo ufw)
+if [ "$firewall" = firewalld ]; then
+  what="firewalld's configuration"
+  # at boot the files alone: firewalld starts after this unit, from them
+  put_back_files "$d/snapshot.tar" firewalld || failed="firewalld's files could not be put back"
+  if [ -z "$failed" ] && [ "$why" != boot ]; then
+    reload_firewalld || failed="firewalld did not reload its configuration of before"
+  fi
+else
+  what="the ufw rules and policies"
+  put_back_files "$d/snapshot.tar" ufw || failed="ufw's files could not be put back"
+fi
 # the tables ufw makes (filter, and those its rule files name); another program's are not ours to touch. A
 # table the snapshot lacks did not exist then, which filters nothing: it is given back empty, with every
 # built-in chain accepting (as iptables-restore empties a table it is given)
@@ -73,7 +86,7 @@ normalized() {
     /^COMMIT$/ { if (!trivial) printf "%s\n%sCOMMIT\n", table, body; next }
     { sub(/ \[[0-9]+:[0-9]+\]$/, ""); body = body $0 "\n"; if ($0 !~ /^:[A-Z]+ ACCEPT$/) trivial = 0 }' "$@"
 }
-if [ "$why" != boot ]; then
+if [ "$firewall" != firewalld ] && [ "$why" != boot ]; then
   for family in iptables ip6tables; do
     [ -e "$d/$family.rules" ] || continue
     if same_ufw_chains "$family" "$d/$family.rules"; then
@@ -88,11 +101,11 @@ if [ "$why" != boot ]; then
   done
 fi
 if [ -n "$failed" ]; then
-  line="$now FAILED to restore the ufw rules and policies of $(cat "$d/since") ($reason): $failed"
+  line="$now FAILED to restore $what of $(cat "$d/since") ($reason): $failed"
   echo "$line" >> "$state/rollbacks.log"
   echo "$line" >&2
   rm -rf "$d"
   exit 1
 fi
-echo "$now restored the ufw rules and policies of $(cat "$d/since"): $reason" >> "$state/rollbacks.log"
+echo "$now restored $what of $(cat "$d/since"): $reason" >> "$state/rollbacks.log"
 rm -rf "$d"

@@ -6,11 +6,17 @@
 # chains' policies come back in ONE iptables-restore transaction per family, --noflush, so other programs'
 # rules (Docker's, fail2ban's) stay as they are now; else ufw is enabled (from inactive: nothing opens) or
 # disabled (it was then), from the restored files. The kernel's ufw part is then compared with the record's.
+# firewalld: its files come back whole, then one reload.
 #   sh -c "$(cat lib.sh undo.sh)" undo STATE_DIR TOKEN LOCK_SECONDS
 state=$1 token=$2 wait=$3
 hold_arm "$state" "$token" "$wait"
 last=$state/last
 set -e
+if [ "$(cat "$last/firewall" 2>/dev/null)" = firewalld ]; then
+  put_back_files "$last/snapshot.tar" firewalld
+  reload_firewalld
+  exit 0
+fi
 was=inactive now=inactive
 if grep -q '^:ufw-user-input ' "$last/iptables.rules"; then was=active; fi
 if iptables -n -L ufw-user-input >/dev/null 2>&1; then now=active; fi
@@ -29,7 +35,7 @@ if [ "$was-$now" = active-active ]; then
     fi
   done
 fi
-put_back_files "$last/snapshot.tar"
+put_back_files "$last/snapshot.tar" ufw
 case $was-$now in
   active-active)
     for family in $families; do

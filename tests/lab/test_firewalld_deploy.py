@@ -1,0 +1,171 @@
+"""The deploy on firewalld hosts (RHEL, Rocky, Alma, Oracle Linux): a lab Zimbra host running Debian's
+firewalld 1.3 (nftables, in its own network namespace) with RHEL's default zone, judged as the ufw hosts
+are: probes from other hosts over IPv4 and IPv6, `lab flows --strict`, a prober racing every change, the
+rollback, a second run that changes nothing."""
+
+import pytest
+from support import LOCAL_ONLY, PUBLIC, deploy, flows
+from test_deploy import answering, zimbra_address
+from test_fail_closed import assert_nothing_opened, both_families, probing
+from test_safety import cut_off_and_rolled_back
+
+from lab import client
+
+OPERATIONS = [
+    "Preflight",
+    "Earlier rollbacks",
+    "Rollback armed",
+    "firewalld configuration",
+    "firewalld reloaded",
+    "New SSH connection",
+    "Rollback disarmed",
+    "Peer addresses kept",
+    "memcached binding",
+]
+# RHEL's fresh zone lets ssh in from everyone and nothing of Zimbra's: ports closed before and after the
+# first deploy, and the one each viewer reaches throughout
+FIRST = {
+    "outside": {"closed": both_families([7071, 389, 11211]), "open": []},
+    "mgmt": {"closed": both_families([7072, 11211, 8443]), "open": both_families([22])},
+}
+# a deployed host: closed before and after a change, and open throughout
+DEPLOYED = {
+    "outside": {"closed": both_families([7071, 389, 11211, 22]), "open": both_families([25])},
+    "mgmt": {"closed": both_families([7072, 11211, 8443]), "open": both_families([22])},
+}
+
+
+def firewalld_lab():
+    client.lab("down")
+    client.lab("up", "--firewalld", "all")
+    return client.status()
+
+
+@pytest.fixture(scope="module")
+def deployed():
+    """A fresh firewalld host, deployed once while probers watch; the read-only tests below share it."""
+    lab = firewalld_lab()
+    with probing(FIRST) as reports:
+        first = deploy()
+    assert first.returncode == 0, (first.stdout + first.stderr)[-3000:]
+    return lab, first, reports
+
+
+def test_the_lab_host_runs_firewalld_as_rhel_ships_it():
+    firewalld_lab()
+    assert client.status()["hosts"][0]["firewall"] == "firewalld"
+    zone = client.run("zimbra", "firewall-cmd", "--list-services").stdout.split()
+    assert sorted(zone) == ["cockpit", "dhcpv6-client", "ssh"]
+    assert client.run("zimbra", "sh", "-c", "command -v ufw", check=False).returncode != 0
+    assert answering("outside", zimbra_address(client.status(), "ipv4")) == {"22/tcp"}
+
+
+def test_the_first_deploy_opened_nothing_closed_and_changed_firewalld_once(deployed):
+    _, first, reports = deployed
+    assert_nothing_opened(reports, "first deploy on firewalld", FIRST)
+    assert {op: r["success"] for op, r in first.ops.items()} == {
+        op: 0 if op in ("Preflight", "Earlier rollbacks") else 1 for op in OPERATIONS
+    }
+    output = first.stdout + first.stderr
+    assert 'removing from zone public (opens 22/tcp wider than the policy): <service name="ssh" />' in output
+    assert 'removing from zone public (named for removal): <service name="cockpit" />' in output
+    assert 'keeping in zone public: <service name="dhcpv6-client" />' in output
+
+
+@pytest.mark.parametrize("family", ["ipv4", "ipv6"])
+def test_outside_and_management_reach_what_they_reach_on_a_ufw_host(deployed, family):
+    lab, _, _ = deployed
+    assert answering("outside", zimbra_address(lab, family)) == PUBLIC
+    assert answering("mgmt", zimbra_address(lab, family)) == PUBLIC | LOCAL_ONLY
+    filtered = client.probe("outside", zimbra_address(lab, family), ["11211/tcp", "11211/udp", "7071/tcp"])
+    assert set(filtered.values()) == {"filtered"}
+
+
+def test_every_flow_the_judge_knows_is_as_it_must_be(deployed):
+    report = flows("--strict")
+    assert report["summary"]["broken"] == report["summary"]["exposed"] == 0
+
+
+def test_what_firewalld_holds_is_the_owned_policy_and_the_pruned_zone(deployed):
+    owned = client.run("zimbra", "firewall-cmd", "--info-policy", "zimbra-firewall").stdout
+    assert "ingress-zones: ANY" in owned and "egress-zones: HOST" in owned and "services: zimbra-public" in owned
+    assert 'rule family="ipv4" source address="10.77.1.0/24" service name="zimbra-local" accept' in owned
+    assert client.run("zimbra", "firewall-cmd", "--list-services").stdout.split() == ["dhcpv6-client"]
+    assert client.run("zimbra", "firewall-cmd", "--permanent", "--zone=public", "--get-target").stdout.strip() == "DROP"
+
+
+def test_a_second_run_changes_nothing(deployed):
+    again = deploy()
+    assert again.returncode == 0
+    assert {op: r["no_change"] for op, r in again.ops.items()} == {op: 1 for op in OPERATIONS}
+
+
+def test_drift_in_files_and_at_runtime_is_repaired_by_one_reload_that_opens_nothing(deployed):
+    lab, _, _ = deployed
+    client.run("zimbra", "firewall-cmd", "-q", "--permanent", "--add-service=http")
+    client.run(
+        "zimbra", "firewall-cmd", "-q", "--permanent", "--add-rich-rule", 'rule port port="7071" protocol="tcp" accept'
+    )
+    client.run("zimbra", "firewall-cmd", "-q", "--reload")
+    client.run("zimbra", "firewall-cmd", "-q", "--add-port=389/tcp")  # runtime only: no file says it
+    assert {"80/tcp", "7071/tcp", "389/tcp"} <= answering("outside", zimbra_address(lab, "ipv4"))
+    closed_throughout = {"outside": {"closed": both_families([11211, 7072]), "open": both_families([25])}}
+    with probing(closed_throughout) as reports:
+        repaired = deploy()
+    assert repaired.returncode == 0
+    assert_nothing_opened(reports, "drift repair on firewalld", closed_throughout)
+    changed = {op for op, r in repaired.ops.items() if r["success"]}
+    assert changed == {
+        "Rollback armed",
+        "firewalld configuration",
+        "firewalld reloaded",
+        "New SSH connection",
+        "Rollback disarmed",
+    }
+    output = repaired.stdout + repaired.stderr
+    assert 'removing from zone public (opens 80/tcp wider than the policy): <service name="http" />' in output
+    assert "opens 7071/tcp wider than the policy" in output
+    for family in ("ipv4", "ipv6"):
+        assert answering("outside", zimbra_address(lab, family)) == PUBLIC
+    assert all(r["no_change"] == 1 for r in deploy().ops.values())
+
+
+def test_the_prober_sees_a_port_firewalld_opens_for_a_second(deployed):
+    """The witness can fail: a runtime port open for about a second is seen from outside."""
+    watched = {"outside": {"closed": both_families([7071]), "open": []}}
+    with probing(watched) as reports:
+        client.run(
+            "zimbra", "sh", "-c", "firewall-cmd -q --add-port=7071/tcp; sleep 1; firewall-cmd -q --remove-port=7071/tcp"
+        )
+    assert reports["outside"]["targets"]["10.77.0.10:7071"]["connected"] > 0
+
+
+def test_a_policy_change_on_an_active_firewalld_opens_nothing(deployed):
+    with probing(DEPLOYED) as reports:
+        changed = deploy("--data", "default_incoming=reject")
+    assert changed.returncode == 0
+    assert_nothing_opened(reports, "target DROP → REJECT on firewalld", DEPLOYED)
+    assert (
+        client.run("zimbra", "firewall-cmd", "--permanent", "--zone=public", "--get-target").stdout.strip() == "REJECT"
+    )
+    assert set(client.probe("outside", "10.77.0.10", ["7071/tcp"]).values()) == {"closed"}  # refused, not dropped
+    assert deploy().returncode == 0
+
+
+def test_a_change_that_cuts_ssh_off_is_rolled_back_to_rhels_zone():
+    lab = firewalld_lab()
+    cut_off_and_rolled_back()
+    assert sorted(client.run("zimbra", "firewall-cmd", "--list-services").stdout.split()) == [
+        "cockpit",
+        "dhcpv6-client",
+        "ssh",
+    ]
+    assert client.run("zimbra", "ls", "/etc/firewalld/zones", "/etc/firewalld/policies").stdout.split() == [
+        "/etc/firewalld/policies:",
+        "/etc/firewalld/zones:",
+    ]
+    assert answering("outside", zimbra_address(lab, "ipv4")) == {"22/tcp"}
+    rerun = deploy()
+    assert rerun.returncode == 0 and "ROLLBACK happened" in rerun.stdout + rerun.stderr
+    assert answering("outside", zimbra_address(lab, "ipv4")) == PUBLIC
+    assert all(r["no_change"] == 1 for r in deploy().ops.values())
