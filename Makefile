@@ -88,6 +88,7 @@ bench: setup $(VENV)/.bench-installed
 	$(PY) -m lab build
 	$(PY) bench/run.py
 	$(PY) bench/audit.py
+	$(PY) bench/firewalld.py
 
 # up (box built or reused, libvirt in its namespace) → the VM suite inside that namespace → down, always
 vm-test: setup vm-tools $(VENV)/.dev-installed

@@ -7,14 +7,13 @@ deployed single servers and on a cluster, and the remote commands each node rece
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from bench.run import BIN, counters, timed  # noqa: E402
+from bench.run import BIN, counters, short_document, timed  # noqa: E402
 from lab import client  # noqa: E402
 
 AUDIT = [os.path.join(BIN, "pyinfra"), "-y", "inventories/lab.py", "audit.py"]
@@ -58,23 +57,14 @@ def main():
         rows.append(f"| {title} | {nodes} | {wall:.2f} | {commands} | {peak:.0f} |")
         print(rows[-1], flush=True)
     client.lab("down")
-    text = "\n".join(
-        [
-            "# Audit benchmark",
-            "",
-            "`pyinfra -y inventories/lab.py audit.py` on deployed lab nodes (no finding, no active check), "
-            f"median of {args.runs} runs. Remote commands: the most any node received per audit.",
-            "",
-            *rows,
-            "",
-            f"Machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}.",
-            "",
-            "Reproduce (as root): `make bench` (both benchmarks) or `.venv/bin/python bench/audit.py`.",
-            "",
-        ]
+    short_document(
+        args.output,
+        "Audit benchmark",
+        "`pyinfra -y inventories/lab.py audit.py` on deployed lab nodes (no finding, no active check), "
+        f"median of {args.runs} runs. Remote commands: the most any node received per audit.",
+        rows,
+        "`make bench` (every benchmark) or `.venv/bin/python bench/audit.py`.",
     )
-    with open(args.output, "w") as f:
-        f.write(text)
 
 
 if __name__ == "__main__":

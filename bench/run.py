@@ -342,6 +342,15 @@ def render(rows, args):
     return "\n".join(lines)
 
 
+def short_document(path: str, title: str, intro: str, rows: list[str], reproduce: str) -> None:
+    """Write a smaller benchmark's page: its title, what it measured, its table, the machine, how to rerun it."""
+    machine = f"Machine: {platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}."
+    with open(path, "w") as f:
+        f.write(
+            "\n".join([f"# {title}", "", intro, "", *rows, "", machine, "", f"Reproduce (as root): {reproduce}", ""])
+        )
+
+
 def document(table, args, done):
     return f"""# Benchmarks
 

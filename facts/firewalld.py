@@ -17,10 +17,10 @@ class FirewalldState(FactBase):
     @staticmethod
     def default() -> State:
         """What a host without firewalld has (during planning; the preflight fails such a host)."""
-        return State(False, False, "public", (), {}, {}, {})
+        return State(False, "public", (), {}, {}, {})
 
     def requires_command(self, record: str) -> str:
-        return "firewalld"
+        return "firewall-cmd"
 
     def command(self, record: str) -> str:
         return state_read(record)

@@ -14,7 +14,16 @@ from pyinfra.api import OperationValueError, QuoteString, StringCommand, operati
 from facts.firewalld import FirewalldState
 from tasks import run
 from tasks.report import report_once
-from zimbra_firewall.firewalld import NAME, Plan, Service, State, Wanted, plan, record_digests
+from zimbra_firewall.firewalld import (
+    NAME,
+    POLICY_NAME_LIMIT,
+    Plan,
+    Service,
+    State,
+    Wanted,
+    plan,
+    record_digests,
+)
 
 
 def current_state(record: str) -> State:
@@ -34,32 +43,27 @@ def _one_command(guard: str, *lines: str | StringCommand) -> StringCommand:
     return StringCommand("sh", "-c", QuoteString("\n".join(line for line in script if line)))
 
 
-def _write(path: str, text: str) -> StringCommand:
+def _write(path: str, text: str) -> list[StringCommand]:
+    """Two lines, not `a && b`: `set -e` does not stop at a failure before the last command of a list."""
     new = f"{path}.zimbra-firewall.new"
-    return StringCommand(
-        "printf", "%s", QuoteString(text), ">", QuoteString(new), "&&", "mv", QuoteString(new), QuoteString(path)
-    )
+    return [
+        StringCommand("printf", "%s", QuoteString(text), ">", QuoteString(new)),
+        StringCommand("mv", QuoteString(new), QuoteString(path)),
+    ]
 
 
 def _report(found: Plan) -> None:
     for zone in found.zones:
-        if zone.problem:
-            continue
+        where = f"{zone.kind} {zone.zone}"
         for entry, ports in zone.removed:
             why = f"opens {', '.join(str(p) for p in ports)} wider than the policy" if ports else "named for removal"
-            report_once("warning", f"removing from zone {zone.zone} ({why}): {entry.element}")
+            report_once("warning", f"removing from {where} ({why}): {entry.element}")
         for entry in zone.purged:
-            report_once("warning", f"removing from zone {zone.zone} (purge): {entry.element}")
+            report_once("warning", f"removing from {where} (purge): {entry.element}")
         for entry in zone.kept:
-            report_once("info", f"keeping in zone {zone.zone}: {entry.element}")
+            report_once("info", f"keeping in {where}: {entry.element}")
         if zone.target[1]:
-            report_once("info", f"zone {zone.zone}: target {zone.target[0]} → {zone.target[1]}")
-        if zone.accepts_all:
-            report_once(
-                "warning",
-                f"zone {zone.zone} accepts every packet its interfaces or sources bring (target ACCEPT), left as it "
-                "is: this deploy's rules apply before it, but they close nothing there",
-            )
+            report_once("info", f"{where}: target {zone.target[0]} → {zone.target[1]}")
 
 
 def configuration_plan(
@@ -67,6 +71,22 @@ def configuration_plan(
 ) -> Plan:
     """What configured() would write, from this host's state (the rollback's "will the firewall change" too)."""
     return plan(current_state(record), services, policy_name, policy_text, wanted)
+
+
+def problems(services: Iterable[Service], policy_name: str, policy_text: str, wanted: Wanted, record: str) -> list[str]:
+    """Why configured() would refuse this host (the preflight asks before anything is armed)."""
+    services = tuple(services)
+    found = [
+        f"{name!r} is not a firewalld object name (letters, digits, _ and -)"
+        for name in (policy_name, *(service.name for service in services))
+        if not isinstance(name, str) or not NAME.fullmatch(name)
+    ]
+    if len(policy_name) > POLICY_NAME_LIMIT:
+        found.append(
+            f"the policy object's name {policy_name!r} (from rule_comment) is longer than firewalld's "
+            f"{POLICY_NAME_LIMIT} characters"
+        )
+    return found or list(configuration_plan(services, policy_name, policy_text, wanted, record).problems)
 
 
 @operation()
@@ -88,7 +108,8 @@ def configured(
     + services: ``zimbra_firewall.firewalld.Service`` objects (name, ports, short, description)
     + policy_name: the owned policy object's name (its file /etc/firewalld/policies/NAME.xml)
     + policy_text: that file's text (``zimbra_firewall.firewalld.render_policy``)
-    + wanted: ``zimbra_firewall.firewalld.Wanted``: the zones' target, the restrictions, services to remove
+    + wanted: ``zimbra_firewall.firewalld.Wanted``: the default zone's target, the restrictions, services to
+      remove, zones that may keep accepting everything
     + record: the file ``applied`` keeps its digests in (read with the state)
     + guard: shell run first, in the same remote command, that stops the step by exiting (a dead-man's
       switch's check that its arm still holds)
@@ -106,20 +127,17 @@ def configured(
         )
     """
     services = tuple(services)
-    for name in (policy_name, *(service.name for service in services)):
-        if not isinstance(name, str) or not NAME.fullmatch(name):
-            raise OperationValueError(f"{name!r} is not a firewalld object name (letters, digits, _ + -)")
+    refused = problems(services, policy_name, policy_text, wanted, record)
+    if refused:
+        raise OperationValueError(f"{'; '.join(refused)}: firewalld is left as it is")
     found = configuration_plan(services, policy_name, policy_text, wanted, record)
-    problems = [zone.problem for zone in found.zones if zone.problem]
-    if problems:
-        raise OperationValueError(f"{'; '.join(problems)}: firewalld is left as it is")
     _report(found)
     if not found.changes:
         host.noop("firewalld's configuration is as wanted")
         return
     folders = sorted({os.path.dirname(path) for path in found.writes})
     lines = [StringCommand("mkdir", "-p", QuoteString(folder)) for folder in folders]
-    lines += [_write(path, text) for path, text in sorted(found.writes.items())]
+    lines += [line for path, text in sorted(found.writes.items()) for line in _write(path, text)]
     lines += [StringCommand("rm", "-f", QuoteString(path)) for path in found.removes]
     yield _one_command(guard, *lines)
 

@@ -58,7 +58,8 @@ def preflight(policy: Policy) -> Generator:
     Fail this host, untouched, unless it is a Zimbra server with its firewall (ufw, with IPv6 on when the
     policy has IPv6 subnets; or firewalld running, 0.9 or later) that the controller reaches from a
     management subnet on ``firewall_ssh_port``; the last check is skipped when the policy allows the lockout
-    risk. Run it first: a failed host runs nothing more.
+    risk. On firewalld, also unless its configuration can be judged (a zone file that does not parse, a zone
+    that accepts everything, the iptables backend…). Run it first: a failed host runs nothing more.
 
     + policy: the host's ``Policy``
 
@@ -70,6 +71,8 @@ def preflight(policy: Policy) -> Generator:
     """
     backend = firewall(policy)
     problem = preflight_problem(policy, run.fact(Preflight, _sudo=False), backend)
+    if not problem and backend == "firewalld":
+        problem = "; ".join(firewalld.problems(**firewalld_arguments(policy), record=FIREWALLD_RECORD))
     if not problem:
         host.noop(f"a Zimbra server with {backend}, reached from a management subnet on the firewall's SSH port")
         return

@@ -38,13 +38,14 @@ def lab_plan(name, **settings):
 
 def test_the_read_of_a_fresh_rhel_like_host():
     fresh = state("state-fresh")
-    assert fresh.running and fresh.policies_supported and not fresh.applied
+    assert fresh.running and fresh.backend == "nftables" and not fresh.applied and not fresh.problem
     assert fresh.default_zone == "public" and fresh.dispatched == ("public",) and fresh.judged_zones == ("public",)
     assert fresh.zones["public"][0] == "/usr/lib/firewalld/zones/public.xml"
     assert fresh.service_ports("ssh") == (Port(22, 22, "tcp"),)
     assert fresh.service_ports("cockpit") == (Port(9090, 9090, "tcp"),)
     assert fresh.service_ports("no-such-service") is None  # unknown: taken as every port
-    assert fresh.policies == {}
+    assert list(fresh.policies) == ["allow-host-ipv6"]  # shipped: ICMPv6 neighbour discovery only
+    assert not lab_plan("state-fresh").problems
 
 
 def test_a_fresh_host_gets_services_the_owned_policy_and_its_zone_pruned():
@@ -55,7 +56,7 @@ def test_a_fresh_host_gets_services_the_owned_policy_and_its_zone_pruned():
         "/etc/firewalld/services/zimbra-public.xml",
         "/etc/firewalld/zones/public.xml",
     ]
-    (zone,) = found.zones
+    (zone,) = [zone for zone in found.zones if zone.kind == "zone"]
     # SSH open to everyone widens the policy (22 from the management subnets only); cockpit is named for removal
     assert [(entry.element, ports) for entry, ports in zone.removed] == [
         ('<service name="ssh" />', (Port(22, 22, "tcp"),)),
@@ -95,7 +96,7 @@ def test_a_runtime_only_change_is_seen_though_every_file_is_as_wanted():
 
 def test_permanent_drift_goes_where_it_widens_and_the_rest_is_listed():
     found = lab_plan("state-drift-permanent")
-    (zone,) = found.zones
+    (zone,) = [zone for zone in found.zones if zone.kind == "zone"]
     assert list(found.writes) == ["/etc/firewalld/zones/public.xml"]
     removed = {entry.element: ports for entry, ports in zone.removed}
     assert removed['<service name="http" />'] == (Port(80, 80, "tcp"),)  # local-only, to everyone
@@ -109,7 +110,7 @@ def test_permanent_drift_goes_where_it_widens_and_the_rest_is_listed():
         '<port port="9100" protocol="tcp" />',
         '<rule family="ipv4"><source address="10.77.1.0/24" /><port port="5666" protocol="tcp" /><accept /></rule>',
     ]
-    purged = lab_plan("state-drift-permanent", purge_unmanaged_rules=True).zones[0]
+    purged = next(z for z in lab_plan("state-drift-permanent", purge_unmanaged_rules=True).zones if z.kind == "zone")
     assert len(purged.purged) == 3 and not purged.kept
 
 
@@ -136,7 +137,9 @@ def zone_with(*elements):
     body = "".join(elements)
     fresh = state("state-fresh")
     zones = {**fresh.zones, "public": ("/etc/firewalld/zones/public.xml", f"<zone>{body}</zone>")}
-    return type(fresh)(**{**fresh.__dict__, "zones": zones})
+    from_53 = '<service><source-port port="53" protocol="tcp"/></service>'
+    services = {**fresh.services, "from-53": ("/etc/firewalld/services/from-53.xml", from_53)}
+    return type(fresh)(**{**fresh.__dict__, "zones": zones, "services": services})
 
 
 @pytest.mark.parametrize(
@@ -150,10 +153,15 @@ def zone_with(*elements):
         '<rule family="ipv4"><source address="10.0.0.0/8"/><port port="22" protocol="tcp"/><accept/></rule>',
         '<rule><service name="ssh"/><accept/></rule>',
         '<port port="7000-7100" protocol="tcp"/>',
+        '<port port="7100-7000" protocol="tcp"/>',  # firewalld reads it as 7000-7100
+        '<forward-port port="2222" protocol="tcp" to-port="22"/>',  # redirected in: ct status dnat accept
+        '<rule family="ipv4"><forward-port port="8000" protocol="tcp" to-port="7071"/></rule>',
+        '<service name="from-53"/>',  # a service that opens every port to whoever sends from 53
+        '<rule><service name="cockpit"/><accept/></rule>',  # named for removal, in a rich rule too
     ],
 )
 def test_hostile_or_wide_zone_entries_go(element):
-    found = plan_zone(zone_with(element), "public", Wanted("DROP", RESTRICTED))
+    found = plan_zone(zone_with(element), "public", Wanted("DROP", RESTRICTED, ("cockpit",)))
     assert len(found.removed) == 1 and not found.kept, found
     assert "<zone" in found.text and element.split()[0] not in found.text
 
@@ -164,7 +172,8 @@ def test_hostile_or_wide_zone_entries_go(element):
         '<rule family="ipv4"><source address="10.77.1.0/25"/><port port="7071" protocol="tcp"/><accept/></rule>',
         '<rule family="ipv4"><port port="7071" protocol="tcp"/><reject/></rule>',  # lets nothing in
         '<port port="9100" protocol="udp"/>',
-        '<forward-port port="8080" protocol="tcp" to-port="80"/>',
+        '<forward-port port="8080" protocol="tcp" to-port="9100"/>',
+        '<forward-port port="7071" protocol="tcp" to-addr="192.0.2.7"/>',  # to another host: not in here
         '<interface name="eth0"/>',
     ],
 )
@@ -211,16 +220,61 @@ def test_the_firewall_is_chosen_from_what_the_host_runs():
     assert "outgoing" in preflight_problem(policy(**LAB, default_outgoing="deny"), found, "firewalld")
 
 
-def test_another_zone_packets_land_in_is_pruned_but_keeps_its_target():
-    """Docker's or libvirt's zone (an interface of its own, target ACCEPT): its bridge's traffic needs the
-    target, so only the default zone takes the policy's; an ACCEPT zone is said to close nothing."""
-    fresh = state("state-fresh")
+def with_files(base, **kinds):
+    """`base` with more files: kinds zones/services/policies → {name: text}, as if under /etc/firewalld."""
+    changes = {
+        kind: {**getattr(base, kind), **{n: (f"/etc/firewalld/{kind}/{n}.xml", t) for n, t in files.items()}}
+        for kind, files in kinds.items()
+    }
+    return type(base)(**{**base.__dict__, **changes})
+
+
+def test_a_zone_that_accepts_everything_refuses_the_host_unless_it_is_listed():
+    """Docker's or libvirt's zone (an interface of its own, target ACCEPT): only the default zone takes the
+    policy's target; one that accepts everything is refused, or kept as it is when the admin lists it."""
     docker = '<zone target="ACCEPT"><interface name="docker0"/><service name="ssh"/></zone>'
-    zones = {**fresh.zones, "docker": ("/etc/firewalld/zones/docker.xml", docker)}
-    both = type(fresh)(**{**fresh.__dict__, "zones": zones, "dispatched": ("docker", "public")})
-    found = plan(both, **arguments(policy(**LAB)))
+    both = with_files(state("state-fresh"), zones={"docker": docker})
+    both = type(both)(**{**both.__dict__, "dispatched": ("docker", "public")})
+    refused = plan(both, **arguments(policy(**LAB)))
+    assert refused.problems == (
+        "the zone docker accepts every packet it gets (target ACCEPT), whatever this deploy allows: change its "
+        "target, or list it in firewalld_accept_zones (a Docker or libvirt bridge's zone)",
+    )
+    found = plan(both, **arguments(policy(**LAB, firewalld_accept_zones=["docker"])))
     by_zone = {zone.zone: zone for zone in found.zones}
-    assert by_zone["public"].target == ("default", "DROP") and not by_zone["public"].accepts_all
-    assert by_zone["docker"].target == ("", "") and by_zone["docker"].accepts_all
+    assert not found.problems and by_zone["public"].target == ("default", "DROP")
+    assert by_zone["docker"].target == ("", "")
     assert [entry.element for entry, _ in by_zone["docker"].removed] == ['<service name="ssh" />']
     assert 'target="ACCEPT"' in found.writes["/etc/firewalld/zones/docker.xml"]
+
+
+def test_an_admins_policy_to_the_host_is_pruned_and_a_renamed_owned_one_removed():
+    wide = (
+        '<policy target="CONTINUE"><ingress-zone name="ANY"/><egress-zone name="HOST"/>'
+        '<port port="7071" protocol="tcp"/><port port="9100" protocol="tcp"/></policy>'
+    )
+    between_zones = (
+        '<policy><ingress-zone name="internal"/><egress-zone name="public"/><port port="7071" protocol="tcp"/></policy>'
+    )
+    old = render_policy("zfw-old", [Grant(None, ports=(Port(7071, 7071, "tcp"),))])
+    host = with_files(state("state-deployed"), policies={"admin": wide, "forwarding": between_zones, "zfw-old": old})
+    found = plan(host, **arguments(policy(**LAB)))
+    (admin,) = [zone for zone in found.zones if zone.kind == "policy" and zone.removed]
+    assert admin.zone == "admin" and [e.element for e, _ in admin.removed] == ['<port port="7071" protocol="tcp" />']
+    assert [e.element for e in admin.kept] == ['<port port="9100" protocol="tcp" />']
+    assert found.removes == ("/etc/firewalld/policies/zfw-old.xml",)
+
+
+def test_what_cannot_be_judged_refuses_the_host():
+    fresh = state("state-fresh")
+    iptables = type(fresh)(**{**fresh.__dict__, "backend": "iptables"})
+    assert "iptables backend" in plan(iptables, **arguments(policy(**LAB))).problems[0]
+    broken = with_files(fresh, zones={"public": "<zone><service name='x'>"})
+    assert "does not parse" in plan(broken, **arguments(policy(**LAB))).problems[0]
+
+
+def test_a_file_without_a_final_newline_stays_apart_from_the_next():
+    from zimbra_firewall.firewalld import FILE_MARK, split_files
+
+    text = f"{FILE_MARK} /a.xml\n<zone/>\n{FILE_MARK} /b.xml\n<zone>\n</zone>\n\n"
+    assert split_files(text) == {"/a.xml": "<zone/>", "/b.xml": "<zone>\n</zone>\n"}

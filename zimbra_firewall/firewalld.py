@@ -16,7 +16,7 @@ import re
 import shlex
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from xml.sax.saxutils import quoteattr
 
 from zimbra_firewall.access import Network, Port, Restriction, holds
@@ -28,14 +28,15 @@ FILE_MARK = "@@zimbra-firewall-file@@"
 MANAGED = "managed by zimbra-firewall"
 # what a zone's target is for each default incoming policy (firewalld.zone(5))
 TARGETS = {"deny": "DROP", "reject": "%%REJECT%%", "allow": "ACCEPT"}
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_+-]{0,63}")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # what firewalld takes for a zone, service or policy
+POLICY_NAME_LIMIT = 17  # firewalld: its longest chain, POST_<policy>_allow, must fit netfilter's 28 characters
 ANYWHERE = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
 
 
 def object_name(text: str) -> str:
     """A name firewalld takes for a service or policy file (and a shell word as it stands): profile names
     ("Zimbra Local") lower-cased, other characters as '-'."""
-    name = re.sub(r"[^a-z0-9_+-]+", "-", text.lower()).strip("-")
+    name = re.sub(r"[^a-z0-9_-]+", "-", text.lower()).strip("-")
     if not NAME.fullmatch(name):
         raise ValueError(f"{text!r} gives no firewalld object name")
     return name
@@ -54,7 +55,7 @@ class Service:
 @dataclass(frozen=True)
 class Grant:
     """One way in, in the owned policy: from `source` (None: anyone) to the service `service`, or to `ports`;
-    with neither, to every port."""
+    with neither (and a source), to every port."""
 
     source: Network | None
     service: str = ""
@@ -122,49 +123,59 @@ def _text(value: str) -> str:
 FIREWALLD_RUNNING = (
     "if [ -d /run/systemd/system ]; then systemctl is-active --quiet firewalld; else pgrep -x firewalld >/dev/null; fi"
 )
-SERVICE_NAMES = r"""grep -ho '<service[^>]*name="[A-Za-z0-9_.+-]*"' """
-
-
-# the permanent configuration and the kernel's ruleset firewalld made, each as a digest: recorded when the
+# the services a zone names, at the top or in a rich rule, with either quote
+SERVICE_NAMES = 'grep -hoE "<service[^>]*name=[\\"\'][A-Za-z0-9_.-]*" '
+# the chains that say what firewalld lets in: the zones' and policies' own chains and their `allow` parts,
+# not their deny, log, pre and post parts (fail2ban's bans land in deny; a ban is no drift to undo)
+ALLOW_CHAINS = (
+    "awk '/^\\tchain / { keep = ($2 ~ /^filter_IN_/ && $2 !~ /_(deny|log|pre|post)$/) || $2 ~ /^filter_INPUT/ } "
+    "keep { print }'"
+)
+# the permanent configuration and what firewalld made of it in the kernel, each as a digest: recorded when the
 # deploy reloads, compared on the next run, so that a file changed since, or a runtime-only change
-# (`firewall-cmd --add-port` without --permanent), is found with no firewall-cmd started
+# (`firewall-cmd --add-port` without --permanent), is found with no firewall-cmd started. No nft table (another
+# backend, nft failing) digests as `none`, which never matches
 DIGESTS = (
-    f"{{ cat {CONFIG_DIR}/firewalld.conf; find {CONFIG_DIR} -type f -name '*.xml' -print0 | sort -z | "
+    f"{{ cat {CONFIG_DIR}/firewalld.conf; find -L {CONFIG_DIR} -type f -name '*.xml' -print0 | LC_ALL=C sort -z | "
     "xargs -0r cat; } 2>/dev/null | sha256sum | cut -c1-64; "
-    "nft list table inet firewalld 2>/dev/null | sha256sum | cut -c1-64"
+    f"if t=$(nft list table inet firewalld 2>/dev/null); then printf '%s\\n' \"$t\" | {ALLOW_CHAINS} | sha256sum | "
+    "cut -c1-64; else echo none; fi"
 )
 
 
 def record_digests(record: str) -> str:
-    """Shell that writes DIGESTS' two lines to `record` (a root-only file): what the reload just applied."""
-    return f"{{ {DIGESTS}; }} > {shlex.quote(record)}.new && mv {shlex.quote(record)}.new {shlex.quote(record)}"
+    """Shell lines that write DIGESTS' two lines to `record` (a root-only file): what the reload just applied
+    (two lines: `set -e` does not stop at a failure before the last command of `a && b`)."""
+    new = shlex.quote(f"{record}.new")
+    return f"{{ {DIGESTS}; }} > {new}\nmv {new} {shlex.quote(record)}"
 
 
 def state_read(record: str) -> str:
     """Shell printing what parse_state reads, in one command without starting firewall-cmd: whether firewalld
-    runs, whether it has policy objects (0.9 and later ship /usr/lib/firewalld/policies), the zones the kernel
-    dispatches incoming packets to (firewalld's own nft chain), firewalld.conf, every zone file, the service
-    files the zones name and those under /etc, the policy files under /etc; then the digests of what is in
-    force and those `record` kept at the last reload."""
+    runs, its default zone and backend, the zones the kernel dispatches incoming packets to (firewalld's own
+    nft chains, by source then by interface), every zone file, the service files the zones name and those
+    under /etc, every policy file; then the digests of what is in force and those `record` kept at the last
+    reload. Each file is printed after a FILE_MARK line and followed by an empty line (a file without a
+    final newline stays apart from the next mark)."""
     running = f"{FIREWALLD_RUNNING} && echo running=yes"
-    files = 'for f in "$@"; do [ -f "$f" ] && echo "' + FILE_MARK + ' $f" && cat "$f"; done'
+    files = 'for f in "$@"; do [ -f "$f" ] && echo "' + FILE_MARK + ' $f" && cat "$f" && echo; done'
+    zones = f"{SHIPPED_DIR}/zones/*.xml {CONFIG_DIR}/zones/*.xml"
     return (
-        f"{running}; [ -d {SHIPPED_DIR}/policies ] && echo policies=yes; echo {SECTION}; "
-        f"nft list chain inet firewalld filter_INPUT_ZONES 2>/dev/null; echo {SECTION}; "
-        f"grep '^DefaultZone=' {CONFIG_DIR}/firewalld.conf 2>/dev/null; echo {SECTION}; "
-        f"sh -c '{files}' files {SHIPPED_DIR}/zones/*.xml {CONFIG_DIR}/zones/*.xml; echo {SECTION}; "
-        f"names=$({SERVICE_NAMES} {SHIPPED_DIR}/zones/*.xml {CONFIG_DIR}/zones/*.xml 2>/dev/null | "
-        "sed 's/.*name=\"//; s/\"$//' | sort -u); "
+        f"{running}; grep -E '^(DefaultZone|FirewallBackend)=' {CONFIG_DIR}/firewalld.conf 2>/dev/null; "
+        f"echo {SECTION}; for c in filter_INPUT_ZONES_SOURCE filter_INPUT_ZONES; do "
+        f'nft list chain inet firewalld "$c" 2>/dev/null; done; echo {SECTION}; '
+        f"sh -c '{files}' files {zones}; echo {SECTION}; "
+        f"names=$({SERVICE_NAMES} {zones} 2>/dev/null | sed 's/.*name=.//' | sort -u); "
         f'set -- {CONFIG_DIR}/services/*.xml; for n in $names; do [ -f "{CONFIG_DIR}/services/$n.xml" ] || '
         f'set -- "$@" "{SHIPPED_DIR}/services/$n.xml"; done; '
         f"sh -c '{files}' files \"$@\"; echo {SECTION}; "
-        f"sh -c '{files}' files {CONFIG_DIR}/policies/*.xml; echo {SECTION}; {DIGESTS}; echo {SECTION}; "
-        f"cat {shlex.quote(record)} 2>/dev/null; true"
+        f"sh -c '{files}' files {SHIPPED_DIR}/policies/*.xml {CONFIG_DIR}/policies/*.xml; echo {SECTION}; "
+        f"{DIGESTS}; echo {SECTION}; cat {shlex.quote(record)} 2>/dev/null; true"
     )
 
 
 def split_files(text: str) -> dict[str, str]:
-    """The files a read printed (FILE_MARK lines) → path → text."""
+    """The files a read printed (FILE_MARK lines, each file followed by an empty line) → path → text."""
     found: dict[str, str] = {}
     path = None
     for line in text.splitlines(keepends=True):
@@ -173,7 +184,7 @@ def split_files(text: str) -> dict[str, str]:
             found[path] = ""
         elif path is not None:
             found[path] += line
-    return found
+    return {path: text[:-1] if text.endswith("\n") else text for path, text in found.items()}
 
 
 def by_name(files: Mapping[str, str], kind: str) -> dict[str, tuple[str, str]]:
@@ -192,18 +203,31 @@ class State:
     """firewalld's configuration on a host, as the deploy and the audit need it."""
 
     running: bool
-    policies_supported: bool
     default_zone: str
     dispatched: tuple[str, ...]  # the zones the kernel sends incoming packets to (runtime), in order
     zones: Mapping[str, tuple[str, str]]  # name → (path, text)
     services: Mapping[str, tuple[str, str]]
     policies: Mapping[str, tuple[str, str]]
     applied: bool = False  # the configuration and the kernel's ruleset are what the last reload made
+    backend: str = "nftables"
 
     @property
     def judged_zones(self) -> tuple[str, ...]:
         """The zones whose rules decide incoming packets: those the kernel dispatches to, and the default."""
         return tuple(dict.fromkeys((*self.dispatched, self.default_zone)))
+
+    @property
+    def problem(self) -> str:
+        """Why this deploy cannot judge this firewalld (the host is then left untouched), or ""."""
+        if self.backend != "nftables":
+            return (
+                f"firewalld runs its {self.backend} backend: this deploy reads and judges the nftables one "
+                "(FirewallBackend=nftables, the default since firewalld 0.6 and on RHEL 8/9)"
+            )
+        bad = [zone for zone in self.judged_zones if not NAME.fullmatch(zone)]
+        if bad:
+            return f"a zone name firewalld would not take: {bad[0]!r}"
+        return ""
 
     def service_ports(self, name: str) -> tuple[Port, ...] | None:
         """What a service opens; None when that is unknown (no such file, an include, a file that does not
@@ -215,21 +239,20 @@ class State:
 
 def parse_state(text: str) -> State:
     parts = text.split(f"{SECTION}\n")
-    if len(parts) != 8:
-        raise ValueError(f"expected 8 parts in firewalld's state, got {len(parts)}")
-    head, chain, conf, zones, services, policies, digests, recorded = parts
-    flags = set(head.split())
-    default = re.search(r"^DefaultZone=(\S+)", conf, re.MULTILINE)
-    dispatched = tuple(dict.fromkeys(re.findall(r"goto filter_IN_([A-Za-z0-9_+-]+)", chain)))
+    if len(parts) != 7:
+        raise ValueError(f"expected 7 parts in firewalld's state, got {len(parts)}")
+    head, chain, zones, services, policies, digests, recorded = parts
+    settings = dict(re.findall(r"^(DefaultZone|FirewallBackend)=(.*)$", head, re.MULTILINE))
+    dispatched = tuple(dict.fromkeys(re.findall(r"goto filter_IN_([A-Za-z0-9_-]+)", chain)))
     return State(
-        running="running=yes" in flags,
-        policies_supported="policies=yes" in flags,
-        default_zone=default.group(1) if default else "public",
+        running="running=yes" in head.split(),
+        default_zone=settings.get("DefaultZone", "").strip() or "public",
         dispatched=dispatched,
         zones=by_name(split_files(zones), "zones"),
         services=by_name(split_files(services), "services"),
         policies=by_name(split_files(policies), "policies"),
-        applied=recorded.split() == digests.split() and len(digests.split()) == 2,
+        applied=recorded.split() == digests.split() and len(digests.split()) == 2 and "none" not in digests.split(),
+        backend=settings.get("FirewallBackend", "").strip() or "nftables",
     )
 
 
@@ -244,14 +267,15 @@ def _ports(spec: str | None, proto: str | None) -> tuple[Port, ...] | None:
     first, _, last = (spec or "").partition("-")
     if not (first.isdigit() and (not last or last.isdigit())) or proto not in ("tcp", "udp", "sctp", "dccp"):
         return None
-    return (Port(int(first), int(last or first), proto),)
+    low, high = sorted((int(first), int(last or first)))  # firewalld reads 7100-7000 as 7000-7100
+    return (Port(low, high, proto),)
 
 
 def service_ports(text: str) -> tuple[Port, ...] | None:
-    """A service file → the ports it opens; None when unknown (it includes another service, or names a
-    protocol or port this cannot read)."""
+    """A service file → the ports it opens; None when unknown: it includes another service, names a protocol
+    (every port of it), a source port (every port, to whoever sends from it) or a port this cannot read."""
     root = _root(text)
-    if root is None or root.find("include") is not None or root.find("protocol") is not None:
+    if root is None or any(root.find(tag) is not None for tag in ("include", "protocol", "source-port")):
         return None
     ports: list[Port] = []
     for element in root.iter("port"):
@@ -262,21 +286,31 @@ def service_ports(text: str) -> tuple[Port, ...] | None:
     return tuple(ports)
 
 
-# --- what a zone lets in, and what to prune --------------------------------------------------------------
+# --- what a zone or a policy lets in, and what to prune ----------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One element of a zone that lets something in: from `sources` to `ports` (None: every port)."""
+    """One element of a zone or policy that lets something in: from `sources` to `ports` (None: every port)."""
 
-    element: str  # the element as the zone file has it (its text, for reports and to find it again)
+    element: str  # the element as the file has it, on one line (for reports, and to find it again)
     kind: str  # service | port | protocol | source-port | rule | forward-port
     sources: tuple[Network, ...]
     ports: tuple[Port, ...] | None
+    service: str = ""  # the service it names, at the top or in a rich rule
+
+
+def _forwarded(element: ElementTree.Element) -> tuple[Port, ...] | None:
+    """The local port a forward-port element lets packets in to (firewalld accepts what it redirects:
+    `ct status dnat accept`); () when it sends them to another host."""
+    if element.get("to-addr"):
+        return ()
+    return _ports(element.get("to-port") or element.get("port"), element.get("protocol"))
 
 
 def _rule_entry(element: ElementTree.Element, state: State, text: str) -> Entry | None:
-    if element.find("accept") is None:
+    forward = element.find("forward-port")
+    if element.find("accept") is None and forward is None:
         return None  # reject, drop and mark let nothing in
     source = element.find("source")
     sources: tuple[Network, ...] = ANYWHERE
@@ -285,15 +319,18 @@ def _rule_entry(element: ElementTree.Element, state: State, text: str) -> Entry 
             sources = (ipaddress.ip_network(source.get("address") or "", strict=False),)
         except ValueError:
             sources = ANYWHERE  # an ipset or a MAC address: who that is cannot be told here
-    ports: tuple[Port, ...] | None = None
-    if element.find("service") is not None:
-        ports = state.service_ports(element.find("service").get("name", ""))  # type: ignore[union-attr]
-    elif element.find("port") is not None:
-        port = element.find("port")
-        ports = _ports(port.get("port"), port.get("protocol"))  # type: ignore[union-attr]
+    service = element.find("service")
+    port = element.find("port")
+    ports: tuple[Port, ...] | None = None  # a protocol, a source port, or nothing named: every port
+    if forward is not None:
+        ports = _forwarded(forward)
+    elif service is not None:
+        ports = state.service_ports(service.get("name", ""))
+    elif port is not None:
+        ports = _ports(port.get("port"), port.get("protocol"))
     elif element.find("icmp-type") is not None or element.find("icmp-block") is not None:
         return None
-    return Entry(text, "rule", sources, ports)
+    return Entry(text, "rule", sources, ports, service.get("name", "") if service is not None else "")
 
 
 def one_line(element: ElementTree.Element) -> str:
@@ -301,28 +338,25 @@ def one_line(element: ElementTree.Element) -> str:
     return re.sub(r">\s+<", "><", ElementTree.tostring(element, encoding="unicode").strip())
 
 
-def zone_entries(state: State, zone: str) -> tuple[list[Entry], ElementTree.Element | None]:
-    """What the zone lets in (its sources: anyone; the zone applies to the packets dispatched to it), and
-    its parsed root (None when the file does not parse)."""
-    root = _root(state.zones[zone][1]) if zone in state.zones else None
-    if root is None:
-        return [], None
+def entries_of(state: State, root: ElementTree.Element) -> list[Entry]:
+    """What a zone or a policy lets in (its sources: anyone; it applies to the packets that reach it)."""
     entries = []
     for element in root:
         text = one_line(element)
         if element.tag == "service":
-            entries.append(Entry(text, "service", ANYWHERE, state.service_ports(element.get("name", ""))))
+            name = element.get("name", "")
+            entries.append(Entry(text, "service", ANYWHERE, state.service_ports(name), name))
         elif element.tag == "port":
             entries.append(Entry(text, "port", ANYWHERE, _ports(element.get("port"), element.get("protocol"))))
         elif element.tag in ("protocol", "source-port"):
             entries.append(Entry(text, element.tag, ANYWHERE, None))
         elif element.tag == "forward-port":
-            entries.append(Entry(text, element.tag, ANYWHERE, _ports(element.get("port"), element.get("protocol"))))
+            entries.append(Entry(text, element.tag, ANYWHERE, _forwarded(element)))
         elif element.tag == "rule":
             entry = _rule_entry(element, state, text)
             if entry:
                 entries.append(entry)
-    return entries, root
+    return entries
 
 
 def widens(entry: Entry, restrictions: Iterable[Restriction]) -> tuple[Port, ...]:
@@ -337,54 +371,62 @@ def widens(entry: Entry, restrictions: Iterable[Restriction]) -> tuple[Port, ...
 
 @dataclass(frozen=True)
 class ZonePlan:
+    """What changes in one zone, or in one policy object of the admin's (`kind`)."""
+
     zone: str
-    path: str  # where the zone's new file goes (/etc/firewalld/zones/NAME.xml)
-    text: str | None  # the new file, None when the zone is as wanted
+    path: str  # where the new file goes (/etc/firewalld/zones/NAME.xml, …/policies/NAME.xml)
+    text: str | None  # the new file, None when it is as wanted
     removed: tuple[tuple[Entry, tuple[Port, ...]], ...] = ()  # each with the ports it opened too wide
     purged: tuple[Entry, ...] = ()
     kept: tuple[Entry, ...] = ()
     target: tuple[str, str] = ("", "")  # (old, new) when the target changes
-    problem: str = ""  # the zone's file cannot be read: the host is left untouched
-    accepts_all: bool = False  # a zone other than the default whose target accepts everything
+    problem: str = ""  # what stops the deploy on this host, untouched
+    kind: str = "zone"
 
 
 @dataclass(frozen=True)
 class Wanted:
-    """What the zones are to be: their target, the restrictions nothing of theirs may widen, services named
-    for removal, and whether every other entry goes too."""
+    """What the zones are to be: the default zone's target, the restrictions nothing may widen, services
+    named for removal, whether every other entry goes too, and the zones that may keep accepting everything."""
 
     target: str
     restrictions: tuple[Restriction, ...]
     remove_services: tuple[str, ...] = ()
     purge: bool = False
-    kept_kinds: tuple[str, ...] = field(default=("forward-port",))
+    accept_zones: tuple[str, ...] = ()
 
 
-def plan_zone(state: State, zone: str, wanted: Wanted) -> ZonePlan:
-    """What to change in one zone: drop each entry that widens a restriction (or is a service named for
-    removal; or, with purge, any entry but a forward-port), set the target (an empty one in `wanted` keeps
-    the zone's). The rest of the file (interfaces, sources, ICMP settings, masquerading, the admin's narrower
-    entries) stays as it is."""
-    path = f"{CONFIG_DIR}/zones/{zone}.xml"
-    entries, root = zone_entries(state, zone)
+def plan_zone(state: State, zone: str, wanted: Wanted, kind: str = "zone") -> ZonePlan:
+    """What to change in one zone (or, with kind "policy", one policy object of the admin's that lets traffic
+    in to this host): drop each entry that widens a restriction (or is a service named for removal; or, with
+    purge, any entry), set the target (an empty one in `wanted` keeps the file's). The rest of the file
+    (interfaces, sources, ICMP settings, masquerading, the admin's narrower entries) stays as it is. One that
+    accepts everything (target ACCEPT) is a problem unless `accept_zones` names it."""
+    found = (state.zones if kind == "zone" else state.policies).get(zone)
+    path = f"{CONFIG_DIR}/{kind}s/{zone}.xml"
+    root = _root(found[1]) if found else None
     if root is None:
-        return ZonePlan(zone, path, None, problem=f"the zone {zone}'s file does not parse (or is missing)")
+        return ZonePlan(zone, path, None, problem=f"the {kind} {zone}'s file does not parse (or is missing)", kind=kind)
     removed, purged, kept = [], [], []
-    for entry in entries:
+    for entry in entries_of(state, root):
         opened = widens(entry, wanted.restrictions)
-        named = entry.kind == "service" and _attribute(entry.element, "name") in wanted.remove_services
-        if opened or named:
+        if opened or entry.service in wanted.remove_services:
             removed.append((entry, opened))
-        elif wanted.purge and entry.kind not in wanted.kept_kinds:
+        elif wanted.purge:
             purged.append(entry)
         else:
             kept.append(entry)
-    drop = {entry.element for entry, _ in removed} | {entry.element for entry in purged}
     old_target = root.get("target", "default")
     new_target = wanted.target or old_target
-    accepts_all = new_target == "ACCEPT" and not wanted.target
+    problem = ""
+    if new_target == "ACCEPT" and not wanted.target and zone not in wanted.accept_zones:
+        problem = (
+            f"the {kind} {zone} accepts every packet it gets (target ACCEPT), whatever this deploy allows: change its "
+            "target, or list it in firewalld_accept_zones (a Docker or libvirt bridge's zone)"
+        )
+    drop = {entry.element for entry, _ in removed} | {entry.element for entry in purged}
     if not drop and old_target == new_target:
-        return ZonePlan(zone, path, None, kept=tuple(kept), accepts_all=accepts_all)
+        return ZonePlan(zone, path, None, kept=tuple(kept), problem=problem, kind=kind)
     for element in list(root):
         if one_line(element) in drop:
             root.remove(element)
@@ -393,17 +435,18 @@ def plan_zone(state: State, zone: str, wanted: Wanted) -> ZonePlan:
     ElementTree.indent(root, "  ")
     text = '<?xml version="1.0" encoding="utf-8"?>\n' + ElementTree.tostring(root, encoding="unicode") + "\n"
     target = (old_target, new_target) if old_target != new_target else ("", "")
-    return ZonePlan(zone, path, text, tuple(removed), tuple(purged), tuple(kept), target, accepts_all=accepts_all)
+    return ZonePlan(zone, path, text, tuple(removed), tuple(purged), tuple(kept), target, problem, kind)
 
 
-def _attribute(element_text: str, name: str) -> str:
-    root = _root(element_text)
-    return root.get(name, "") if root is not None else ""
+def to_host(text: str) -> bool:
+    """Does this policy file filter traffic to the host itself (an egress zone HOST)?"""
+    root = _root(text)
+    return root is None or any(e.get("name") == "HOST" for e in root.iter("egress-zone"))
 
 
 @dataclass(frozen=True)
 class Plan:
-    """Every file to write or remove, and the zones' plans (for reports)."""
+    """Every file to write or remove, and the zones' and policies' plans (for reports)."""
 
     writes: Mapping[str, str]  # path → text
     removes: tuple[str, ...]
@@ -413,32 +456,40 @@ class Plan:
     def changes(self) -> bool:
         return bool(self.writes or self.removes)
 
+    @property
+    def problems(self) -> tuple[str, ...]:
+        return tuple(zone.problem for zone in self.zones if zone.problem)
+
 
 def plan(state: State, services: Iterable[Service], policy_name: str, policy_text: str, wanted: Wanted) -> Plan:
-    """What to write so firewalld's permanent configuration is the wanted one: our service files (and ours no
-    longer wanted removed), the owned policy object, the judged zones pruned."""
+    """What to write so firewalld's permanent configuration is the wanted one: our service files and policy
+    object (those of ours no longer wanted removed), the judged zones and the admin's policies to this host
+    pruned. The default zone takes the policy's target; another zone packets land in (an interface or a
+    source of its own: Docker's, libvirt's, an admin's) and the admin's policies keep theirs."""
     writes: dict[str, str] = {}
     services = tuple(services)
     for service in services:
         text = render_service(service)
-        current = state.services.get(service.name)
-        if current is None or current != (f"{CONFIG_DIR}/services/{service.name}.xml", text):
+        if state.services.get(service.name) != (f"{CONFIG_DIR}/services/{service.name}.xml", text):
             writes[f"{CONFIG_DIR}/services/{service.name}.xml"] = text
-    names = {service.name for service in services}
-    removes = tuple(
-        path
-        for name, (path, text) in sorted(state.services.items())
-        if path.startswith(f"{CONFIG_DIR}/") and MANAGED in text and name not in names
-    )
     policy_path = f"{CONFIG_DIR}/policies/{policy_name}.xml"
     if state.policies.get(policy_name) != (policy_path, policy_text):
         writes[policy_path] = policy_text
-    # the default zone takes the policy's default; another zone packets land in (an interface or a source of
-    # its own: Docker's, libvirt's, an admin's) is pruned alike but keeps its target, which its bridge's
-    # traffic may need
-    zones = tuple(
-        plan_zone(state, zone, wanted if zone == state.default_zone else replace(wanted, target=""))
-        for zone in state.judged_zones
+    wanted_names = {f"services/{s.name}" for s in services} | {f"policies/{policy_name}"}
+    removes = tuple(
+        path
+        for kind, found in (("services", state.services), ("policies", state.policies))
+        for name, (path, text) in sorted(found.items())
+        if path.startswith(f"{CONFIG_DIR}/") and MANAGED in text and f"{kind}/{name}" not in wanted_names
     )
+    keep_target = replace(wanted, target="")
+    zones = [plan_zone(state, z, wanted if z == state.default_zone else keep_target) for z in state.judged_zones]
+    zones += [
+        plan_zone(state, name, keep_target, "policy")
+        for name, (path, text) in sorted(state.policies.items())
+        if name != policy_name and MANAGED not in text and to_host(text)
+    ]
+    if state.problem:
+        zones.append(ZonePlan(state.default_zone, "", None, problem=state.problem))
     writes.update({zone.path: zone.text for zone in zones if zone.text is not None})
-    return Plan(writes, removes, zones)
+    return Plan(writes, removes, tuple(zones))

@@ -36,6 +36,7 @@ def wanted_zones(policy: Policy) -> Wanted:
         restrictions=policy.restricted,
         remove_services=policy.remove_services,
         purge=policy.purge_unmanaged,
+        accept_zones=policy.accept_zones,
     )
 
 

@@ -60,6 +60,7 @@ class Policy:
     warnings: tuple[str, ...] = field(default=())
     firewall: str = "auto"  # ufw | firewalld | auto (the one the host runs)
     remove_services: tuple[str, ...] = ()  # firewalld services removed from the zones even where they widen nothing
+    accept_zones: tuple[str, ...] = ()  # firewalld zones that may keep target ACCEPT
 
     @property
     def needs_ipv6(self) -> bool:
@@ -516,4 +517,5 @@ def build_policy(settings: Settings, topology: Topology) -> Policy:
         warnings=(*seed_warnings(settings, classes), *memcached_warnings, *address_warnings, *site_warnings),
         firewall=settings.firewall,
         remove_services=settings.firewalld_remove_services,
+        accept_zones=settings.firewalld_accept_zones,
     )

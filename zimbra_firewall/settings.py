@@ -297,7 +297,14 @@ class Settings:
         "firewalld hosts: services removed from the zones packets land in, even where they widen no Zimbra port "
         "(RHEL adds `cockpit`, the web console's root login on 9090, open to everyone); SSH open to everyone goes "
         "anyway (it widens `firewall_ssh_port`)",
-        list_of(text(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", "a firewalld service name", 64)),
+        list_of(text(r"[A-Za-z0-9][A-Za-z0-9_-]*", "a firewalld service name", 64)),
+    )
+    firewalld_accept_zones: tuple[str, ...] = setting(
+        [],
+        "firewalld zone names",
+        "firewalld hosts: zones other than the default that may keep target ACCEPT (a Docker or libvirt bridge's "
+        "zone); any other such zone, or policy to the host, refuses the host, since it lets everything in",
+        list_of(text(r"[A-Za-z0-9][A-Za-z0-9_-]*", "a firewalld zone name", 17)),
     )
     default_incoming: str = setting(
         "deny",
