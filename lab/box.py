@@ -41,8 +41,9 @@ printf '127.0.0.1 localhost\n127.0.1.1 zfw-box\n::1 localhost ip6-localhost ip6-
 printf 'LABEL=%(label)s / ext4 errors=remount-ro 0 1\n' > /etc/fstab
 printf '[Match]\nName=e*\n\n[Network]\nDHCP=yes\n' > /etc/systemd/network/80-dhcp.network
 systemctl enable systemd-networkd ssh
-# the Zimbra stand-in runs its own slapd and memcached
-systemctl disable slapd memcached 2>/dev/null || true
+# the Zimbra stand-in runs its own slapd and memcached; the box is a Debian server with ufw, whose firewalld
+# (the lab's rootfs has it for the RHEL-like hosts) stays off
+systemctl disable slapd memcached firewalld 2>/dev/null || true
 # host keys are made at first boot, never shared through the box
 mkdir -p /etc/systemd/system/ssh.service.d
 printf '[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n' \

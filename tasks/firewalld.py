@@ -14,9 +14,8 @@ from pyinfra.api import OperationValueError, QuoteString, StringCommand, operati
 from facts.firewalld import FirewalldState
 from tasks import run
 from tasks.report import report_once
+from zimbra_firewall import firewalld
 from zimbra_firewall.firewalld import (
-    NAME,
-    POLICY_NAME_LIMIT,
     Plan,
     Service,
     State,
@@ -74,19 +73,8 @@ def configuration_plan(
 
 
 def problems(services: Iterable[Service], policy_name: str, policy_text: str, wanted: Wanted, record: str) -> list[str]:
-    """Why configured() would refuse this host (the preflight asks before anything is armed)."""
-    services = tuple(services)
-    found = [
-        f"{name!r} is not a firewalld object name (letters, digits, _ and -)"
-        for name in (policy_name, *(service.name for service in services))
-        if not isinstance(name, str) or not NAME.fullmatch(name)
-    ]
-    if len(policy_name) > POLICY_NAME_LIMIT:
-        found.append(
-            f"the policy object's name {policy_name!r} (from rule_comment) is longer than firewalld's "
-            f"{POLICY_NAME_LIMIT} characters"
-        )
-    return found or list(configuration_plan(services, policy_name, policy_text, wanted, record).problems)
+    """Why configured() would refuse this host, from its state (the preflight asks before anything is armed)."""
+    return firewalld.problems(current_state(record), services, policy_name, policy_text, wanted)
 
 
 @operation()

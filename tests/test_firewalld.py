@@ -156,6 +156,8 @@ def zone_with(*elements):
         '<port port="7100-7000" protocol="tcp"/>',  # firewalld reads it as 7000-7100
         '<forward-port port="2222" protocol="tcp" to-port="22"/>',  # redirected in: ct status dnat accept
         '<rule family="ipv4"><forward-port port="8000" protocol="tcp" to-port="7071"/></rule>',
+        # to an address the planner cannot tell from this host's own: judged by the port, so it goes
+        '<forward-port port="7071" protocol="tcp" to-addr="192.0.2.7"/>',
         '<service name="from-53"/>',  # a service that opens every port to whoever sends from 53
         '<rule><service name="cockpit"/><accept/></rule>',  # named for removal, in a rich rule too
     ],
@@ -173,7 +175,6 @@ def test_hostile_or_wide_zone_entries_go(element):
         '<rule family="ipv4"><port port="7071" protocol="tcp"/><reject/></rule>',  # lets nothing in
         '<port port="9100" protocol="udp"/>',
         '<forward-port port="8080" protocol="tcp" to-port="9100"/>',
-        '<forward-port port="7071" protocol="tcp" to-addr="192.0.2.7"/>',  # to another host: not in here
         '<interface name="eth0"/>',
     ],
 )
@@ -260,7 +261,11 @@ def test_an_admins_policy_to_the_host_is_pruned_and_a_renamed_owned_one_removed(
     host = with_files(state("state-deployed"), policies={"admin": wide, "forwarding": between_zones, "zfw-old": old})
     found = plan(host, **arguments(policy(**LAB)))
     (admin,) = [zone for zone in found.zones if zone.kind == "policy" and zone.removed]
-    assert admin.zone == "admin" and [e.element for e, _ in admin.removed] == ['<port port="7071" protocol="tcp" />']
+    assert (
+        admin.path == "/etc/firewalld/policies/admin.xml"
+        and admin.zone == "admin"
+        and [e.element for e, _ in admin.removed] == ['<port port="7071" protocol="tcp" />']
+    )
     assert [e.element for e in admin.kept] == ['<port port="9100" protocol="tcp" />']
     assert found.removes == ("/etc/firewalld/policies/zfw-old.xml",)
 
@@ -278,3 +283,17 @@ def test_a_file_without_a_final_newline_stays_apart_from_the_next():
 
     text = f"{FILE_MARK} /a.xml\n<zone/>\n{FILE_MARK} /b.xml\n<zone>\n</zone>\n\n"
     assert split_files(text) == {"/a.xml": "<zone/>", "/b.xml": "<zone>\n</zone>\n"}
+
+
+def test_the_plan_shown_refuses_what_the_preflight_refuses():
+    from zimbra_firewall.plan import node_plan
+
+    fresh = state("state-fresh")
+    lab = policy(**LAB)
+    lines = node_plan(fresh, lab, {}, firewall="firewalld")
+    assert "firewall-cmd --reload   # after firewall-cmd --check-config" in lines
+    iptables = type(fresh)(**{**fresh.__dict__, "backend": "iptables"})
+    (line,) = node_plan(iptables, lab, {}, firewall="firewalld")
+    assert line.startswith("nothing: the preflight refuses this host (firewalld runs its iptables backend")
+    long_name = policy(**LAB, rule_comment="zimbra-firewall-production")
+    assert "longer than firewalld's 17 characters" in node_plan(fresh, long_name, {}, firewall="firewalld")[0]

@@ -125,12 +125,10 @@ FIREWALLD_RUNNING = (
 )
 # the services a zone names, at the top or in a rich rule, with either quote
 SERVICE_NAMES = 'grep -hoE "<service[^>]*name=[\\"\'][A-Za-z0-9_.-]*" '
-# the chains that say what firewalld lets in: the zones' and policies' own chains and their `allow` parts,
-# not their deny, log, pre and post parts (fail2ban's bans land in deny; a ban is no drift to undo)
-ALLOW_CHAINS = (
-    "awk '/^\\tchain / { keep = ($2 ~ /^filter_IN_/ && $2 !~ /_(deny|log|pre|post)$/) || $2 ~ /^filter_INPUT/ } "
-    "keep { print }'"
-)
+# the chains that say what firewalld lets in: the dispatch, the zones' and policies' chains (a rich rule with a
+# priority lands in their pre or post part) and the redirections (nat_PRE_*: what they redirect is accepted),
+# not their deny and log parts (fail2ban's bans land in deny; a ban is no drift to undo)
+ALLOW_CHAINS = "awk '/^\\tchain / { keep = $2 ~ /^(filter_IN|nat_PRE)/ && $2 !~ /_(deny|log)$/ } keep { print }'"
 # the permanent configuration and what firewalld made of it in the kernel, each as a digest: recorded when the
 # deploy reloads, compared on the next run, so that a file changed since, or a runtime-only change
 # (`firewall-cmd --add-port` without --permanent), is found with no firewall-cmd started. No nft table (another
@@ -153,23 +151,24 @@ def record_digests(record: str) -> str:
 def state_read(record: str) -> str:
     """Shell printing what parse_state reads, in one command without starting firewall-cmd: whether firewalld
     runs, its default zone and backend, the zones the kernel dispatches incoming packets to (firewalld's own
-    nft chains, by source then by interface), every zone file, the service files the zones name and those
-    under /etc, every policy file; then the digests of what is in force and those `record` kept at the last
-    reload. Each file is printed after a FILE_MARK line and followed by an empty line (a file without a
-    final newline stays apart from the next mark)."""
+    nft chains, by source then by interface), every zone file, the service files the zones and policies name
+    and those under /etc, every policy file; then the digests of what is in force and those `record` kept at
+    the last reload. Each file is printed after a FILE_MARK line and followed by an empty line (a file
+    without a final newline stays apart from the next mark)."""
     running = f"{FIREWALLD_RUNNING} && echo running=yes"
     files = 'for f in "$@"; do [ -f "$f" ] && echo "' + FILE_MARK + ' $f" && cat "$f" && echo; done'
     zones = f"{SHIPPED_DIR}/zones/*.xml {CONFIG_DIR}/zones/*.xml"
+    policies = f"{SHIPPED_DIR}/policies/*.xml {CONFIG_DIR}/policies/*.xml"
     return (
         f"{running}; grep -E '^(DefaultZone|FirewallBackend)=' {CONFIG_DIR}/firewalld.conf 2>/dev/null; "
         f"echo {SECTION}; for c in filter_INPUT_ZONES_SOURCE filter_INPUT_ZONES; do "
         f'nft list chain inet firewalld "$c" 2>/dev/null; done; echo {SECTION}; '
         f"sh -c '{files}' files {zones}; echo {SECTION}; "
-        f"names=$({SERVICE_NAMES} {zones} 2>/dev/null | sed 's/.*name=.//' | sort -u); "
+        f"names=$({SERVICE_NAMES} {zones} {policies} 2>/dev/null | sed 's/.*name=.//' | sort -u); "
         f'set -- {CONFIG_DIR}/services/*.xml; for n in $names; do [ -f "{CONFIG_DIR}/services/$n.xml" ] || '
         f'set -- "$@" "{SHIPPED_DIR}/services/$n.xml"; done; '
         f"sh -c '{files}' files \"$@\"; echo {SECTION}; "
-        f"sh -c '{files}' files {SHIPPED_DIR}/policies/*.xml {CONFIG_DIR}/policies/*.xml; echo {SECTION}; "
+        f"sh -c '{files}' files {policies}; echo {SECTION}; "
         f"{DIGESTS}; echo {SECTION}; cat {shlex.quote(record)} 2>/dev/null; true"
     )
 
@@ -210,6 +209,7 @@ class State:
     policies: Mapping[str, tuple[str, str]]
     applied: bool = False  # the configuration and the kernel's ruleset are what the last reload made
     backend: str = "nftables"
+    kernel_read: bool = True  # nft listed firewalld's table
 
     @property
     def judged_zones(self) -> tuple[str, ...]:
@@ -223,6 +223,11 @@ class State:
             return (
                 f"firewalld runs its {self.backend} backend: this deploy reads and judges the nftables one "
                 "(FirewallBackend=nftables, the default since firewalld 0.6 and on RHEL 8/9)"
+            )
+        if self.running and not self.kernel_read:
+            return (
+                "nft cannot list firewalld's table (nft list table inet firewalld): this deploy reads there "
+                "what is in force"
             )
         bad = [zone for zone in self.judged_zones if not NAME.fullmatch(zone)]
         if bad:
@@ -253,6 +258,7 @@ def parse_state(text: str) -> State:
         policies=by_name(split_files(policies), "policies"),
         applied=recorded.split() == digests.split() and len(digests.split()) == 2 and "none" not in digests.split(),
         backend=settings.get("FirewallBackend", "").strip() or "nftables",
+        kernel_read="none" not in digests.split(),
     )
 
 
@@ -301,10 +307,9 @@ class Entry:
 
 
 def _forwarded(element: ElementTree.Element) -> tuple[Port, ...] | None:
-    """The local port a forward-port element lets packets in to (firewalld accepts what it redirects:
-    `ct status dnat accept`); () when it sends them to another host."""
-    if element.get("to-addr"):
-        return ()
+    """The port a forward-port element lets packets in to (firewalld accepts what it redirects: `ct status
+    dnat accept`). A `to-addr` may be one of this host's own addresses, which this pure planner does not
+    know: every forward is judged by its destination port, so a restricted one goes rather than stays open."""
     return _ports(element.get("to-port") or element.get("port"), element.get("protocol"))
 
 
@@ -396,6 +401,9 @@ class Wanted:
     accept_zones: tuple[str, ...] = ()
 
 
+FOLDERS = {"zone": "zones", "policy": "policies"}
+
+
 def plan_zone(state: State, zone: str, wanted: Wanted, kind: str = "zone") -> ZonePlan:
     """What to change in one zone (or, with kind "policy", one policy object of the admin's that lets traffic
     in to this host): drop each entry that widens a restriction (or is a service named for removal; or, with
@@ -403,7 +411,7 @@ def plan_zone(state: State, zone: str, wanted: Wanted, kind: str = "zone") -> Zo
     (interfaces, sources, ICMP settings, masquerading, the admin's narrower entries) stays as it is. One that
     accepts everything (target ACCEPT) is a problem unless `accept_zones` names it."""
     found = (state.zones if kind == "zone" else state.policies).get(zone)
-    path = f"{CONFIG_DIR}/{kind}s/{zone}.xml"
+    path = f"{CONFIG_DIR}/{FOLDERS[kind]}/{zone}.xml"
     root = _root(found[1]) if found else None
     if root is None:
         return ZonePlan(zone, path, None, problem=f"the {kind} {zone}'s file does not parse (or is missing)", kind=kind)
@@ -459,6 +467,25 @@ class Plan:
     @property
     def problems(self) -> tuple[str, ...]:
         return tuple(zone.problem for zone in self.zones if zone.problem)
+
+
+def problems(
+    state: State, services: Iterable[Service], policy_name: str, policy_text: str, wanted: Wanted
+) -> list[str]:
+    """Why the deploy must leave this host's firewalld untouched: names firewalld would refuse, and what
+    plan() finds it cannot judge. The preflight, the plan shown and the operation all ask this."""
+    services = tuple(services)
+    found = [
+        f"{name!r} is not a firewalld object name (letters, digits, _ and -)"
+        for name in (policy_name, *(service.name for service in services))
+        if not isinstance(name, str) or not NAME.fullmatch(name)
+    ]
+    if len(policy_name) > POLICY_NAME_LIMIT:
+        found.append(
+            f"the policy object's name {policy_name!r} (from rule_comment) is longer than firewalld's "
+            f"{POLICY_NAME_LIMIT} characters"
+        )
+    return found or list(plan(state, services, policy_name, policy_text, wanted).problems)
 
 
 def plan(state: State, services: Iterable[Service], policy_name: str, policy_text: str, wanted: Wanted) -> Plan:

@@ -34,6 +34,9 @@ def node_plan(
     """state: the backend's state fact (facts.ufw.UfwState's, facts.firewalld.FirewalldState's); memcached: the
     node's memcached attributes as Zimbra has them; refused: why the preflight refuses the node (then nothing
     else is planned); firewall: the host's backend."""
+    if firewall == "firewalld" and not refused:
+        assert isinstance(state, State)
+        refused = "; ".join(firewalld.problems(state, **firewalld_arguments(policy)))
     if refused:
         return [f"nothing: the preflight refuses this host ({refused})"]
     if firewall == "firewalld":

@@ -108,6 +108,8 @@ def test_drift_in_files_and_at_runtime_is_repaired_by_one_reload_that_opens_noth
     )
     client.run("zimbra", "firewall-cmd", "-q", "--reload")
     client.run("zimbra", "firewall-cmd", "-q", "--add-port=389/tcp")  # runtime only: no file says it
+    client.run("zimbra", "firewall-cmd", "-q", "--add-forward-port=port=2222:proto=tcp:toport=22")  # and SSH on 2222
+    assert client.probe("outside", zimbra_address(lab, "ipv4"), ["2222/tcp"]) == {"2222/tcp": "open"}
     assert {"80/tcp", "7071/tcp", "389/tcp"} <= answering("outside", zimbra_address(lab, "ipv4"))
     closed_throughout = {"outside": {"closed": both_families([11211, 7072]), "open": both_families([25])}}
     with probing(closed_throughout) as reports:
@@ -127,6 +129,27 @@ def test_drift_in_files_and_at_runtime_is_repaired_by_one_reload_that_opens_noth
     assert "opens 7071/tcp wider than the policy" in output
     for family in ("ipv4", "ipv6"):
         assert answering("outside", zimbra_address(lab, family)) == PUBLIC
+    assert client.probe("outside", zimbra_address(lab, "ipv4"), ["2222/tcp"]) == {"2222/tcp": "filtered"}
+    assert all(r["no_change"] == 1 for r in deploy().ops.values())
+
+
+def test_an_admins_policy_to_the_host_is_pruned_of_what_widens_and_keeps_the_rest(deployed):
+    admin = (
+        '<?xml version="1.0" encoding="utf-8"?>\n<policy target="CONTINUE"><ingress-zone name="ANY"/>'
+        '<egress-zone name="HOST"/><service name="https"/><port port="7071" protocol="tcp"/></policy>\n'
+    )
+    client.run("zimbra", "sh", "-c", "cat > /etc/firewalld/policies/admin.xml && firewall-cmd -q --reload", input=admin)
+    assert "7071/tcp" in answering("outside", "10.77.0.10")
+    pruned = deploy()
+    output = pruned.stdout + pruned.stderr
+    assert pruned.returncode == 0, output
+    assert (
+        'removing from policy admin (opens 7071/tcp wider than the policy): <port port="7071" protocol="tcp" />'
+        in output
+    )
+    # https is a shipped service that only the policy names: read, and judged by its ports (443, public)
+    assert 'keeping in policy admin: <service name="https" />' in output
+    assert answering("outside", "10.77.0.10") == PUBLIC
     assert all(r["no_change"] == 1 for r in deploy().ops.values())
 
 
