@@ -14,6 +14,7 @@ from facts.ufw import UfwState
 from tasks import firewalld, run, ufw
 from tasks.report import fail_host, report_once
 from tasks.ufw import current_state
+from zimbra_firewall.firewalld import changes_pending as firewalld_changes_pending
 from zimbra_firewall.firewalld_policy import arguments as firewalld_arguments
 from zimbra_firewall.policy import Policy
 from zimbra_firewall.safety import (
@@ -83,10 +84,7 @@ def firewall_will_change(policy: Policy) -> bool:
     """What the firewall operations of deploy.py would do, asked of the same planners with the same values."""
     if firewall(policy) == "firewalld":
         state = firewalld.current_state(FIREWALLD_RECORD)
-        return (
-            not state.applied
-            or firewalld.configuration_plan(**firewalld_arguments(policy), record=FIREWALLD_RECORD).changes
-        )
+        return firewalld_changes_pending(state, **firewalld_arguments(policy))
     return changes_pending(
         current_state(policy.xtables_lock_wait),
         policy.profiles,

@@ -47,6 +47,24 @@ def holds(networks: Iterable[Network], inner: Network) -> bool:
     return any(n.version == inner.version and inner.subnet_of(n) for n in networks)  # type: ignore[arg-type]
 
 
+ANYWHERE = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
+
+
+def opened_wider(
+    sources: Iterable[Network], ports: Iterable[Port] | None, restrictions: Iterable[Restriction]
+) -> tuple[Port, ...]:
+    """The restricted ports that a way in from `sources` to `ports` (None: every port) opens to a source their
+    restriction does not allow: what makes a rule that is not the deploy's widen the policy (ufw's and
+    firewalld's alike)."""
+    sources, ports = tuple(sources), None if ports is None else tuple(ports)
+    opened: set[Port] = set()
+    for restriction in restrictions:
+        if all(holds(restriction.sources, source) for source in sources):
+            continue
+        opened |= {r for r in restriction.ports if ports is None or any(p.overlaps(r) for p in ports)}
+    return tuple(sorted(opened))
+
+
 def network_order(network: Network) -> tuple[int, Network]:
     """A sort key for networks of both families: IPv4 first."""
     return (network.version, network)  # type: ignore[return-value]

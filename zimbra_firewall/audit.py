@@ -20,12 +20,11 @@ import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from zimbra_firewall.access import holds
+from zimbra_firewall.access import ANYWHERE, holds
 from zimbra_firewall.catalogue import Catalogue
 from zimbra_firewall.policy import Policy, attribute_port, nginx_memcached_address
 from zimbra_firewall.topology import Topology
 from zimbra_firewall.ufw import (
-    ANYWHERE,
     TUPLE,
     Port,
     RuleView,

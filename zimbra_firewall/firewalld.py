@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from xml.sax.saxutils import quoteattr
 
-from zimbra_firewall.access import Network, Port, Restriction, holds
+from zimbra_firewall.access import ANYWHERE, Network, Port, Restriction, opened_wider
 
 CONFIG_DIR = "/etc/firewalld"
 SHIPPED_DIR = "/usr/lib/firewalld"
@@ -30,7 +30,6 @@ MANAGED = "managed by zimbra-firewall"
 TARGETS = {"deny": "DROP", "reject": "%%REJECT%%", "allow": "ACCEPT"}
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")  # what firewalld takes for a zone, service or policy
 POLICY_NAME_LIMIT = 17  # firewalld: its longest chain, POST_<policy>_allow, must fit netfilter's 28 characters
-ANYWHERE = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
 
 
 def object_name(text: str) -> str:
@@ -364,16 +363,6 @@ def entries_of(state: State, root: ElementTree.Element) -> list[Entry]:
     return entries
 
 
-def widens(entry: Entry, restrictions: Iterable[Restriction]) -> tuple[Port, ...]:
-    """The restricted ports an entry lets in from a source their restriction does not allow."""
-    opened: list[Port] = []
-    for restriction in restrictions:
-        if all(holds(restriction.sources, source) for source in entry.sources):
-            continue
-        opened += [r for r in restriction.ports if entry.ports is None or any(p.overlaps(r) for p in entry.ports)]
-    return tuple(sorted(set(opened)))
-
-
 @dataclass(frozen=True)
 class ZonePlan:
     """What changes in one zone, or in one policy object of the admin's (`kind`)."""
@@ -417,7 +406,7 @@ def plan_zone(state: State, zone: str, wanted: Wanted, kind: str = "zone") -> Zo
         return ZonePlan(zone, path, None, problem=f"the {kind} {zone}'s file does not parse (or is missing)", kind=kind)
     removed, purged, kept = [], [], []
     for entry in entries_of(state, root):
-        opened = widens(entry, wanted.restrictions)
+        opened = opened_wider(entry.sources, entry.ports, wanted.restrictions)
         if opened or entry.service in wanted.remove_services:
             removed.append((entry, opened))
         elif wanted.purge:
@@ -459,14 +448,11 @@ class Plan:
     writes: Mapping[str, str]  # path → text
     removes: tuple[str, ...]
     zones: tuple[ZonePlan, ...]
+    problems: tuple[str, ...] = ()  # what this deploy cannot judge here: the host is left untouched
 
     @property
     def changes(self) -> bool:
         return bool(self.writes or self.removes)
-
-    @property
-    def problems(self) -> tuple[str, ...]:
-        return tuple(zone.problem for zone in self.zones if zone.problem)
 
 
 def problems(
@@ -516,7 +502,14 @@ def plan(state: State, services: Iterable[Service], policy_name: str, policy_tex
         for name, (path, text) in sorted(state.policies.items())
         if name != policy_name and MANAGED not in text and to_host(text)
     ]
-    if state.problem:
-        zones.append(ZonePlan(state.default_zone, "", None, problem=state.problem))
     writes.update({zone.path: zone.text for zone in zones if zone.text is not None})
-    return Plan(writes, removes, tuple(zones))
+    problems = ([state.problem] if state.problem else []) + [zone.problem for zone in zones if zone.problem]
+    return Plan(writes, removes, tuple(zones), tuple(problems))
+
+
+def changes_pending(
+    state: State, services: Iterable[Service], policy_name: str, policy_text: str, wanted: Wanted
+) -> bool:
+    """Would the operations change anything (files to write, or a reload to put them in force)? The planner
+    they use, so that the rollback's "will the firewall change" and the plan shown cannot drift from them."""
+    return not state.applied or plan(state, services, policy_name, policy_text, wanted).changes

@@ -82,9 +82,9 @@ def ufw_lines(state: Mapping, policy: Policy) -> list[str]:
 
 
 def firewalld_lines(state: State, policy: Policy) -> list[str]:
-    found = firewalld.plan(state, **firewalld_arguments(policy))
-    if not found.changes and state.applied:
+    if not firewalld.changes_pending(state, **firewalld_arguments(policy)):
         return []
+    found = firewalld.plan(state, **firewalld_arguments(policy))
     lines = [rollback_line(policy, "firewalld's files (and, reloaded, its rules)")]
     for path in sorted(found.writes):
         zone = next((z for z in found.zones if z.path == path), None)

@@ -12,7 +12,7 @@ import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from zimbra_firewall.access import Port, holds
+from zimbra_firewall.access import ANYWHERE, Port, Restriction, opened_wider
 
 PROFILE_PATH = "/etc/ufw/applications.d/zimbra"
 DEFAULT_POLICIES = ("deny", "reject", "allow")
@@ -48,7 +48,6 @@ def wait_for_xtables_lock(seconds: int) -> str:
 
 
 POLICY_WORDS = {"DROP": "deny", "REJECT": "reject", "ACCEPT": "allow"}
-ANYWHERE = (ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0"))
 
 
 @dataclass(frozen=True)
@@ -427,10 +426,10 @@ def ports_of_text(text: str) -> tuple[Port, ...]:
     return tuple(ports)
 
 
-def restriction_list(restrictions):
-    """{ports text: [source subnets]} → [(Ports, networks)]: ports only those sources may reach."""
+def restriction_list(restrictions) -> list[Restriction]:
+    """{ports text: [source subnets]} → the Restrictions: ports only those sources may reach."""
     return [
-        (ports_of_text(ports), tuple(ipaddress.ip_network(s, strict=False) for s in sources))
+        Restriction(ports_of_text(ports), tuple(ipaddress.ip_network(s, strict=False) for s in sources))
         for ports, sources in restrictions.items()
     ]
 
@@ -443,13 +442,7 @@ def widened(args, restrictions, apps) -> tuple[Port, ...]:
     rule = view_rule(args)
     if rule.action not in ("allow", "limit") or not rule.inbound:
         return ()
-    ports = apps.get(rule.app) if rule.app else rule.ports
-    opened = []
-    for restricted, allowed in restrictions:
-        if all(holds(allowed, source) for source in rule.sources):
-            continue
-        opened += [r for r in restricted if ports is None or any(p.overlaps(r) for p in ports)]
-    return tuple(sorted(set(opened)))
+    return opened_wider(rule.sources, apps.get(rule.app) if rule.app else rule.ports, restrictions)
 
 
 @dataclass(frozen=True)
