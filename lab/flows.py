@@ -26,6 +26,10 @@ ZMPROXYCONFIG = "Zimbra/zm-core-utils src/libexec/zmproxyconfig"
 PROXYCONFGEN = "Zimbra/zm-mailbox store/src/java/com/zimbra/cs/util/ProxyConfGen.java"
 SPAM_EXTRACT = "Zimbra/zm-mailbox store/src/java/com/zimbra/cs/util/SpamExtract.java (getServerURL)"
 ATTRS_XML = "Zimbra/zm-mailbox store/conf/attrs/zimbra-attrs.xml"
+NGINX_LOOKUP = "Zimbra/zm-nginx-lookup-store NginxLookupExtension.java (chooseUsingReverseProxyUpstreamImapServer)"
+IMAP_CONNECTION = "Zimbra/zm-mailbox store/src/java/com/zimbra/cs/imap/ImapConnection.java"
+IMAP_LISTENER = "Zimbra/zm-mailbox store/src/java/com/zimbra/cs/imap/ImapServerListener.java"
+NGINX_TEMPLATES = "Zimbra/zm-nginx-conf conf/nginx/templates (listen directives)"
 
 
 @dataclass(frozen=True)
@@ -33,7 +37,10 @@ class Flow:
     """source: a Zimbra service, "*" (every Zimbra node), or the lab's `mgmt` / `outside` clients.
     destination: a service; "*"; or "@attr", the host names in the source server's attribute.
     port: a number, or a port attribute read on the destination server (cn=config as default).
-    when: (side, attribute, values): the flow exists only when that server's attribute has one of the values."""
+    when: (side, attribute, values): the flow exists only when that server's attribute has one of the values.
+    named_on: with an "@attr" destination, the service whose servers hold the attribute (else the source).
+    client: how the connecting program picks the address family from its server's zimbraIPMode (CLIENTS);
+    "" = the system resolver's choice, both families."""
 
     source: str
     destination: str
@@ -42,10 +49,25 @@ class Flow:
     what: str
     reference: str
     when: tuple = ()
+    client: str = ""
+    named_on: str = ""  # an "@attr" destination read on every server running this service, not on the source
+
+
+# zimbraIPMode → the families a client uses (any other mode: both). "postfix": zm-jython serverconfig.py sets
+# inet_protocols from the mode; "nginx": ProxyConfGen.java getLookupTargetIPbyIPMode, the proxy's own mode, for
+# the IP literals it writes; "java": zm-core-utils zmiptool starts Zimbra's JVMs with
+# -Djava.net.preferIPv4Stack=true in ipv4 mode (IPv4 alone), a preference only in ipv6 mode.
+CLIENTS = {
+    "postfix": {"IPV4": (4,), "IPV6": (6,)},
+    "nginx": {"IPV4": (4,), "IPV6": (6,)},
+    "java": {"IPV4": (4,)},
+}
+IPMODE_REFERENCE = "Zimbra/zm-core-utils src/libexec/zmiptool; Zimbra/zm-jython jylibs/serverconfig.py"
 
 
 NODE_FLOWS = [
-    Flow("*", "ldap", "zimbraLdapPort", "tcp", "LDAP: every service reads its configuration", INSTALL_GUIDE),
+    # LDAP's port is each node's localconfig (ldap_url), not an LDAP attribute: 389, as the installer writes it
+    Flow("*", "ldap", 389, "tcp", "LDAP: every service reads its configuration", INSTALL_GUIDE),
     Flow(
         "*",
         "@zimbraLogHostname",
@@ -54,9 +76,16 @@ NODE_FLOWS = [
         "remote syslog to the logger",
         "Zimbra/zm-core-utils src/bin/zmsyslogsetup",
     ),
-    Flow("mta", "mailbox", "zimbraLmtpBindPort", "tcp", "LMTP delivery", INSTALL_GUIDE),
+    Flow("mta", "mailbox", "zimbraLmtpBindPort", "tcp", "LMTP delivery", INSTALL_GUIDE, client="postfix"),
     Flow("mta", "mailbox", "zimbraMtaAuthPort", "tcp", "SMTP AUTH: saslauthd asks the mailbox", INSTALL_GUIDE),
-    Flow("mailbox", "@zimbraSmtpHostname", "zimbraSmtpPort", "tcp", "mail sent by the mailbox", INSTALL_GUIDE),
+    Flow(
+        "mailbox",
+        "@zimbraSmtpHostname",
+        "zimbraSmtpPort",
+        "tcp",
+        "mail sent by the mailbox",
+        INSTALL_GUIDE,
+    ),
     Flow("ldap", "@zimbraSmtpHostname", "zimbraSmtpPort", "tcp", "mail sent by the LDAP node", INSTALL_GUIDE),
     Flow(
         "proxy",
@@ -66,6 +95,7 @@ NODE_FLOWS = [
         "nginx route lookup",
         PROXYCONFGEN,
         ("destination", "zimbraReverseProxyLookupTarget", ("TRUE",)),
+        client="nginx",
     ),
     *[
         Flow(
@@ -106,7 +136,7 @@ NODE_FLOWS = [
     ),
     # the MTA's nightly zmtrainsa (Zimbra/zm-build rpmconf/Env/crontabs/crontab.mta) runs zmspamextract: admin
     # SOAP auth on the training accounts' mailbox, then their mail over the scheme zimbraMailMode gives
-    Flow("mta", "mailbox", "zimbraAdminPort", "tcp", "spam training: admin SOAP auth", SPAM_EXTRACT),
+    Flow("mta", "mailbox", "zimbraAdminPort", "tcp", "spam training: admin SOAP auth", SPAM_EXTRACT, client="java"),
     Flow(
         "mta",
         "mailbox",
@@ -115,6 +145,7 @@ NODE_FLOWS = [
         "spam training: the accounts over https",
         SPAM_EXTRACT,
         ("destination", "zimbraMailMode", ("HTTPS", "REDIRECT")),
+        client="java",
     ),
     Flow(
         "mta",
@@ -124,20 +155,59 @@ NODE_FLOWS = [
         "spam training: the accounts over http",
         SPAM_EXTRACT,
         ("destination", "zimbraMailMode", ("HTTP", "BOTH", "MIXED")),
+        client="java",
     ),
-    Flow("mailbox", "mailbox", "zimbraAdminPort", "tcp", "admin SOAP between mailboxes", INSTALL_GUIDE),
-    Flow("mailbox", "mailbox", "zimbraMailSSLPort", "tcp", "user SOAP/REST proxied between mailboxes", INSTALL_GUIDE),
-    Flow("mailbox", "@zimbraSpellCheckURL", "url", "tcp", "spell checking", ATTRS_XML),
-    Flow("mailbox", "*", "zimbraRemoteManagementPort", "tcp", "remote management (zmrcd over SSH)", ATTRS_XML),
+    # imapd, the standalone IMAP server: nginx's lookup sends IMAP logins to the imapd servers the account's
+    # mailbox lists in zimbraReverseProxyUpstreamImapServers (the imapd servers any mailbox names, from every
+    # proxy; none named: IMAP stays on mailboxd); mailboxd reaches imapd on its plain port; imapd keeps its
+    # waitsets on the mailboxes' admin port
+    *[
+        Flow(
+            "proxy",
+            "@zimbraReverseProxyUpstreamImapServers",
+            attr,
+            "tcp",
+            f"{what} to imapd",
+            NGINX_LOOKUP,
+            named_on="mailbox",
+        )
+        for attr, what in (("zimbraRemoteImapBindPort", "IMAP"), ("zimbraRemoteImapSSLBindPort", "IMAPS"))
+    ],
+    Flow("mailbox", "imapd", "zimbraRemoteImapBindPort", "tcp", "mailboxd to imapd", IMAP_CONNECTION, client="java"),
+    Flow("imapd", "mailbox", "zimbraAdminPort", "tcp", "imapd's waitsets (admin SOAP)", IMAP_LISTENER),
+    # document editing: nginx proxies the editor to the OnlyOffice document server, which fetches the document
+    # back from the mailbox on its callback port
+    *[
+        Flow("proxy", "onlyoffice", port, "tcp", what, f"{PROXYCONFGEN} ({variable})")
+        for port, what, variable in (
+            (7084, "OnlyOffice document service", "OnlyOfficeDocServiceServersVar"),
+            (7085, "OnlyOffice spell checker", "OnlyOfficeSpellCheckerServersVar"),
+        )
+    ],
+    Flow("onlyoffice", "mailbox", "zimbraDocumentEditingCallbackPort", "tcp", "document editing callback", ATTRS_XML),
+    *[
+        Flow("mailbox", destination, port, "tcp", what, reference, client="java")
+        for destination, port, what, reference in (
+            ("mailbox", "zimbraAdminPort", "admin SOAP between mailboxes", INSTALL_GUIDE),
+            ("mailbox", "zimbraMailSSLPort", "user SOAP/REST proxied between mailboxes", INSTALL_GUIDE),
+            ("@zimbraSpellCheckURL", "url", "spell checking", ATTRS_XML),
+            ("*", "zimbraRemoteManagementPort", "remote management (zmrcd over SSH)", ATTRS_XML),
+        )
+    ],
 ]
 CLIENT_FLOWS = [
     *[
         Flow("outside", "mta", port, "tcp", what, "Zimbra/zm-postfix conf/master.cf.in")
         for port, what in ((25, "SMTP from other MTAs"), (465, "SMTPS"), (587, "submission"))
     ],
+    # nginx listens where the proxy's attributes say (ProxyConfGen's web.https.port, mail.imaps.port, ...)
     *[
-        Flow("outside", "proxy", port, "tcp", what, "Zimbra/adminguide proxy.adoc")
-        for port, what in ((443, "webmail, SOAP, ActiveSync"), (993, "IMAPS"), (995, "POP3S"))
+        Flow("outside", "proxy", attr, "tcp", what, f"{NGINX_TEMPLATES}; {PROXYCONFGEN}")
+        for attr, what in (
+            ("zimbraMailSSLProxyPort", "webmail, SOAP, ActiveSync"),
+            ("zimbraImapSSLProxyBindPort", "IMAPS"),
+            ("zimbraPop3SSLProxyBindPort", "POP3S"),
+        )
     ],
     Flow("mgmt", "*", 22, "tcp", "administrators' SSH", INSTALL_GUIDE),
     Flow("mgmt", "mailbox", "zimbraAdminPort", "tcp", "admin console", INSTALL_GUIDE),
@@ -198,8 +268,11 @@ def number(text, default=None):
 def destinations(flow, source_attrs, index):
     """(fqdn, port) pairs a flow of this source goes to."""
     if flow.destination.startswith("@"):
+        holders = (
+            [a for a, services in index.values() if flow.named_on in services] if flow.named_on else [source_attrs]
+        )
         targets = []
-        for item in source_attrs.get(flow.destination[1:], []):
+        for item in [item for attrs in holders for item in attrs.get(flow.destination[1:], [])]:
             if flow.port == "url":
                 try:
                     parts = urlsplit(item)
@@ -251,7 +324,7 @@ def plan(snapshot: dict, hosts: list[dict], listen_mode: str = "roles", site: li
     by_fqdn = {h["fqdn"].lower(): h for h in hosts}
     flows = []
 
-    def add(source, fqdn, port, proto, kind, expect, what, reference):
+    def add(source, fqdn, port, proto, kind, expect, what, reference, families=FAMILIES):
         destination = by_fqdn.get(fqdn)
         if destination is None or not port:
             return  # a name outside the lab (a relay, a removed node): nothing to connect to here
@@ -268,6 +341,7 @@ def plan(snapshot: dict, hosts: list[dict], listen_mode: str = "roles", site: li
                 "expect": expect,
                 "what": what,
                 "reference": reference,
+                "families": families,
             }
         )
 
@@ -282,6 +356,7 @@ def plan(snapshot: dict, hosts: list[dict], listen_mode: str = "roles", site: li
             source_attrs, services = snapshot["config"], set()
             rules = [f for f in CLIENT_FLOWS if f.source == kind]
         for flow in rules:
+            families = CLIENTS.get(flow.client, {}).get(str(value(source_attrs, "zimbraIPMode", "")).upper(), FAMILIES)
             for fqdn, port in destinations(flow, source_attrs, index):
                 add(
                     source,
@@ -292,6 +367,7 @@ def plan(snapshot: dict, hosts: list[dict], listen_mode: str = "roles", site: li
                     "allow",
                     flow.what,
                     flow.reference,
+                    families,
                 )
         for name, destination, port, proto in site:
             target = next((h for h in hosts if h["name"] == destination), None)
@@ -308,6 +384,7 @@ def plan(snapshot: dict, hosts: list[dict], listen_mode: str = "roles", site: li
                     "port": None,
                     "proto": "tcp",
                     "kind": "nginx-memcache",
+                    "families": (4,),
                     "expect": "allow",
                     "what": "nginx's route cache: every server in nginx.conf.memcache",
                     "reference": MEMCACHE_REFERENCE,
@@ -326,6 +403,7 @@ def plan(snapshot: dict, hosts: list[dict], listen_mode: str = "roles", site: li
                     "allow",
                     "mailboxd's memcached client",
                     CLIENT_LIST_REFERENCE,
+                    (4,),  # the memcache exchange is checked on IPv4
                 )
             for fqdn, port in [] if client_list else memcached_servers(index):
                 add(
@@ -337,17 +415,38 @@ def plan(snapshot: dict, hosts: list[dict], listen_mode: str = "roles", site: li
                     "deny",
                     "memcached, with zimbraMemcachedClientServerList empty",
                     CLIENT_LIST_REFERENCE,
+                    (4,),
                 )
+    flows += unused_families(flows)
     return flows + forbidden(flows, hosts, index, listen_mode)
 
 
-def listening(host, attrs, listen_mode):
+def unused_families(planned):
+    """A "deny" flow for each family no client of a legitimate flow uses (zimbraIPMode): what the client
+    never sends needs no rule, and one there would open the port to that peer for nothing."""
+    used = {}
+    for flow in planned:
+        if flow["expect"] == "allow" and flow["kind"] in ("connect", "datagram"):
+            key = (flow["source"], flow["destination"], flow["port"], flow["proto"])
+            used.setdefault(key, (flow, set()))[1].update(flow["families"])
+    denied = []
+    for flow, families in used.values():
+        unused = tuple(f for f in FAMILIES if f not in families)
+        if unused and flow["source"] != flow["destination"]:
+            what = f"{flow['what']}, over IPv{'/IPv'.join(map(str, unused))}: its client does not use it (zimbraIPMode)"
+            denied.append({**flow, "expect": "deny", "what": what, "reference": IPMODE_REFERENCE, "families": unused})
+    return denied
+
+
+def listening(host, attrs, services, listen_mode):
     """(port, proto) a destination node answers on from other hosts: the stand-in's listeners bound to
-    every address and the real services (sshd, slapd, memcached)."""
-    ports = {(e["port"], e["proto"]) for e in topology.listen_ports(host["roles"], listen_mode) if e["bind"] == "::"}
+    every address (for its lab roles and the services LDAP says it runs now: a service enabled later gets
+    listeners of its own) and the real services (sshd, slapd, memcached)."""
+    roles = sorted(set(host["roles"]) | services)
+    ports = {(e["port"], e["proto"]) for e in topology.listen_ports(roles, listen_mode) if e["bind"] == "::"}
     ports.add((22, "tcp"))
     if "ldap" in host["roles"]:
-        ports.add((number(value(attrs, "zimbraLdapPort", 389)), "tcp"))
+        ports.add((389, "tcp"))
     if "memcached" in host["roles"]:
         ports.add((number(value(attrs, "zimbraMemcachedBindPort", 11211)), "tcp"))
     return ports
@@ -371,8 +470,8 @@ def forbidden(planned, hosts, index, listen_mode):
     proxies = {h["name"] for h in hosts if "proxy" in h.get("roles", ())}
     flows = []
     for destination in [h for h in hosts if h["role"] == "zimbra" and h["fqdn"].lower() in index]:
-        attrs = index[destination["fqdn"].lower()][0]
-        for port, proto in sorted(listening(destination, attrs, listen_mode)):
+        attrs, services = index[destination["fqdn"].lower()]
+        for port, proto in sorted(listening(destination, attrs, services, listen_mode)):
             if (destination["name"], port, proto) in public:
                 continue
             for source in hosts:
@@ -394,6 +493,7 @@ def forbidden(planned, hosts, index, listen_mode):
                         "port": port,
                         "proto": proto,
                         "kind": "datagram" if proto == "udp" else "connect",
+                        "families": FAMILIES,
                         "expect": "deny",
                         "what": "no Zimbra flow uses it from there",
                         "reference": "this file's flow tables",
@@ -406,8 +506,7 @@ def checks_by_source(flows):
     """Per source host, the checks lab/guest/flowcheck.py runs: TCP/UDP flows on IPv4 and IPv6."""
     checks = {}
     for number, flow in enumerate(flows):
-        families = FAMILIES if flow["kind"] in ("connect", "datagram") else (4,)
-        for family in families:
+        for family in flow["families"]:
             checks.setdefault(flow["source"], []).append(
                 {
                     "flow": number,

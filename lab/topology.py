@@ -266,6 +266,8 @@ def server_entry(host):
         "zimbraServiceEnabled": list(host.services),
         "zimbraServiceInstalled": list(host.services),
     }
+    if "proxy" in host.services:
+        attrs.update(PROXY_PORTS)
     if "mailbox" in host.services:
         # zmsetup.pl points each mailbox at its own spell checker and makes it a proxy lookup target
         attrs["zimbraReverseProxyLookupTarget"] = ["TRUE"]
@@ -274,14 +276,27 @@ def server_entry(host):
     return {"name": host.fqdn, "attrs": attrs}
 
 
+# Where nginx listens, as zm-core-utils zmproxyconfig writes it on each proxy server's entry
+# (zimbra-attrs.xml leaves zimbraMailProxyPort and zimbraMailSSLProxyPort at 0 until then).
+PROXY_PORTS = {
+    "zimbraAdminProxyPort": ["9071"],
+    "zimbraImapProxyBindPort": ["143"],
+    "zimbraImapSSLProxyBindPort": ["993"],
+    "zimbraMailProxyPort": ["80"],
+    "zimbraMailSSLProxyClientCertPort": ["3443"],
+    "zimbraMailSSLProxyPort": ["443"],
+    "zimbraPop3ProxyBindPort": ["110"],
+    "zimbraPop3SSLProxyBindPort": ["995"],
+}
+
 # cn=config as a fresh install writes it (Zimbra/zm-mailbox store/conf/attrs/zimbra-attrs.xml defaults;
 # backend ports as zm-core-utils zmproxyconfig sets them once a proxy is configured).
 GLOBAL_CONFIG = {
     "zimbraAdminPort": ["7071"],
+    "zimbraDocumentEditingCallbackPort": ["7074"],
     "zimbraExtensionBindPort": ["7072"],
     "zimbraImapBindPort": ["7143"],
     "zimbraImapSSLBindPort": ["7993"],
-    "zimbraLdapPort": ["389"],
     "zimbraLmtpBindPort": ["7025"],
     # as Zimbra's installer sets it where a proxy fronts the mailboxes (Zimbra/zm-build zmsetup.pl)
     "zimbraMailMode": ["https"],
@@ -291,6 +306,8 @@ GLOBAL_CONFIG = {
     "zimbraMtaAuthPort": ["7073"],
     "zimbraPop3BindPort": ["7110"],
     "zimbraPop3SSLBindPort": ["7995"],
+    "zimbraRemoteImapBindPort": ["8143"],
+    "zimbraRemoteImapSSLBindPort": ["8993"],
     "zimbraRemoteManagementPort": ["22"],
     "zimbraReverseProxyAdminEnabled": ["FALSE"],
     "zimbraReverseProxySSLToUpstreamEnabled": ["TRUE"],

@@ -42,6 +42,21 @@ def _ufw(*words):
     return StringCommand("LC_ALL=C", "ufw", *[QuoteString(w) for w in words])
 
 
+# `ufw app update NAME` rewrites the rules that use the profile but reloads them into the kernel only when it
+# is not run under SSH (ufw src/frontend.py application_update, LP #424528), and pyinfra always is: the
+# kernel kept the profile's old ports, while `ufw status` showed the new ones. This is ufw's own command with
+# that one check answered "not under SSH"; the reload it then makes is _reload_user_rules, the one every
+# `ufw allow` makes (flush and restore of ufw's user chains: closed for a moment, never open).
+APP_UPDATE = (
+    "import runpy, shutil, sys, ufw.util; ufw.util.under_ssh = lambda *args: False; "
+    'sys.argv[0] = shutil.which("ufw"); runpy.run_path(sys.argv[0], run_name="__main__")'
+)
+
+
+def _app_update(name: str) -> StringCommand:
+    return StringCommand("LC_ALL=C", "python3", "-c", QuoteString(APP_UPDATE), "app", "update", QuoteString(name))
+
+
 def _one_command(guard: str, lock_wait: int, *steps: str | StringCommand) -> StringCommand:
     """A step's commands in ONE remote shell, each quoted, stopping at the first that fails: `guard` first,
     then the wait for another program's xtables lock, then the steps."""
@@ -78,7 +93,7 @@ def app_profiles(
         host.noop(f"ufw profiles in {path} are up to date")
         return
     write = StringCommand("printf", "%s", QuoteString(text), ">", QuoteString(path))
-    yield _one_command(guard, lock_wait, write, *[_ufw("app", "update", profile.name) for profile in profiles])
+    yield _one_command(guard, lock_wait, write, *[_app_update(profile.name) for profile in profiles])
 
 
 @operation()

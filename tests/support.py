@@ -1,6 +1,7 @@
 """What the lab and VM suites share: running the deploy as a user does, reading a lab host's zmprov, and
 `lab flows`' report."""
 
+import contextlib
 import json
 import os
 import re
@@ -66,6 +67,20 @@ def zmprov_calls(host="zimbra"):
 
 def zmprov(*args, host="zimbra", check=True):
     return client.run(host, "runuser", "-u", "zimbra", "--", "/opt/zimbra/bin/zmprov", *args, check=check)
+
+
+@contextlib.contextmanager
+def listening(host, *specs):
+    """Stand-in listeners on more ports of a lab host ("8444/tcp"), as a service moved or enabled after the
+    host started would open; stopped (by PID) on leaving."""
+    started = client.run(
+        host, "sh", "-c", 'python3 /opt/lab/listeners.py "$@" >/dev/null 2>&1 & echo $!', "listen", *specs
+    )
+    pid = started.stdout.strip()
+    try:
+        yield
+    finally:
+        client.run(host, "kill", pid)
 
 
 # --- `python -m lab flows`, the judge ---------------------------------------------------------------

@@ -4,7 +4,7 @@ exactly the peers whose flows reach it, memcached where nginx looks."""
 
 import dataclasses
 
-from test_policy import MGMT, policy, topology
+from test_policy import MGMT, policy, ports, topology
 
 from zimbra_firewall.policy import build_policy
 from zimbra_firewall.safety import preflight_problem
@@ -134,6 +134,58 @@ def test_a_moved_port_attribute_moves_the_rules():
     assert peer_ports(p)[V4["mailbox-2"]] == {22, 7271, 8443}
 
 
+def test_the_proxys_listen_ports_follow_its_attributes_and_0_closes_one():
+    """nginx listens where the proxy's attributes say (Zimbra/zm-mailbox ProxyConfGen.java web.https.port,
+    mail.imaps.port, ...): 443 moved to 8444 opens 8444 to everyone and not 443; 0 (Zimbra's "not used",
+    as `zmproxyconfig -d` writes for the web ports) opens nothing."""
+    read = with_attributes(
+        topology("cluster-proxy"), "proxy", zimbraMailSSLProxyPort=("8444",), zimbraPop3SSLProxyBindPort=("0",)
+    )
+    p = cluster_policy("proxy", read)
+    assert p.exposure["public"] == ports(993, 8444)
+    assert [(x.name, x.ports) for x in p.profiles][0] == ("Zimbra Public", "993,8444/tcp")
+    # the catalogue's public ports: a rule the admin typed for them is left alone, the deploy's own no longer opens them
+    restricted = {port.first for r in p.restricted for port in r.ports}
+    assert {443, 995} & restricted == set()
+    assert cluster_policy("proxy").exposure["public"] == ports(443, 993, 995)
+
+
+def test_a_port_attribute_of_0_opens_no_flow_to_it():
+    read = with_attributes(topology("cluster-mailbox"), "mailbox", zimbraLmtpBindPort=("0",))
+    p = cluster_policy("mailbox", read)
+    assert peer_ports(p)[V4["mta"]] == {7071, 7073, 8443}
+    assert "7025" not in p.profiles[0].ports
+
+
+def in_ip_mode(read, mode):
+    for server in read.servers:
+        read = with_attributes(read, server.name.split(".")[0], zimbraIPMode=(mode,))
+    return read
+
+
+def test_ip_mode_narrows_the_families_of_the_flows_whose_clients_follow_it_and_only_those():
+    """ipv4: postfix's LMTP (inet_protocols) and nginx's lookup (IP literals) use IPv4 alone, and so do the Java
+    clients (preferIPv4Stack): their peers' IPv6 rules go; saslauthd (curl), nginx's upstreams (host names)
+    and the others keep both families. ipv6: postfix and nginx's literals use IPv6 alone, Java both."""
+    ports = peer_ports(cluster_policy("mailbox", in_ip_mode(topology("cluster-mailbox"), "ipv4")))
+    assert ports[V4["mta"]] == {7025, 7071, 7073, 8443} and ports[V6["mta"]] == {7073}
+    assert ports[V4["proxy"]] == {7072, 7993, 7995, 8443} and ports[V6["proxy"]] == {7993, 7995, 8443}
+    assert ports[V4["mailbox-2"]] == {22, 7071, 8443} and V6["mailbox-2"] not in ports
+    ports = peer_ports(cluster_policy("mailbox", in_ip_mode(topology("cluster-mailbox"), "ipv6")))
+    assert ports[V4["mta"]] == {7071, 7073, 8443} and ports[V6["mta"]] == {7025, 7071, 7073, 8443}
+    assert ports[V4["proxy"]] == {7993, 7995, 8443} and ports[V6["proxy"]] == {7072, 7993, 7995, 8443}
+    both = peer_ports(cluster_policy("mailbox", in_ip_mode(topology("cluster-mailbox"), "both")))
+    assert both == peer_ports(cluster_policy("mailbox"))
+    assert both[V6["mta"]] == {7025, 7071, 7073, 8443}
+    # memcached on the proxy: nginx (strict) and the mailboxes' client (Java) in ipv4 mode: IPv4 alone
+    read = in_ip_mode(
+        with_attributes(topology("cluster-proxy"), "mailbox", zimbraMemcachedClientServerList=("proxy.zfw.test",)),
+        "ipv4",
+    )
+    ports = peer_ports(cluster_policy("proxy", read))
+    assert 11211 in ports[V4["mailbox"]] and 11211 not in ports.get(V6["mailbox"], set())
+
+
 def test_zimbra_nodes_subnets_replace_the_discovered_peers():
     p = policy("cluster-ldap", zimbra_nodes=["10.77.0.0/24"])
     intra = next(x for x in p.profiles if x.name == "Zimbra Intra")
@@ -191,26 +243,57 @@ def with_services(read, server_name, *services):
     return dataclasses.replace(read, this=this, servers=tuple(servers))
 
 
+def without_services(read, server_name, *services):
+    """The read with one server no longer running these services."""
+    servers = []
+    for server in read.servers:
+        if server.name.startswith(server_name + "."):
+            server = dataclasses.replace(server, services=server.services - set(services))
+        servers.append(server)
+    this = next(s for s in servers if s.name == read.this.name)
+    return dataclasses.replace(read, this=this, servers=tuple(servers))
+
+
+def test_without_a_proxy_the_mailboxes_serve_the_clients_on_their_own_ports():
+    """No node runs the proxy any more: each mailbox's backend ports, at the numbers its attributes give,
+    take the proxy ports' exposure (8443, 7993, 7995 to everyone; 8080, 7143, 7110 to the management
+    subnets); the MTA's spam training needs no rule of its own to a public port."""
+    read = without_services(topology("cluster-mailbox"), "proxy", "proxy", "memcached")
+    p = cluster_policy("mailbox", read)
+    assert p.exposure["public"] == ports(7993, 7995, 8443)
+    assert {7110, 7143, 8080} <= {port.first for port in p.exposure["local-only"]}
+    assert peer_ports(p)[V4["mta"]] == {7025, 7071, 7073}
+    assert V4["proxy"] not in peer_ports(p)
+    assert peer_ports(cluster_policy("mailbox"))[V4["proxy"]] == {7072, 7993, 7995, 8443}
+
+
 def test_spam_training_follows_the_mailboxs_mail_mode():
     """zmtrainsa on the MTA: admin auth on 7071, then https on zimbraMailSSLPort or http on zimbraMailPort as
     the mailbox's zimbraMailMode says (Zimbra/zm-mailbox SpamExtract.java getServerURL); no mode, no mail port."""
-    for mode, ports in [(("both",), {7071, 8080}), (("redirect",), {7071, 8443}), ((), {7071})]:
+    for mode, mail_ports in [(("both",), {7071, 8080}), (("redirect",), {7071, 8443}), ((), {7071})]:
         read = with_attributes(topology("cluster-mailbox"), "mailbox", zimbraMailMode=mode)
-        assert peer_ports(cluster_policy("mailbox", read))[V4["mta"]] == {7025, 7073} | ports, mode
+        assert peer_ports(cluster_policy("mailbox", read))[V4["mta"]] == {7025, 7073} | mail_ports, mode
 
 
-def test_imapd_is_reached_by_the_proxies_and_mailboxes_and_reaches_the_admin_port():
-    ldap = cluster_policy("ldap", with_services(topology("cluster-ldap"), "ldap", "imapd"))
-    assert peer_ports(ldap) == {
+def test_imapd_is_reached_by_the_proxies_a_mailbox_sends_there_and_by_the_mailboxes():
+    """nginx sends IMAP to the imapd servers an account's mailbox lists in zimbraReverseProxyUpstreamImapServers
+    (Zimbra/zm-nginx-lookup-store NginxLookupExtension.java): with the list, the proxies reach imapd's 8143 and
+    8993; without it IMAP stays on mailboxd and only the mailboxes reach imapd (8143, cache flushes)."""
+    imapd = with_services(topology("cluster-ldap"), "ldap", "imapd")
+    listed = with_attributes(imapd, "mailbox-2", zimbraReverseProxyUpstreamImapServers=("ldap.zfw.test",))
+    assert peer_ports(cluster_policy("ldap", listed)) == {
         **both("mta", {389}),
         **both("proxy", {389, 8143, 8993}),
         **both("mailbox", {22, 389, 8143}),
         **both("mailbox-2", {22, 389, 8143}),
     }
+    assert peer_ports(cluster_policy("ldap", imapd))[V4["proxy"]] == {389}
+    elsewhere = with_attributes(imapd, "mailbox-2", zimbraReverseProxyUpstreamImapServers=("mailbox.zfw.test",))
+    assert peer_ports(cluster_policy("ldap", elsewhere))[V4["proxy"]] == {389}
     mailbox = cluster_policy("mailbox", with_services(topology("cluster-mailbox"), "ldap", "imapd"))
     assert peer_ports(mailbox)[V4["ldap"]] == {7071}
-    moved = with_attributes(topology("cluster-ldap"), "ldap", zimbraRemoteImapSSLBindPort=("9993",))
-    assert peer_ports(cluster_policy("ldap", with_services(moved, "ldap", "imapd")))[V4["proxy"]] == {389, 8143, 9993}
+    moved = with_attributes(listed, "ldap", zimbraRemoteImapSSLBindPort=("9993",))
+    assert peer_ports(cluster_policy("ldap", moved))[V4["proxy"]] == {389, 8143, 9993}
 
 
 def test_document_editing_opens_the_document_server_to_the_proxies_and_the_callback_to_it():

@@ -83,6 +83,56 @@ def test_the_mtas_spam_training_reaches_the_mailboxes_on_the_scheme_their_mail_m
     assert plan[("proxy", "mailbox", 7071, "tcp", "connect")] == "deny"  # only the MTA's training
 
 
+def test_clients_reach_the_proxy_where_its_attributes_say_nginx_listens():
+    plan = planned(*cluster(proxy={"zimbraMailSSLProxyPort": ["8444"], "zimbraImapSSLProxyBindPort": ["9993"]}))
+    assert plan[("outside", "proxy", 8444, "tcp", "connect")] == "allow"
+    assert plan[("outside", "proxy", 9993, "tcp", "connect")] == "allow"
+    assert plan[("outside", "proxy", 995, "tcp", "connect")] == "allow"
+    # the old ports' listeners stay in the lab: nobody may reach them any more
+    assert plan[("outside", "proxy", 443, "tcp", "connect")] == "deny"
+    assert plan[("outside", "proxy", 993, "tcp", "connect")] == "deny"
+
+
+def test_imapd_and_the_document_server_are_judged_where_ldap_enables_them():
+    services = topology.ROLE_SERVICES["mailbox"]
+    enabled = {"mailbox-2": {"zimbraServiceEnabled": [*services, "imapd", "onlyoffice"]}}
+    # IMAP through imapd only for the accounts whose mailbox lists it (zimbraReverseProxyUpstreamImapServers)
+    unlisted = planned(*cluster(**enabled))
+    assert unlisted[("proxy", "mailbox-2", 8143, "tcp", "connect")] == "deny"
+    assert unlisted[("mailbox", "mailbox-2", 8143, "tcp", "connect")] == "allow"
+    listed = {"zimbraReverseProxyUpstreamImapServers": ["mailbox-2.zfw.test"]}
+    snapshot, status = cluster(**enabled, mailbox=listed)
+    plan = planned(snapshot, status)
+    for port in (8143, 8993, 7084, 7085):
+        assert plan[("proxy", "mailbox-2", port, "tcp", "connect")] == "allow"
+        assert plan[("outside", "mailbox-2", port, "tcp", "connect")] == "deny"
+        assert plan[("mta", "mailbox-2", port, "tcp", "connect")] == "deny"
+    assert plan[("mailbox", "mailbox-2", 8143, "tcp", "connect")] == "allow"
+    assert plan[("mailbox", "mailbox-2", 8993, "tcp", "connect")] == "deny"
+    assert plan[("mailbox-2", "mailbox", 7074, "tcp", "connect")] == "allow"  # the document callback
+    assert plan[("proxy", "mailbox", 7074, "tcp", "connect")] == "deny"
+    assert ("proxy", "mailbox", 8143, "tcp", "connect") not in planned(*cluster())
+
+
+def test_in_ipv4_mode_the_clients_that_follow_it_must_not_get_through_over_ipv6():
+    snapshot, status = cluster()
+    snapshot["config"]["zimbraIPMode"] = ["ipv4"]
+    judged = {}
+    for f in flows.plan(snapshot, status):
+        judged.setdefault((f["source"], f["destination"], f["port"]), set()).add((f["expect"], f["families"]))
+    assert judged[("mta", "mailbox", 7025)] == {("allow", (4,)), ("deny", (6,))}  # postfix: inet_protocols
+    assert judged[("proxy", "mailbox", 7072)] == {("allow", (4,)), ("deny", (6,))}  # nginx's IP literal
+    assert judged[("mailbox", "mailbox-2", 7071)] == {("allow", (4,)), ("deny", (6,))}  # Java, preferIPv4Stack
+    assert judged[("mta", "mailbox", 7073)] == {("allow", (4, 6))}  # saslauthd's curl: the resolver's choice
+    assert judged[("mta", "ldap", 389)] == {("allow", (4, 6))}
+    snapshot["config"]["zimbraIPMode"] = ["ipv6"]
+    judged = {
+        (f["source"], f["destination"], f["port"], f["expect"]): f["families"] for f in flows.plan(snapshot, status)
+    }
+    assert judged[("mta", "mailbox", 7025, "allow")] == (6,) and judged[("mta", "mailbox", 7025, "deny")] == (4,)
+    assert judged[("mailbox", "mailbox-2", 7071, "allow")] == (4, 6)
+
+
 def test_a_node_in_ldap_without_a_lab_host_and_a_lab_host_not_in_ldap_are_left_out():
     snapshot, status = cluster()
     status = [h for h in status if h["name"] != "mailbox-2"]

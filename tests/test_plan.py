@@ -72,7 +72,7 @@ def test_the_how_tos_server_is_told_what_is_replaced():
         "ufw --force delete allow Zimbra   # opens 80/tcp, 110/tcp, 143/tcp, 7071/tcp, 9071/tcp wider than the policy"
         in lines
     )
-    assert any(line.startswith("ufw --force delete allow from 10.77.1.0/24   # opens 53/udp") for line in lines)
+    assert any(line.startswith("ufw --force delete allow from 10.77.1.0/24   # opens 53/tcp, 53/udp") for line in lines)
     assert "ufw --force enable" not in lines  # the how-to enabled it
     assert "zmmemcachedctl restart" in lines  # 127.0.0.1 alone: nginx's route cache was off
 

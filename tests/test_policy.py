@@ -59,6 +59,24 @@ def test_default_policy_is_the_seed_table():
     assert p.warnings == ()
 
 
+def test_a_proxy_less_server_serves_the_mail_ports_itself_with_the_same_exposure():
+    """A single server installed without the proxy (hand-written read: mailboxd on zimbra-attrs.xml's
+    defaults 80/443/110/995/143/993, no proxy, no memcached): the same doors as the proxy's, opened the same
+    way; the overrides that move a proxy port move its stand-in too."""
+    p = policy("single-no-proxy")
+    assert p.exposure["public"] == ports(25, 443, 465, 587, 993, 995)
+    assert p.exposure["local-only"] == ports(80, 110, 143, 389, 7025, 7071, 7073)
+    assert [(x.name, x.ports) for x in p.profiles] == [
+        ("Zimbra Public", "25,443,465,587,993,995/tcp"),
+        ("Zimbra Local", "80,110,143,389,7025,7071,7073/tcp"),
+    ]
+    assert ufw_restrictions(p)["22,80,110,143,389,7025,7071,7073/tcp"] == MGMT
+    assert "zimbraMemcachedBindAddress" not in p.memcached
+    moved = policy("single-no-proxy", exposure_overrides={"local-only": ["993/tcp"], "public": ["80/tcp"]})
+    assert moved.exposure["public"] == ports(25, 80, 443, 465, 587, 995)
+    assert Port(993, 993, "tcp") in moved.exposure["local-only"]
+
+
 def test_optional_groups_and_overrides_move_ports():
     p = policy(optional_groups=["chat", "admin_proxy"], exposure_overrides={"public": ["80/tcp"]})
     assert p.exposure["public"] == ports(25, 80, 443, 465, 587, 993, 995, 5222, 5223)

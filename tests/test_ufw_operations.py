@@ -91,7 +91,7 @@ def test_a_web_server_gets_its_profile_written_and_loaded():
     assert "\n".join(produced) == (
         "printf %s '# Managed by zimbra-firewall: edits are replaced on the next run.\n\n"
         "[Web]\ntitle=Web\ndescription=\nports=80,443/tcp\n' > /etc/ufw/applications.d/web\n"
-        "LC_ALL=C ufw app update Web"
+        f"LC_ALL=C python3 -c '{ufw.APP_UPDATE}' app update Web"
     )
     text = render_profiles(as_profiles({"Web": "80,443/tcp"}))
     again, noops = commands(

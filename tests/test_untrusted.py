@@ -18,6 +18,7 @@ from zimbra_firewall.ufw import SECTION, Port, plan_rules
 from zimbra_firewall.ufw_policy import rule_arguments, ufw_rules
 from zimbra_firewall.untrusted import (
     Refused,
+    checked,
     endpoint,
     host_and_port,
     host_name,
@@ -90,6 +91,13 @@ def test_a_hostile_port_is_refused(text):
 
 def test_ports_are_ascii_digits_in_range():
     assert port_number("1") == 1 and port_number("65535") == 65535 and port_number("07071") == 7071
+
+
+def test_a_port_attribute_may_say_0_for_not_used_and_nothing_else_outside_the_range():
+    assert checked("port", "0") == "0" and checked("port", "07071") == "7071"
+    for text in ("00", "-0", "0 ", "65536"):
+        with pytest.raises(Refused):
+            checked("port", text)
 
 
 @pytest.mark.parametrize(

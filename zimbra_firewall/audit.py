@@ -296,6 +296,8 @@ def port_catalogue(catalogue: Catalogue, policy: Policy, topology: Topology) -> 
     for entry in catalogue.ports:
         default = entry.port
         number = attribute_port(this, entry.attribute, default.first)
+        if not number:
+            continue  # Zimbra's "listens nowhere"
         port = dataclasses.replace(default, first=number, last=number + default.last - default.first)
         if port in known:
             expected = known[port][1]
@@ -493,15 +495,16 @@ def _rules_without_listener(observed: Ruleset, listeners, owner: str, deploy_com
 
 
 def nginx_looks(topology: Topology, topologies: Iterable[Topology]) -> dict[str, str]:
-    """proxy host name → the address that proxy's nginx connects to for this node's memcached: the first IPv4
-    its own read resolved this node's host name to (the proxies of this run: their reads)."""
+    """proxy host name → the address that proxy's nginx connects to for this node's memcached: by the proxy's
+    zimbraIPMode, among the addresses its own read resolved this node's host name to (the proxies of this run:
+    their reads)."""
     if topology.this is None:
         return {}
     looks = {}
     for seen in topologies:
         if seen.this and "proxy" in seen.this.services:
             entry = next((s for s in seen.servers if s.name.lower() == topology.this.name.lower()), None)
-            address = nginx_memcached_address(entry) if entry else None
+            address = nginx_memcached_address(entry, seen.this) if entry else None
             if address:
                 looks[seen.this.hostname] = address
     return looks
@@ -523,7 +526,7 @@ def _memcached_findings(
     unserved: dict[tuple[str, bool], list[str]] = {}
     findings: list[Finding] = []
     for proxy in (s for s in topology.servers if "proxy" in s.services):
-        target = looks.get(proxy.hostname) or nginx_memcached_address(this)
+        target = looks.get(proxy.hostname) or nginx_memcached_address(this, proxy)
         if target is None:
             continue
         here = target in topology.own_addresses or (proxy is this and ipaddress.ip_address(target).is_loopback)

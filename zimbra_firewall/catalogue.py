@@ -27,6 +27,7 @@ class CataloguePort:
     attribute: str | None = None  # the Zimbra attribute that holds its number on a server
     group: str | None = None  # wanted only when this optional group is on
     source: str = ""
+    without_proxy: Port | None = None  # the proxy port whose exposure it takes where no proxy fronts it
 
 
 Conditions = tuple[tuple[str, tuple[str, ...]], ...]  # (attribute, the values it may have), every one of them
@@ -50,6 +51,15 @@ class Flow:
     group: str | None = None
     what: str = ""
     source: str = ""
+    ipmode: str | None = None  # how its client picks the address family from its zimbraIPMode (IPMODES)
+    named_on: str | None = None  # `to_attribute` is read on the servers running this service, not on the source
+
+
+# How a flow's client follows the source server's zimbraIPMode, as address families per mode (the others:
+# both). strict: nginx's IP literals and postfix's inet_protocols, one family per mode; jvm: Zimbra's Java
+# programs, which zm-core-utils zmiptool starts with -Djava.net.preferIPv4Stack=true in ipv4 mode (IPv4
+# only) and with a mere preference in ipv6 mode (both).
+IPMODES = {"strict": {"IPV4": (4,), "IPV6": (6,)}, "jvm": {"IPV4": (4,)}}
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,7 @@ def _port_entry(entry: dict, groups: Mapping[str, str]) -> CataloguePort:
         raise PolicyError("catalogue", f"port {port}: unknown exposure {entry['exposure']!r}")
     if entry.get("group") and entry["group"] not in groups:
         raise PolicyError("catalogue", f"port {port}: unknown group {entry['group']!r}")
+    front = entry.get("without_proxy")
     return CataloguePort(
         port,
         entry["service"],
@@ -73,6 +84,7 @@ def _port_entry(entry: dict, groups: Mapping[str, str]) -> CataloguePort:
         entry.get("attribute"),
         entry.get("group"),
         entry.get("source", ""),
+        parse_port(f"{front}/{entry['proto']}", "catalogue") if front else None,
     )
 
 
@@ -88,7 +100,11 @@ def _flow(entry: dict, groups: Mapping[str, str]) -> Flow:
         raise PolicyError("catalogue", f"{where}: `when` takes source and destination")
     if entry.get("group") and entry["group"] not in groups:
         raise PolicyError("catalogue", f"{where}: unknown group {entry['group']!r}")
+    if entry.get("ipmode") not in (None, *IPMODES):
+        raise PolicyError("catalogue", f"{where}: ipmode is one of {', '.join(IPMODES)}")
     to = entry["to"]
+    if entry.get("named_on") and not to.startswith("@"):
+        raise PolicyError("catalogue", f"{where}: named_on needs an @attribute destination")
     return Flow(
         tuple(entry["from"]),
         entry["proto"],
@@ -102,6 +118,8 @@ def _flow(entry: dict, groups: Mapping[str, str]) -> Flow:
         group=entry.get("group"),
         what=entry.get("what", ""),
         source=entry.get("source", ""),
+        ipmode=entry.get("ipmode"),
+        named_on=entry.get("named_on"),
     )
 
 
@@ -124,6 +142,10 @@ def load_catalogue(path: str = CATALOGUE) -> Catalogue:
         if entry.port in seen:
             raise PolicyError("catalogue", f"port {entry.port} is listed twice")
         seen.add(entry.port)
+    proxy_ports = {entry.port for entry in ports if entry.role == "proxy"}
+    for entry in ports:
+        if entry.without_proxy and entry.without_proxy not in proxy_ports:
+            raise PolicyError("catalogue", f"port {entry.port}: without_proxy {entry.without_proxy} is no proxy port")
     return Catalogue(groups, ports, tuple(_flow(entry, groups) for entry in raw["flows"]))
 
 

@@ -4,12 +4,13 @@ Every group_data value is checked here, before pyinfra runs a single command on 
 value raises PolicyError naming the key.
 """
 
+import dataclasses
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from zimbra_firewall.access import Allow, Network, Port, Restriction, network_order
-from zimbra_firewall.catalogue import EXPOSURES, Catalogue, Flow, catalogue_cache, load_catalogue
+from zimbra_firewall.catalogue import EXPOSURES, IPMODES, Catalogue, Flow, catalogue_cache, load_catalogue
 from zimbra_firewall.settings import ExtraAllow, PolicyError, Settings, parse_port, text
 from zimbra_firewall.topology import BASE_KINDS, Server, Topology, endpoint_port
 from zimbra_firewall.ufw import Profile, chunk_ports
@@ -191,6 +192,8 @@ def attribute_kinds(catalogue: Catalogue | None = None) -> dict[str, str]:
             add(flow.port_attribute, "port")
         for attribute, values in flow.source_conditions + flow.destination_conditions:
             add(attribute, "flag" if set(values) <= {"TRUE", "FALSE"} else "mode")
+        if flow.ipmode:
+            add("zimbraIPMode", "mode")
     return kinds
 
 
@@ -200,15 +203,20 @@ def topology_attributes(catalogue: Catalogue | None = None) -> tuple[str, ...]:
 
 
 def attribute_port(server: Server | None, attribute: str | None, default: int) -> int:
-    """The number a port attribute gives on this server (its own value, else cn=config's), else default.
-    The topology holds checked port numbers only."""
+    """The number a port attribute gives on this server (its own value, else cn=config's), else default; 0
+    when Zimbra's value says the service listens nowhere. The topology holds checked port numbers only."""
     value = server.value(attribute) if server and attribute else ""
     return int(value) if value else default
 
 
-def node_classes(catalogue: Catalogue, classes: dict[Port, str], server: Server | None) -> dict[Port, str]:
+def node_classes(catalogue: Catalogue, classes: dict[Port, str], topology: Topology) -> dict[Port, str]:
     """This node's ports → exposure class: the catalogue ports of its services (at the number their
-    attribute gives), and the ports the overrides add. server None: every service (topology unknown)."""
+    attribute gives), and the ports the overrides add. No topology: every service (topology unknown).
+    Where no node of the install runs the proxy, mailboxd serves the clients itself (on the numbers the
+    installer then leaves: zimbra-attrs.xml's defaults 80, 443, 110, 995, 143, 993), so a backend port takes
+    the exposure of the proxy port it stands for (`without_proxy`)."""
+    server = topology.this
+    proxied = server is None or any("proxy" in s.services for s in topology.servers)
     entries = {entry.port: entry for entry in catalogue.ports}
     node = {}
     for port, exposure in classes.items():
@@ -216,17 +224,27 @@ def node_classes(catalogue: Catalogue, classes: dict[Port, str], server: Server 
         if entry is None:
             node[port] = exposure  # a port the overrides add: on every node
         elif server is None or entry.role == "all" or entry.role in server.services:
+            if entry.without_proxy and not proxied:
+                exposure = next((c for p, c in classes.items() if p.overlaps(entry.without_proxy)), exposure)
             number = attribute_port(server, entry.attribute, port.first)
-            node[Port(number, number + port.last - port.first, port.proto)] = exposure
+            if number:
+                node[Port(number, number + port.last - port.first, port.proto)] = exposure
     return node
 
 
-def reaches(flow: Flow, source: Server, destination: Server) -> bool:
-    """Does this catalogue flow go from `source` to `destination`?"""
+def naming_values(flow: Flow, source: Server, servers: Iterable[Server]) -> tuple[str, ...]:
+    """The values of a flow's `@attribute` destination: the source's own, or (`named_on`) those of every
+    server running that service."""
+    holders = [s for s in servers if flow.named_on in s.services] if flow.named_on else [source]
+    return tuple(value for holder in holders for value in holder.attributes.get(flow.to_attribute or "", ()))
+
+
+def reaches(flow: Flow, source: Server, destination: Server, servers: Iterable[Server] = ()) -> bool:
+    """Does this catalogue flow go from `source` to `destination`? servers: the install's (for `named_on`)."""
     if "all" not in flow.sources and not source.services & set(flow.sources):
         return False
     if flow.to_attribute:
-        if not any(destination.named_by(value) for value in source.attributes.get(flow.to_attribute, ())):
+        if not any(destination.named_by(value) for value in naming_values(flow, source, servers)):
             return False
     elif flow.to_role != "all" and flow.to_role not in destination.services:
         return False
@@ -236,9 +254,10 @@ def reaches(flow: Flow, source: Server, destination: Server) -> bool:
     return True
 
 
-def flow_port(flow: Flow, source: Server, destination: Server) -> Port:
+def flow_port(flow: Flow, source: Server, destination: Server, servers: Iterable[Server] = ()) -> Port | None:
+    """The port a flow reaches on `destination`; None where its attribute says the service listens nowhere."""
     if flow.to_attribute:
-        for value in source.attributes.get(flow.to_attribute, ()):
+        for value in naming_values(flow, source, servers):
             port = endpoint_port(value)
             if destination.named_by(value) and port:
                 return Port(port, port, flow.proto)
@@ -247,7 +266,7 @@ def flow_port(flow: Flow, source: Server, destination: Server) -> Port:
     else:
         assert flow.default is not None  # load_catalogue refuses a port attribute without its default
         number = attribute_port(destination, flow.port_attribute, flow.default)
-    return Port(number, number, flow.proto)
+    return Port(number, number, flow.proto) if number else None
 
 
 def peer_access(catalogue: Catalogue, groups, topology: Topology, public, addresses) -> dict[Port, set[Network]]:
@@ -261,11 +280,19 @@ def peer_access(catalogue: Catalogue, groups, topology: Topology, public, addres
         if flow.group and flow.group not in groups:
             continue
         for peer in topology.peers:
-            if reaches(flow, peer, topology.this):
-                port = flow_port(flow, peer, topology.this)
-                if not any(port.overlaps(p) for p in public):
-                    access.setdefault(port, set()).update(map(ipaddress.ip_network, addresses[peer.name]))
+            if reaches(flow, peer, topology.this, topology.servers):
+                port = flow_port(flow, peer, topology.this, topology.servers)
+                if port and not any(port.overlaps(p) for p in public):
+                    families = flow_families(flow, peer)
+                    sources = [ipaddress.ip_network(a) for a in addresses[peer.name]]
+                    access.setdefault(port, set()).update(s for s in sources if s.version in families)
     return access
+
+
+def flow_families(flow: Flow, source: Server) -> tuple[int, ...]:
+    """The address families a flow's client uses, as the source server's zimbraIPMode decides for the
+    clients that follow it (catalogue IPMODES); both for the others, and for a mode not understood."""
+    return IPMODES.get(flow.ipmode or "", {}).get(source.value("zimbraIPMode").upper(), (4, 6))
 
 
 def site_access(
@@ -378,14 +405,16 @@ def restricted_ports(
     )
 
 
-def nginx_memcached_address(server: Server) -> str | None:
-    """Where the proxies' nginx connects to this memcached server: its zimbraServiceHostname (Zimbra/zm-mailbox
-    ProxyConfGen.java, MemcacheServersVar), resolved to its first IPv4 address."""
-    return first_ipv4(server.addresses)
-
-
-def first_ipv4(addresses: Iterable[str]) -> str | None:
-    return next((a for a in addresses if ipaddress.ip_address(a).version == 4), None)
+def nginx_memcached_address(server: Server, proxy: Server | None = None) -> str | None:
+    """Where a proxy's nginx connects to this memcached server: its zimbraServiceHostname (Zimbra/zm-mailbox
+    ProxyConfGen.java, MemcacheServersVar), resolved by the proxy's own zimbraIPMode
+    (getLookupTargetIPbyIPMode): the first IPv6 address in ipv6 mode, else the first IPv4 (the first IPv6
+    when there is none, in both mode)."""
+    mode = proxy.value("zimbraIPMode").upper() if proxy else ""
+    v4 = [a for a in server.addresses if ipaddress.ip_address(a).version == 4]
+    v6 = [a for a in server.addresses if ipaddress.ip_address(a).version == 6]
+    order = {"IPV4": v4, "IPV6": v6}.get(mode, v4 + v6)
+    return order[0] if order else None
 
 
 def memcached_wanted(settings: Settings, topology: Topology, addresses: tuple[str, ...]):
@@ -413,13 +442,16 @@ def memcached_wanted(settings: Settings, topology: Topology, addresses: tuple[st
                     f"{this.hostname} resolves here to {', '.join(foreign)}, which this host does not have: memcached "
                     "is not bound there, so a proxy resolving that name loses its route cache"
                 )
-        nginx = first_ipv4(addresses)
-        proxies = sorted(s.hostname for s in topology.servers if "proxy" in s.services)
         opened = any(ipaddress.ip_address(a).is_unspecified for a in bind)
-        if proxies and nginx and nginx not in bind and not opened:
+        looking: dict[str, list[str]] = {}
+        for proxy in (s for s in topology.servers if "proxy" in s.services):
+            nginx = nginx_memcached_address(dataclasses.replace(this, addresses=addresses), proxy)
+            if nginx and nginx not in bind and not opened:
+                looking.setdefault(nginx, []).append(proxy.hostname)
+        for nginx, proxies in looking.items():
             warnings.append(
-                f"memcached_bind_addresses leaves out {nginx}, where {', '.join(proxies)} look for this memcached "
-                "(nginx.conf.memcache): their route cache will be off"
+                f"memcached_bind_addresses leaves out {nginx}, where {', '.join(sorted(proxies))} look for this "
+                "memcached (nginx.conf.memcache): their route cache will be off"
             )
         wanted["zimbraMemcachedBindAddress"] = list(bind)
     if "mailbox" in this.services:
@@ -467,7 +499,7 @@ def build_policy(settings: Settings, topology: Topology) -> Policy:
     check_groups(groups, catalogue)
     classes = exposure_map(catalogue, groups, settings.exposure_overrides)
     check_management_for_local_only(classes, management)
-    node = node_classes(catalogue, classes, topology.this)
+    node = node_classes(catalogue, classes, topology)
     public = [p for p, c in node.items() if c == "public"]
     addresses, address_warnings = peer_addresses(topology, settings.peer_networks)
     access = peer_access(catalogue, groups, topology, public, addresses)

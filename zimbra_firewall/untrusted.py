@@ -110,10 +110,10 @@ def flag(text: str) -> str:
 
 
 def mode(text: str) -> str:
-    """A Zimbra enumerated value (zimbraMailMode's http, https, both, mixed, redirect, ...): ASCII letters,
-    returned upper-case."""
-    if not isinstance(text, str) or not re.fullmatch(r"[A-Za-z]{1,32}", text):
-        raise Refused("not a word of letters")
+    """A Zimbra enumerated value (zimbraMailMode's http, https, both, mixed, redirect; zimbraIPMode's ipv4,
+    ipv6, both): ASCII letters and digits, a letter first, returned upper-case."""
+    if not isinstance(text, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{0,31}", text):
+        raise Refused("not a word of letters and digits")
     return text.upper()
 
 
@@ -162,7 +162,8 @@ def endpoint_text(text: str) -> str:
 # How each kind of value is checked, and the form kept
 KINDS = {
     "name": host_name,
-    "port": lambda text: str(port_number(text)),
+    # 0: Zimbra's "not used" for a port attribute (zm-mailbox CheckPortConflict.java): the service listens nowhere
+    "port": lambda text: "0" if text == "0" else str(port_number(text)),
     "address": lambda text: str(address(text)),
     "service": service,
     "flag": flag,

@@ -1,6 +1,7 @@
 """The Zimbra stand-in's listeners: a socket on every Zimbra port of the host's roles that no real service
 of the host serves, bound where the real service binds, so reachability through the firewall can be
-probed. Used by the lab's init and by the VMs' service."""
+probed. Used by the lab's init and by the VMs' service; `python3 /opt/lab/listeners.py PORT/PROTO...`
+serves more ports (a service moved or enabled after the host started) until it is killed."""
 
 import datetime
 import selectors
@@ -66,3 +67,8 @@ def record_datagram(port, peer, data):
     text = data.decode(errors="replace").replace("\n", " ")
     with open(UDP_RECORD, "a") as f:
         f.write(f"{stamp} {port}/udp from {peer}: {text}\n")
+
+
+if __name__ == "__main__":
+    specs = [spec.partition("/") for spec in sys.argv[1:]]
+    serve(open_listeners([{"port": int(port), "proto": proto} for port, _, proto in specs]))

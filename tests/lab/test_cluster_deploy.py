@@ -8,7 +8,7 @@ import sys
 import threading
 
 import pytest
-from support import REPO, deploy, flows, results, zmprov, zmprov_calls
+from support import REPO, deploy, flows, listening, results, zmprov, zmprov_calls
 
 from lab import client
 
@@ -31,7 +31,13 @@ LOCAL_ONLY = {
 
 
 def failures(report):
-    return [f for f in report["flows"] if f["verdict"] != "pass"]
+    """The flows judged wrong, one line each (what a failed assertion shows)."""
+    return [
+        f"{f['verdict']}: {f['source']} -> {f['destination']} {f['port']}/{f['proto']} IPv{f['family']} "
+        f"expected {f['expect']}, {f['result']} ({f['what']})"
+        for f in report["flows"]
+        if f["verdict"] != "pass"
+    ]
 
 
 def rules_on(node):
@@ -304,3 +310,60 @@ def test_a_sites_own_flow_reaches_exactly_its_port_on_the_nodes_it_names(deploye
     assert closed.returncode == 0, closed.stderr[-3000:]
     assert outside["ipv4"] not in rules_on("mailbox")
     assert failures(flows("--strict")) == []
+
+
+def test_a_moved_proxy_port_and_imapd_are_opened_where_ldap_says_and_the_old_port_closes(deployed_cluster):
+    """nginx moved to 8444 (zimbraMailSSLProxyPort on the proxy) and imapd enabled on mailbox-2, named in
+    mailbox's zimbraReverseProxyUpstreamImapServers, each with a listener as the restarted service would have:
+    after the deploy the world reaches 8444 and no longer 443 (ufw's profile reloaded into the kernel, though
+    pyinfra runs it under SSH), the proxies reach imapd's 8143/8993 and the mailboxes its 8143, nobody else; a
+    rerun changes nothing; put back, 443 is open again and imapd's ports closed."""
+    moved = [
+        ("proxy", "zimbraMailSSLProxyPort", "8444"),
+        ("mailbox-2", "+zimbraServiceEnabled", "imapd"),
+        ("mailbox", "zimbraReverseProxyUpstreamImapServers", "mailbox-2.zfw.test"),
+    ]
+    for node, attribute, value in moved:
+        zmprov("-l", "ms", f"{node}.zfw.test", attribute, value, host=node)
+    with listening("proxy", "8444/tcp"), listening("mailbox-2", "8143/tcp", "8993/tcp"):
+        result = deploy()
+        assert result.returncode == 0, result.stderr[-3000:]
+        report = flows("--strict")
+        assert failures(report) == []
+        assert results(report, "outside", "proxy", 8444, expect="allow") == {(4, "ok"), (6, "ok")}
+        assert results(report, "outside", "proxy", 443, expect="deny") == {(4, "blocked"), (6, "blocked")}
+        for port in (8143, 8993):
+            assert results(report, "proxy", "mailbox-2", port, expect="allow") == {(4, "ok"), (6, "ok")}
+            assert results(report, "outside", "mailbox-2", port, expect="deny") == {(4, "blocked"), (6, "blocked")}
+        assert results(report, "mailbox", "mailbox-2", 8143, expect="allow") == {(4, "ok"), (6, "ok")}
+        assert results(report, "mta", "mailbox-2", 8993, expect="deny") == {(4, "blocked"), (6, "blocked")}
+        assert_converged()
+        zmprov("-l", "ms", "proxy.zfw.test", "zimbraMailSSLProxyPort", "443", host="proxy")
+        zmprov("-l", "ms", "mailbox-2.zfw.test", "-zimbraServiceEnabled", "imapd", host="mailbox-2")
+        zmprov("-l", "ms", "mailbox.zfw.test", "zimbraReverseProxyUpstreamImapServers", "", host="mailbox")
+        assert deploy().returncode == 0
+        report = flows("--strict")
+        assert failures(report) == []
+        assert results(report, "outside", "proxy", 443, expect="allow") == {(4, "ok"), (6, "ok")}
+        assert "8143" not in rules_on("mailbox-2") and "8444" not in rules_on("proxy")
+
+
+def test_in_ipv4_mode_a_peers_ipv6_rule_goes_only_for_the_clients_that_follow_the_mode(deployed_cluster):
+    """zimbraIPMode ipv4 in cn=config (what Zimbra's installer writes on a host with IPv4): the MTA's LMTP
+    (postfix), nginx's route lookup and the Java clients use IPv4 alone, so their IPv6 rules go and the judge
+    expects IPv6 blocked there; saslauthd (7073), LDAP and syslog keep both families."""
+    zmprov("-l", "mcf", "zimbraIPMode", "ipv4", host="ldap")
+    result = deploy()
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = flows("--strict")
+    assert failures(report) == []
+    assert results(report, "mta", "mailbox", 7025, expect="allow") == {(4, "ok")}
+    assert results(report, "mta", "mailbox", 7025, expect="deny") == {(6, "blocked")}
+    assert results(report, "mta", "mailbox", 7073, expect="allow") == {(4, "ok"), (6, "ok")}
+    assert results(report, "mailbox-2", "ldap", 389, expect="allow") == {(4, "ok"), (6, "ok")}
+    assert "allow from fd5a:7e3c:91b2::b to any port 7073 proto tcp" in rules_on("mailbox")
+    assert_converged()
+    zmprov("-l", "mcf", "zimbraIPMode", "", host="ldap")
+    assert deploy().returncode == 0
+    assert failures(flows("--strict")) == []
+    assert "allow from fd5a:7e3c:91b2::b to any port 7025,7071,7073,8443 proto tcp" in rules_on("mailbox")
