@@ -1,7 +1,7 @@
 """What each Zimbra server exposes, and to whom, against the policy: every listening socket judged from
-ufw's rules as they are (ok, too open, unknown listener, rule without listener, memcached unreachable
-from proxy, too closed, probe disagrees). Read-only: one command per node, no operation. Exits non-zero
-when a node has a port too open or an unknown listener.
+ufw's or firewalld's rules as they are (ok, too open, unknown listener, rule without listener, memcached
+unreachable from proxy, too closed, probe got in, probe disagrees). Read-only: one command per node, no
+operation. Exits non-zero when a node has a port too open, an unknown listener or a probe that got in.
 
 pyinfra inventories/<env>.py audit.py [--data audit_json=audit.json] [--data audit_html=audit.html]
                                       [--data audit_probe=true]

@@ -6,8 +6,8 @@ from pyinfra.api import FactBase, FactProcessError
 
 from facts.zimbra import ZimbraTopology
 from zimbra_firewall.audit import NodeRead, parse_listeners
-from zimbra_firewall.firewalld import FIREWALLD_RUNNING
-from zimbra_firewall.safety import ROLLBACK_LOG, STATE_DIR
+from zimbra_firewall.firewalld import FIREWALLD_RUNNING, parse_state, state_read
+from zimbra_firewall.safety import FIREWALLD_RECORD, ROLLBACK_LOG, STATE_DIR
 from zimbra_firewall.ufw import SECTION, USER_RULES, parse_status, sections, status_read
 
 PART = f"{SECTION}part"
@@ -16,7 +16,8 @@ PART = f"{SECTION}part"
 class ExposureRead(FactBase):
     """
     A node as the audit sees it: Zimbra's servers (the deploy's topology read: LDAP, no JVM), every
-    listening socket with its process (``ss``), ufw's state and rule files, the last rollback and whether
+    listening socket with its process (``ss``), ufw's state and rule files, or firewalld's configuration
+    where firewalld runs (its files and dispatch, no firewall-cmd), the last rollback and whether
     one is armed, and the controller's address (``$SSH_CONNECTION``): a
     ``zimbra_firewall.audit.NodeRead``. Read it as root (``ss`` names other users' processes only to root);
     it changes nothing.
@@ -39,21 +40,24 @@ class ExposureRead(FactBase):
             f'PATH="$PATH:/usr/sbin:/sbin" command -v ufw >/dev/null && '
             f"echo ufw=yes; {FIREWALLD_RUNNING} && echo firewalld=yes; test -d {STATE_DIR}/armed && echo armed=yes; "
             f'echo "rollback=$(cat {ROLLBACK_LOG}.reported {ROLLBACK_LOG} 2>/dev/null | tail -n 1)"',
+            f"if {FIREWALLD_RUNNING}; then {state_read(FIREWALLD_RECORD)}; fi",
         ]
         return f"; echo {PART}; ".join(parts)
 
     def process(self, output: list[str]) -> NodeRead:
         parts = sections(output, PART)
-        if len(parts) != 6:
+        if len(parts) != 7:
             raise FactProcessError(f"unexpected output of the audit read ({len(parts)} parts)")
-        topology_text, sockets, status_text, user_rules, user6_rules, misc = parts
+        topology_text, sockets, status_text, user_rules, user6_rules, misc, firewalld_text = parts
         values = dict(line.split("=", 1) for line in misc.splitlines() if "=" in line)
-        status, error = {}, ""
-        if values.get("firewalld") == "yes":  # not judged: an honest "cannot say" rather than a wrong verdict
-            error = (
-                "firewalld runs here: the audit does not judge firewalld's rules yet (firewall-cmd "
-                "--list-all-policies and --list-all show them; lab flows --strict judges a rehearsal)"
-            )
+        status, error, firewalld = {}, "", None
+        if values.get("firewalld") == "yes":
+            try:
+                firewalld = parse_state(firewalld_text)
+            except ValueError as failure:
+                error = f"cannot read firewalld's configuration: {failure}"
+            else:
+                error = firewalld.problem  # judged all the same, with what cannot be judged said
         elif values.get("ufw") != "yes":  # nothing filters: judged as an inactive ufw
             status = {"active": False, "incoming": "unknown", "outgoing": "unknown", "ipv6": True}
             error = "ufw is not installed (apt-get install ufw, then run the deploy)"
@@ -75,6 +79,7 @@ class ExposureRead(FactBase):
             ufw_error=error,
             controller=connection[0] if len(connection) == 4 else "",
             reached_at=connection[2] if len(connection) == 4 else "",
+            firewalld=firewalld,
         )
 
 

@@ -38,7 +38,8 @@ class Flow:
     destination: a service; "*"; or "@attr", the host names in the source server's attribute.
     port: a number, or a port attribute read on the destination server (cn=config as default).
     when: (side, attribute, values): the flow exists only when that server's attribute has one of the values.
-    named_on: with an "@attr" destination, the service whose servers hold the attribute (else the source).
+    named_in: (attribute, service): the destination must also be named in that attribute on a server running the
+    service (zimbraReverseProxyUpstreamImapServers, the mailbox's).
     client: how the connecting program picks the address family from its server's zimbraIPMode (CLIENTS);
     "" = the system resolver's choice, both families."""
 
@@ -50,7 +51,7 @@ class Flow:
     reference: str
     when: tuple = ()
     client: str = ""
-    named_on: str = ""  # an "@attr" destination read on every server running this service, not on the source
+    named_in: tuple = ()
 
 
 # zimbraIPMode → the families a client uses (any other mode: both). "postfix": zm-jython serverconfig.py sets
@@ -164,12 +165,12 @@ NODE_FLOWS = [
     *[
         Flow(
             "proxy",
-            "@zimbraReverseProxyUpstreamImapServers",
+            "imapd",
             attr,
             "tcp",
             f"{what} to imapd",
             NGINX_LOOKUP,
-            named_on="mailbox",
+            named_in=("zimbraReverseProxyUpstreamImapServers", "mailbox"),
         )
         for attr, what in (("zimbraRemoteImapBindPort", "IMAP"), ("zimbraRemoteImapSSLBindPort", "IMAPS"))
     ],
@@ -268,11 +269,8 @@ def number(text, default=None):
 def destinations(flow, source_attrs, index):
     """(fqdn, port) pairs a flow of this source goes to."""
     if flow.destination.startswith("@"):
-        holders = (
-            [a for a, services in index.values() if flow.named_on in services] if flow.named_on else [source_attrs]
-        )
         targets = []
-        for item in [item for attrs in holders for item in attrs.get(flow.destination[1:], [])]:
+        for item in source_attrs.get(flow.destination[1:], []):
             if flow.port == "url":
                 try:
                     parts = urlsplit(item)
@@ -283,10 +281,18 @@ def destinations(flow, source_attrs, index):
                 name = item.lower()
                 targets.append((name, port_of(flow, index.get(name, (source_attrs,))[0])))
         return targets
+    named = None
+    if flow.named_in:
+        attribute, service = flow.named_in
+        named = {
+            v.lower() for attrs, services in index.values() if service in services for v in attrs.get(attribute, [])
+        }
     return [
         (name, port_of(flow, attrs))
         for name, (attrs, services) in index.items()
-        if (flow.destination == "*" or flow.destination in services) and condition_holds(flow, source_attrs, attrs)
+        if (flow.destination == "*" or flow.destination in services)
+        and condition_holds(flow, source_attrs, attrs)
+        and (named is None or name in named)
     ]
 
 

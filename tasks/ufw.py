@@ -46,15 +46,31 @@ def _ufw(*words):
 # is not run under SSH (ufw src/frontend.py application_update, LP #424528), and pyinfra always is: the
 # kernel kept the profile's old ports, while `ufw status` showed the new ones. This is ufw's own command with
 # that one check answered "not under SSH"; the reload it then makes is _reload_user_rules, the one every
-# `ufw allow` makes (flush and restore of ufw's user chains: closed for a moment, never open).
+# `ufw allow` makes (flush and restore of ufw's user chains: closed for a moment, never open). Run by ufw's
+# own interpreter (its #! line) in isolated mode: no current directory or PYTHON* variable on its path.
 APP_UPDATE = (
-    "import runpy, shutil, sys, ufw.util; ufw.util.under_ssh = lambda *args: False; "
-    'sys.argv[0] = shutil.which("ufw"); runpy.run_path(sys.argv[0], run_name="__main__")'
+    "import runpy, sys, ufw.util; ufw.util.under_ssh = lambda *args, **kwargs: False; "
+    'sys.argv.pop(0); runpy.run_path(sys.argv[0], run_name="__main__")'
 )
 
 
-def _app_update(name: str) -> StringCommand:
-    return StringCommand("LC_ALL=C", "python3", "-c", QuoteString(APP_UPDATE), "app", "update", QuoteString(name))
+def app_update_script(names: Iterable[str], path: str, previous: str | None) -> str:
+    """Shell that reloads the rules of each profile in `names` after their file at `path` was written, and
+    on a failure puts the file back as it was (`previous`, None: no file), so that the next run sees the
+    change still to make."""
+    updates = " && ".join(
+        f'LC_ALL=C $ufw_python -I -c {shlex.quote(APP_UPDATE)} "$ufw_script" app update {shlex.quote(name)}'
+        for name in names
+    )
+    target = shlex.quote(path)
+    undo = f"rm -f {target}" if previous is None else f"printf '%s\\n' {shlex.quote(previous)} > {target}"
+    return "\n".join(
+        [
+            "ufw_script=$(command -v ufw)",
+            'ufw_python=$(sed -n "1s/^#! *//p" "$ufw_script")',
+            f"if ! {{ {updates}; }}; then {undo}; exit 1; fi",
+        ]
+    )
 
 
 def _one_command(guard: str, lock_wait: int, *steps: str | StringCommand) -> StringCommand:
@@ -88,12 +104,14 @@ def app_profiles(
     profiles = as_profiles(profiles)
     if not profiles:
         raise OperationValueError("no profiles to write")
-    text = plan_profiles(current_state(lock_wait, path)["profiles"], profiles)
+    previous = current_state(lock_wait, path)["profiles"]
+    text = plan_profiles(previous, profiles)
     if text is None:
         host.noop(f"ufw profiles in {path} are up to date")
         return
     write = StringCommand("printf", "%s", QuoteString(text), ">", QuoteString(path))
-    yield _one_command(guard, lock_wait, write, *[_app_update(profile.name) for profile in profiles])
+    update = app_update_script([profile.name for profile in profiles], path, previous)
+    yield _one_command(guard, lock_wait, write, update)
 
 
 @operation()

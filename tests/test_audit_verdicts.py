@@ -3,6 +3,7 @@ facts/audit.py ExposureRead on a fresh single server, after the deploy, after dr
 mailbox and proxy after the deploy), and on rules written for one question each."""
 
 import dataclasses
+import ipaddress
 import json
 import os
 import re
@@ -21,11 +22,13 @@ from zimbra_firewall.audit import (
     audit_node,
     decide,
     nginx_looks,
+    observed_firewalld,
     parse_listeners,
     probe_plan,
     unread_node,
 )
 from zimbra_firewall.audit_report import render_html, render_text
+from zimbra_firewall.firewalld import parse_state
 from zimbra_firewall.policy import build_policy, catalogue_cache, topology_attributes
 from zimbra_firewall.settings import read_settings
 from zimbra_firewall.ufw import rule_of_tuple, view_rule
@@ -324,3 +327,105 @@ def test_memcached_where_a_proxy_resolves_the_node_elsewhere_is_found():
         finding.verdict == "memcached unreachable from proxy"
         and "to 192.0.2.7, not an address of this host" in finding.detail
     )
+
+
+# --- firewalld hosts: the same judgement on firewalld's configuration (tests/fixtures/firewalld/, captured on
+# the lab's firewalld host: RHEL's fresh zone, after the deploy, after drift), with the same sockets
+
+
+def audited_firewalld(state):
+    node_read = dataclasses.replace(read("single-deployed"), status={}, firewalld=firewalld_state(state))
+    policy = build_policy(read_settings({"management_subnets": LAB_MGMT}), node_read.topology)
+    return audit_node("zimbra", node_read, policy, catalogue_cache(), DEPLOY, policy.warnings)
+
+
+def firewalld_state(name):
+    with open(os.path.join(HERE, "fixtures", "firewalld", f"{name}.txt")) as f:
+        return parse_state(f.read())
+
+
+def test_a_deployed_firewalld_host_is_judged_like_a_ufw_one():
+    node = audited_firewalld("state-deployed")
+    assert node.firewall == "firewalld" and node.complete and not node.failed
+    assert node.ufw == {"active": True, "incoming": "deny", "outgoing": "allow", "ipv6": True}
+    assert {s.port: s.reach for s in node.sockets if s.port in (25, 7071, 11211) and s.proto == "tcp"} == {
+        25: ["world"],
+        7071: LAB_MGMT,
+        11211: [],
+    }
+    # RHEL's dhcpv6-client stays in the zone (it widens nothing) and is said to open a port nobody serves
+    assert verdicts(node) == {("rule without listener", "546/udp")}
+
+
+def test_firewalld_nodes_follow_the_schema_and_say_whose_rules_were_judged(schema):
+    nodes = [audited_firewalld(name) for name in ("state-deployed", "state-drift-permanent", "state-fresh")]
+    document = json.loads(json.dumps(as_json(nodes, "now")))
+    jsonschema.validate(document, schema)
+    assert {n["firewall"] for n in document["nodes"]} == {"firewalld"}
+    assert "firewalld running, default zone deny; last rollback" in render_text(as_json(nodes[:1], "now"))
+
+
+def test_drift_in_firewalld_is_too_open_with_the_firewall_cmd_that_removes_it():
+    node = audited_firewalld("state-drift-permanent")
+    assert node.failed
+    by_port = {f.port: f for f in node.findings if f.verdict == "too open"}
+    assert by_port["80/tcp"].fix == [
+        "firewall-cmd --permanent --zone=public --remove-service=http && firewall-cmd --reload"
+    ]
+    assert "reachable from world" in by_port["7071/tcp"].detail
+    rich = """rule family="ipv4" port port="7071" protocol="tcp" accept"""
+    assert by_port["7071/tcp"].fix == [
+        f"firewall-cmd --permanent --zone=public --remove-rich-rule='{rich}' && firewall-cmd --reload"
+    ]
+    # a rich rule accepting everything from one subnet opens every port to it, and is named as the rule
+    assert "reachable from 10.77.2.0/24" in by_port["11211/tcp"].detail
+    assert ("rule without listener", "9100/tcp") in verdicts(node)
+
+
+def test_rhels_fresh_zone_is_ssh_open_to_the_world_and_zimbra_closed():
+    node = audited_firewalld("state-fresh")
+    assert node.ufw["incoming"] == "reject"
+    assert {port for verdict, port in verdicts(node) if verdict == "too open"} == {"22/tcp"}
+    assert ("too closed", "443/tcp") in verdicts(node) and ("rule without listener", "9090/tcp") in verdicts(node)
+
+
+def test_firewalld_zones_decide_in_the_kernels_order():
+    """A zone bound to a source decides for that source whatever its target (here DROP, before the default
+    zone that would let it in); a rich rule that drops comes before what accepts; a zone with target ACCEPT
+    lets in everything from its sources; a policy to the host comes before any zone."""
+    state = firewalld_state("state-deployed")
+    zones = dict(state.zones)
+    zones["drop"] = (
+        "/etc/firewalld/zones/drop.xml",
+        '<zone target="DROP"><source address="10.77.1.128/25"/></zone>',
+    )
+    zones["trusted"] = (
+        "/etc/firewalld/zones/trusted.xml",
+        '<zone target="ACCEPT"><source address="10.77.0.50/32"/></zone>',
+    )
+    path, text = zones["public"]
+    zones["public"] = (
+        path,
+        text.replace(
+            "<forward />",
+            '<rule family="ipv4"><source address="10.77.1.7"/><port port="7071" protocol="tcp"/><drop/></rule>'
+            '<rule family="ipv4"><port port="7071" protocol="tcp"/><accept/></rule>',
+        ),
+    )
+    state = dataclasses.replace(state, zones=zones, dispatched=("drop", "trusted", "public"))
+    ruleset = observed_firewalld(state)
+    admin = Listener("tcp", "*", 7071)
+    own = ["10.77.0.10"]
+
+    def reachable(network):
+        return decide(ruleset, Source(ipaddress.ip_network(network), "rule", network), admin, own).reachable
+
+    assert reachable("10.77.1.0/25")  # the management subnet's half the drop zone does not hold: the policy
+    assert reachable("10.77.1.200/32")  # the policy object comes before the drop zone
+    assert reachable("10.77.2.0/24") is not False  # the public zone's accept rule, from the world
+    assert reachable("10.77.1.7/32") is not False  # within the management subnet: the policy decides first
+    assert reachable("10.77.0.50/32")  # trusted: everything
+    assert decide(ruleset, Source(ipaddress.ip_network("10.77.0.50/32"), "rule", "x"), Listener("tcp", "*", 9), own)
+    memcached = Listener("tcp", "*", 11211)
+    dropped = decide(ruleset, Source(ipaddress.ip_network("10.77.1.200/32"), "rule", "x"), memcached, own)
+    assert not dropped.reachable and dropped.rule[1:] == ("zone drop", "target DROP")

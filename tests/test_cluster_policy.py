@@ -254,17 +254,46 @@ def without_services(read, server_name, *services):
     return dataclasses.replace(read, this=this, servers=tuple(servers))
 
 
-def test_without_a_proxy_the_mailboxes_serve_the_clients_on_their_own_ports():
-    """No node runs the proxy any more: each mailbox's backend ports, at the numbers its attributes give,
-    take the proxy ports' exposure (8443, 7993, 7995 to everyone; 8080, 7143, 7110 to the management
-    subnets); the MTA's spam training needs no rule of its own to a public port."""
-    read = without_services(topology("cluster-mailbox"), "proxy", "proxy", "memcached")
-    p = cluster_policy("mailbox", read)
-    assert p.exposure["public"] == ports(7993, 7995, 8443)
-    assert {7110, 7143, 8080} <= {port.first for port in p.exposure["local-only"]}
+def test_without_a_proxy_the_mailboxes_serve_the_clients_on_the_proxys_ports():
+    """No node runs the proxy and each mailbox's ports hold what a proxy-less install leaves there (443, 993,
+    995, 80, 143, 110): they take the proxy ports' exposure, with a warning; the MTA's spam training needs no
+    rule of its own to a public port. The proxy merely gone from LDAP (the ports still 8443, 7993, …) changes
+    nothing: a value in LDAP never makes a backend port public."""
+    gone = without_services(topology("cluster-mailbox"), "proxy", "proxy", "memcached")
+    assert cluster_policy("mailbox", gone).exposure["public"] == ()
+    proxyless = {
+        "zimbraMailSSLPort": ("443",),
+        "zimbraImapSSLBindPort": ("993",),
+        "zimbraPop3SSLBindPort": ("995",),
+        "zimbraMailPort": ("80",),
+        "zimbraImapBindPort": ("143",),
+        "zimbraPop3BindPort": ("110",),
+    }
+    p = cluster_policy("mailbox", with_attributes(gone, "mailbox", **proxyless))
+    assert p.exposure["public"] == ports(443, 993, 995)
+    assert {80, 110, 143} <= {port.first for port in p.exposure["local-only"]}
     assert peer_ports(p)[V4["mta"]] == {7025, 7071, 7073}
     assert V4["proxy"] not in peer_ports(p)
+    assert any("no node runs the proxy: mailboxd serves 443/tcp" in w for w in p.warnings)
+    assert not {443, 993, 995} & {port.first for r in p.restricted for port in r.ports}
     assert peer_ports(cluster_policy("mailbox"))[V4["proxy"]] == {7072, 7993, 7995, 8443}
+
+
+def test_an_attribute_never_moves_a_port_onto_ssh_or_a_port_classed_otherwise():
+    """zimbraMailSSLProxyPort=22 would open SSH to the world, =7071 the admin console: refused, the rule stays
+    on 443, with a warning; a mailbox port moved onto 443 stays where it was too."""
+    for number, clash in (
+        ("22", "22/tcp: the SSH port"),
+        ("7071", "7071/tcp: 7071/tcp is local-only in the catalogue"),
+    ):
+        read = with_attributes(topology("cluster-proxy"), "proxy", zimbraMailSSLProxyPort=(number,))
+        p = cluster_policy("proxy", read)
+        assert p.exposure["public"] == ports(443, 993, 995), number
+        assert f"zimbraMailSSLProxyPort puts HTTPS webmail/SOAP/ActiveSync on {clash}" in " ".join(p.warnings)
+        ssh = [r.sources for r in p.restricted if Port(22, 22, "tcp") in r.ports]
+        assert ssh and not [n for sources in ssh for n in sources if n.prefixlen == 0]
+    read = with_attributes(topology("cluster-mailbox"), "mailbox", zimbraMailSSLPort=("443",))
+    assert cluster_policy("mailbox", read).exposure["public"] == ()
 
 
 def test_spam_training_follows_the_mailboxs_mail_mode():
@@ -290,6 +319,13 @@ def test_imapd_is_reached_by_the_proxies_a_mailbox_sends_there_and_by_the_mailbo
     assert peer_ports(cluster_policy("ldap", imapd))[V4["proxy"]] == {389}
     elsewhere = with_attributes(imapd, "mailbox-2", zimbraReverseProxyUpstreamImapServers=("mailbox.zfw.test",))
     assert peer_ports(cluster_policy("ldap", elsewhere))[V4["proxy"]] == {389}
+    # a name that runs no imapd, with a port written in: nothing opens there (nginx takes imapd's own port)
+    hostile = with_attributes(
+        topology("cluster-mta"), "mailbox-2", zimbraReverseProxyUpstreamImapServers=("mta.zfw.test:3306",)
+    )
+    assert V4["proxy"] not in peer_ports(cluster_policy("mta", hostile))
+    port_written = with_attributes(imapd, "mailbox-2", zimbraReverseProxyUpstreamImapServers=("ldap.zfw.test:3306",))
+    assert peer_ports(cluster_policy("ldap", port_written))[V4["proxy"]] == {389, 8143, 8993}
     mailbox = cluster_policy("mailbox", with_services(topology("cluster-mailbox"), "ldap", "imapd"))
     assert peer_ports(mailbox)[V4["ldap"]] == {7071}
     moved = with_attributes(listed, "ldap", zimbraRemoteImapSSLBindPort=("9993",))

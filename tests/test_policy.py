@@ -128,6 +128,7 @@ def test_profiles_never_exceed_the_multiport_limit():
         ("profile_names", {"public": "Zimbra/Public", "local-only": "L", "intra": "I"}, "profile name"),
         ("profile_names", {"public": "Z" * 65, "local-only": "L", "intra": "I"}, "64"),
         ("profile_names", {"public": "Same", "local-only": "Same", "intra": "I"}, "share"),
+        ("profile_names", {"public": "Zimbra Local", "local-only": "zimbra-local", "intra": "I"}, "firewalld"),
         ("rule_comment", "x'; rm -rf /", "plain tag"),
         ("optional_groups", ["chatt"], "unknown group"),
         ("firewall_ssh_port", "22", "port number"),

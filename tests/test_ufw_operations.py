@@ -3,6 +3,7 @@ Zimbra, so any pyinfra deploy can use them; and the rollback's "will ufw change"
 
 import os
 import shlex
+import subprocess
 from types import SimpleNamespace
 
 import pytest
@@ -88,10 +89,9 @@ def test_a_web_server_gets_its_profile_written_and_loaded():
     produced, _ = commands(
         ufw.app_profiles, state("state-fresh"), profiles={"Web": "80,443/tcp"}, path="/etc/ufw/applications.d/web"
     )
-    assert "\n".join(produced) == (
+    assert "\n".join(produced).startswith(
         "printf %s '# Managed by zimbra-firewall: edits are replaced on the next run.\n\n"
         "[Web]\ntitle=Web\ndescription=\nports=80,443/tcp\n' > /etc/ufw/applications.d/web\n"
-        f"LC_ALL=C python3 -c '{ufw.APP_UPDATE}' app update Web"
     )
     text = render_profiles(as_profiles({"Web": "80,443/tcp"}))
     again, noops = commands(
@@ -101,6 +101,35 @@ def test_a_web_server_gets_its_profile_written_and_loaded():
         path="/etc/ufw/applications.d/web",
     )
     assert again == [] and noops == ["ufw profiles in /etc/ufw/applications.d/web are up to date"]
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_the_profile_update_runs_ufws_own_script_isolated_and_a_failure_puts_the_file_back(tmp_path, fails):
+    """Run in a shell where `ufw` is a stand-in whose #! interpreter records its arguments (no firewall is
+    touched): ufw's interpreter, isolated (-I), runs ufw's script with `app update NAME`; when that fails, the
+    profile file reads as before, so the next run makes the change again."""
+    fake_python, fake_ufw, record = tmp_path / "python", tmp_path / "ufw", tmp_path / "args"
+    fake_python.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {record}\nexit {int(fails)}\n')
+    fake_ufw.write_text(f"#! {fake_python}\n")
+    for script in (fake_python, fake_ufw):
+        script.chmod(0o755)
+    profile = tmp_path / "web"
+    profile.write_text("old text\n")
+    lines, _ = commands(
+        ufw.app_profiles, state("state-fresh", profiles="old text"), profiles={"Web": "80/tcp"}, path=str(profile)
+    )
+    shell = subprocess.run(
+        ["sh", "-c", "set -e\n" + "\n".join(lines)],
+        env={"PATH": f"{tmp_path}:/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+    )
+    arguments = record.read_text().splitlines()
+    assert arguments[:2] == ["-I", "-c"] and arguments[2] == ufw.APP_UPDATE
+    assert arguments[3:] == [str(fake_ufw), "app", "update", "Web"]
+    assert (shell.returncode, profile.read_text()) == (
+        (1, "old text\n") if fails else (0, render_profiles(as_profiles({"Web": "80/tcp"})))
+    )
 
 
 def test_rules_are_added_tagged_and_what_widens_a_restriction_is_deleted():

@@ -1,5 +1,6 @@
-"""The exposure audit: what each listening socket of a node can be reached from, given ufw's rules as they
-are, against what the policy lets reach it. Pure: audit.py and facts/audit.py read the host, these
+"""The exposure audit: what each listening socket of a node can be reached from, given ufw's rules (or
+firewalld's configuration, as rules in the order it decides: observed_firewalld) as they are, against what
+the policy lets reach it. Pure: audit.py and facts/audit.py read the host, these
 functions judge; zimbra_firewall/audit_report.py renders.
 
 Reachability is judged per source, as ufw's kernel rules judge a packet: the user rules of the source's
@@ -17,11 +18,15 @@ import dataclasses
 import ipaddress
 import re
 import shlex
+import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from zimbra_firewall.access import ANYWHERE, holds
 from zimbra_firewall.catalogue import Catalogue
+from zimbra_firewall.firewalld import State as FirewalldState
+from zimbra_firewall.firewalld import inbound, rich_rule_text
+from zimbra_firewall.firewalld_policy import policy_name
 from zimbra_firewall.policy import Policy, attribute_port, nginx_memcached_address
 from zimbra_firewall.topology import Topology
 from zimbra_firewall.ufw import (
@@ -121,7 +126,8 @@ class Ruleset:
     active: bool
     incoming: str  # default incoming policy: deny | reject | allow
     ipv6: bool
-    rules: dict  # IP version → tuple of (RuleView, words as `ufw show added` prints them)
+    rules: dict  # IP version → tuple of (RuleView, words as `ufw show added` prints them, or a firewalld gate's)
+    firewall: str = "ufw"  # whose rules: ufw | firewalld
 
 
 def observed_ruleset(status: dict, rule_files: Sequence[str]) -> Ruleset:
@@ -132,6 +138,40 @@ def observed_ruleset(status: dict, rule_files: Sequence[str]) -> Ruleset:
         pairs = [(rule_of_tuple(line), command_of_tuple(line)) for line in lines]
         rules[version] = tuple((view, words) for view, words in pairs if view is not None)
     return Ruleset(status["active"], status["incoming"], status["ipv6"], rules)
+
+
+FIREWALLD = "firewalld"  # the first word of a firewalld gate's words: ("firewalld", "zone public", "<service …/>")
+
+
+def observed_firewalld(state: FirewalldState) -> Ruleset:
+    """firewalld's permanent configuration as rules in the order it decides (zimbra_firewall.firewalld
+    inbound): each gate an allow or a deny rule, its words ("firewalld", where, the element); the default zone's
+    target as the default. A stopped firewalld lets everything in."""
+    gates, default = inbound(state)
+    rules = {}
+    for version in (4, 6):
+        pairs = []
+        for gate in gates:
+            own = tuple(s for s in gate.sources if s.version == version)
+            if own:
+                view = RuleView("allow" if gate.accept else "deny", True, own, gate.ports, "", gate.where)
+                pairs.append((view, (FIREWALLD, gate.where, gate.element)))
+        rules[version] = tuple(pairs)
+    return Ruleset(state.running, default, True, rules, FIREWALLD)
+
+
+def observed_of(read: "NodeRead") -> Ruleset | None:
+    """The rules in force on a node as its read gave them: firewalld's, ufw's, or None (not read)."""
+    if read.firewalld is not None:
+        return observed_firewalld(read.firewalld)
+    return observed_ruleset(read.status, read.rule_files) if read.status else None
+
+
+def rule_text(words: Sequence[str]) -> str:
+    """A rule for people: `ufw allow …`, or `zone public: <service name="http"/>`."""
+    if words[:1] == (FIREWALLD,):
+        return f"{words[1]}: {words[2]}"
+    return "ufw " + shlex.join(without_comment(words))
 
 
 def expected_ruleset(policy: Policy) -> Ruleset:
@@ -251,7 +291,8 @@ class NodeAudit:
     warnings: list[str]
     sockets: list[SocketAudit]
     findings: list[Finding]
-    complete: bool = True  # False when the node's sockets or ufw's state could not be read: not audited
+    complete: bool = True  # False when the node's sockets or its firewall's state could not be read: not audited
+    firewall: str = "ufw"  # ufw | firewalld: whose rules were judged (`ufw` then holds firewalld's state)
 
     @property
     def failed(self) -> bool:
@@ -271,6 +312,7 @@ class NodeRead:
     ufw_error: str = ""
     controller: str = ""  # the controller's address as the host sees the SSH connection
     reached_at: str = ""  # the host's address that SSH connection arrived at
+    firewalld: FirewalldState | None = None  # firewalld's configuration, where firewalld runs (instead of ufw's)
 
 
 def reach_names(decisions: dict) -> list[str]:
@@ -330,7 +372,7 @@ def audit_node(
     """Judge every socket of one node, and its rules, against its policy. nginx_looks: proxy host name → the
     address that proxy resolves this node's host name to (its nginx's memcached address)."""
     topology, own = read.topology, read.topology.own_addresses
-    observed = observed_ruleset(read.status, read.rule_files) if read.status else None
+    observed = observed_of(read)
     expected = expected_ruleset(policy)
     every = sources(policy, topology, [r for r in (observed, expected) if r])
     known = port_catalogue(catalogue, policy, topology)
@@ -361,13 +403,16 @@ def audit_node(
     for (port, proto), group in sockets_of.items():
         findings += _port_findings(f"{port}/{proto}", group, reach_of[(port, proto)], name, deploy_command)
     if observed:
-        findings += _rules_without_listener(observed, read.listeners, policy.comment, deploy_command)
+        ours = f"policy {policy_name(policy)}" if read.firewalld is not None else policy.comment
+        findings += _rules_without_listener(observed, read.listeners, ours, deploy_command)
         findings += _memcached_findings(topology, read.listeners, observed, deploy_command, nginx_looks or {})
     _mark(sockets, findings)
     this = topology.this
     if this is None:
         warnings = [*warnings, "Zimbra's roles unknown: judged as a server running every service, with no peer"]
     ufw = {"active": False, "incoming": "unknown", "outgoing": "unknown", "ipv6": True, **read.status}
+    if observed and read.firewalld is not None:
+        ufw = {"active": observed.active, "incoming": observed.incoming, "outgoing": "allow", "ipv6": True}
     return NodeAudit(
         name=name,
         server=this.hostname if this else topology.name,
@@ -377,9 +422,10 @@ def audit_node(
         ufw={k: ufw[k] for k in ("active", "incoming", "outgoing", "ipv6")},
         rollback={"last": read.rollback_last, "armed": read.rollback_armed},
         warnings=list(warnings),
-        sockets=sockets if observed else [],  # not judged without ufw's state
+        sockets=sockets if observed else [],  # not judged without the firewall's state
         findings=sorted(findings, key=lambda f: (rank(f.verdict), _port_key(f.port))),
-        complete=bool(read.status),
+        complete=observed is not None,
+        firewall=observed.firewall if observed else "ufw",
     )
 
 
@@ -448,14 +494,33 @@ def _port_findings(spec: str, group: list, judged: dict, name: str, deploy_comma
 
 
 def _via_text(decision: Decision) -> str:
-    return "rule: " + shlex.join(decision.rule) if decision.rule else decision.via
+    return "rule: " + rule_text(decision.rule) if decision.rule else decision.via
+
+
+def removal(words: Sequence[str]) -> str:
+    """The command that takes a rule away: `ufw delete …`, or firewall-cmd's for a zone's or a policy's element
+    (a target: the deploy, which sets the default zone's and prunes the rest)."""
+    if words[:1] != (FIREWALLD,):
+        return "ufw delete " + shlex.join(without_comment(words))
+    kind, _, name = words[1].partition(" ")
+    scope = f"--zone={shlex.quote(name)}" if kind == "zone" else f"--policy={shlex.quote(name)}"
+    element = ElementTree.fromstring(words[2]) if words[2].startswith("<") else None
+    if element is None:
+        return f"firewall-cmd --permanent {scope} --set-target=DROP && firewall-cmd --reload"
+    if element.tag == "rule":
+        option = "--remove-rich-rule=" + shlex.quote(rich_rule_text(element))
+    elif element.tag == "port":
+        option = f"--remove-port={element.get('port')}/{element.get('protocol')}"
+    else:
+        option = f"--remove-{element.tag}=" + shlex.quote(element.get("name") or element.get("value") or "")
+    return f"firewall-cmd --permanent {scope} {option} && firewall-cmd --reload"
 
 
 def _closing_fixes(decisions: Iterable[Decision], name: str, deploy_command: str) -> list[str]:
     fixes = []
     for decision in decisions:
         if decision.rule:
-            fix = "ufw delete " + shlex.join(without_comment(decision.rule))
+            fix = removal(decision.rule)
         elif decision.via == "ufw inactive":
             fix = f"{deploy_command} --limit {name}"
         else:
@@ -482,14 +547,14 @@ def _rules_without_listener(observed: Ruleset, listeners, owner: str, deploy_com
             for port in idle:
                 ours = view.comment == owner
                 fix = (
-                    ["ufw delete " + shlex.join(words)]
+                    [removal(words)]
                     if not ours
                     else [
                         f"start what serves {port}, or take {port} out of this node's policy (exposure_overrides, "
                         f"optional_groups) and rerun: {deploy_command}"
                     ]
                 )
-                detail = f"`ufw {shlex.join(without_comment(words))}` opens {port}, where nothing listens"
+                detail = f"`{rule_text(words)}` opens {port}, where nothing listens"
                 findings.append(Finding("rule without listener", str(port), detail, fix))
     return findings
 
@@ -538,11 +603,13 @@ def _memcached_findings(
                 source = Source(ipaddress.ip_network(address), "peer", proxy.hostname)
                 decision = decide(observed, source, serving[0], [target])
                 if decision is not None and not decision.reachable:
-                    detail = f"ufw keeps {proxy.hostname} ({address}) from {target}:{port}, where its nginx looks"
-                    fix = [
-                        f"ufw allow from {address} to any port {port} proto tcp",
-                        f"{deploy_command} --limit {topology.name or this.name}",
-                    ]
+                    detail = (
+                        f"{observed.firewall} keeps {proxy.hostname} ({address}) from {target}:{port}, where its "
+                        "nginx looks"
+                    )
+                    fix = [f"{deploy_command} --limit {topology.name or this.name}"]
+                    if observed.firewall == "ufw":
+                        fix.insert(0, f"ufw allow from {address} to any port {port} proto tcp")
                     findings.append(Finding("memcached unreachable from proxy", spec, detail, fix))
     for (target, here), names in unserved.items():
         if not here:
@@ -595,9 +662,9 @@ def apply_probe(node: NodeAudit, read: NodeRead, probe: dict) -> None:
     """probe: zimbra_firewall/probe.py's answer for probe_plan's address and ports. Each probed socket says
     what the controller saw and what the rules say it should have seen; a difference is a finding (another
     firewall, a rule file ufw has not loaded, NAT between the controller and the node)."""
-    observed = observed_ruleset(read.status, read.rule_files)
+    observed = observed_of(read)
     controller = read.controller or probe.get("local", "")
-    if not controller:
+    if not controller or observed is None:
         return
     source = Source(ipaddress.ip_network(controller), "controller", controller)
     target = probe["address"]
@@ -625,6 +692,9 @@ def apply_probe(node: NodeAudit, read: NodeRead, probe: dict) -> None:
             fixes = [
                 "look for a firewall besides ufw (iptables -S, nft list ruleset) or NAT on the way; "
                 "`ufw reload` if ufw's rule files were edited by hand"
+                if read.firewalld is None
+                else "look for rules besides firewalld's (nft list ruleset) or NAT on the way; `firewall-cmd --reload` "
+                "if firewalld's files were edited by hand, or a runtime change (firewall-cmd without --permanent)"
             ]
             node.findings.append(Finding(verdict, spec, detail, fixes))
             socket.verdict = min(socket.verdict, verdict, key=rank)

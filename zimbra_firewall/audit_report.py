@@ -52,11 +52,14 @@ def _node_line(node: dict) -> str:
     services = " ".join(node["services"]) or "roles unknown"
     rollback = node["rollback"]["last"] or "none"
     armed = ", a rollback is ARMED now" if node["rollback"]["armed"] else ""
-    return (
-        f"{node['name']}  {node['server']} ({services})\n"
-        f"  ufw {state}, default {ufw['incoming']} incoming / {ufw['outgoing']} outgoing, IPv6 "
-        f"{'on' if ufw['ipv6'] else 'off'}; last rollback: {rollback}{armed}"
-    )
+    if node["firewall"] == "firewalld":
+        firewall = f"firewalld {'running' if ufw['active'] else 'STOPPED'}, default zone {ufw['incoming']}"
+    else:
+        firewall = (
+            f"ufw {state}, default {ufw['incoming']} incoming / {ufw['outgoing']} outgoing, IPv6 "
+            f"{'on' if ufw['ipv6'] else 'off'}"
+        )
+    return f"{node['name']}  {node['server']} ({services})\n  {firewall}; last rollback: {rollback}{armed}"
 
 
 def render_text(document: dict) -> str:

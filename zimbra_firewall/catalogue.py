@@ -52,7 +52,7 @@ class Flow:
     what: str = ""
     source: str = ""
     ipmode: str | None = None  # how its client picks the address family from its zimbraIPMode (IPMODES)
-    named_on: str | None = None  # `to_attribute` is read on the servers running this service, not on the source
+    named_in: tuple[str, str] | None = None  # (attribute, service): the destination must be named there on a server
 
 
 # How a flow's client follows the source server's zimbraIPMode, as address families per mode (the others:
@@ -103,8 +103,9 @@ def _flow(entry: dict, groups: Mapping[str, str]) -> Flow:
     if entry.get("ipmode") not in (None, *IPMODES):
         raise PolicyError("catalogue", f"{where}: ipmode is one of {', '.join(IPMODES)}")
     to = entry["to"]
-    if entry.get("named_on") and not to.startswith("@"):
-        raise PolicyError("catalogue", f"{where}: named_on needs an @attribute destination")
+    named_in = entry.get("named_in")
+    if named_in is not None and (to.startswith("@") or set(named_in) != {"attribute", "of"}):
+        raise PolicyError("catalogue", f"{where}: named_in takes attribute and of, with a role destination")
     return Flow(
         tuple(entry["from"]),
         entry["proto"],
@@ -119,7 +120,7 @@ def _flow(entry: dict, groups: Mapping[str, str]) -> Flow:
         what=entry.get("what", ""),
         source=entry.get("source", ""),
         ipmode=entry.get("ipmode"),
-        named_on=entry.get("named_on"),
+        named_in=(named_in["attribute"], named_in["of"]) if named_in else None,
     )
 
 

@@ -441,6 +441,132 @@ def to_host(text: str) -> bool:
     return root is None or any(e.get("name") == "HOST" for e in root.iter("egress-zone"))
 
 
+def rich_rule_text(element: ElementTree.Element) -> str:
+    """A rich rule's XML in firewall-cmd's rich language (`rule family="ipv4" source address="…" accept`), as
+    `--remove-rich-rule` takes it: each element's name, then its attributes (`invert` as NOT), then its
+    children."""
+    words = [element.tag]
+    if element.get("invert", "").lower() in ("yes", "true"):
+        words.append("NOT")
+    words += [f"{key}={quoteattr(value)}" for key, value in element.attrib.items() if key != "invert"]
+    words += [rich_rule_text(child) for child in element]
+    return " ".join(words)
+
+
+# --- what decides an incoming packet, for the audit -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Gate:
+    """One element of firewalld's configuration that decides incoming packets: from `sources` to `ports` (None:
+    every port), accepted or not. where: "policy NAME" or "zone NAME"; element: one line of XML, or the target."""
+
+    where: str
+    element: str
+    accept: bool
+    sources: tuple[Network, ...]
+    ports: tuple[Port, ...] | None
+
+
+TARGET_DEFAULTS = {"DROP": "deny", "ACCEPT": "allow"}  # any other target (default, %%REJECT%%) rejects
+
+
+def inbound(state: State) -> tuple[tuple[Gate, ...], str]:
+    """What decides a packet to the host, in firewalld's order (the first gate that holds the packet's source
+    and port decides), and what happens to the rest (deny | reject | allow, the default zone's target): the
+    policy objects to the host whose ingress is ANY or a judged zone, by priority (those after the zones taken
+    with them: they only add to what lets in); then the judged zones, those bound to sources of their own
+    first (the kernel dispatches by source first; a packet from there ends in that zone, whatever its
+    target), then the others, taken to see every source (which interface a network comes in on is not known
+    here). In each, what rejects or drops comes before what accepts, as in firewalld's chains."""
+    gates: list[Gate] = []
+    policies = []
+    for name, (_, text) in state.policies.items():
+        root = _root(text)
+        ingress = {e.get("name") for e in root.iter("ingress-zone")} if root is not None else set()
+        if root is not None and to_host(text) and ingress & {"ANY", *state.judged_zones}:
+            priority = root.get("priority", "-1")
+            policies.append((int(priority) if re.fullmatch(r"-?\d{1,5}", priority) else -1, name, root))
+    for _, name, root in sorted(policies, key=lambda p: (p[0], p[1])):
+        gates += _gates(state, root, f"policy {name}", ANYWHERE)
+        target = root.get("target", "CONTINUE")
+        if target != "CONTINUE":
+            gates.append(Gate(f"policy {name}", f"target {target}", target == "ACCEPT", ANYWHERE, None))
+    zones = []
+    for zone in state.judged_zones:
+        root = _root(state.zones[zone][1]) if zone in state.zones else None
+        if root is None:
+            continue  # a zone without a file: the preflight refuses such a host to the deploy
+        own = _networks(e.get("address") for e in root.iter("source"))
+        bound = bool(own) and root.find("interface") is None and zone != state.default_zone
+        zones.append((not bound, zone, root, own if bound else ANYWHERE))
+    for _, zone, root, scope in sorted(zones, key=lambda z: (z[0], z[1])):
+        gates += _gates(state, root, f"zone {zone}", scope)
+        target = root.get("target", "default")
+        if target == "ACCEPT" or scope != ANYWHERE:
+            gates.append(Gate(f"zone {zone}", f"target {target}", target == "ACCEPT", scope, None))
+    default = state.zones.get(state.default_zone, ("", ""))[1]
+    root = _root(default) if default else None
+    return tuple(gates), TARGET_DEFAULTS.get(root.get("target", "") if root is not None else "", "reject")
+
+
+def _networks(addresses: Iterable[str | None]) -> tuple[Network, ...]:
+    found = []
+    for address in addresses:
+        try:
+            found.append(ipaddress.ip_network(address or "", strict=False))
+        except ValueError:
+            continue  # an ipset or a MAC address: whom it holds cannot be told here
+    return tuple(found)
+
+
+def _within(sources: Iterable[Network], scope: Iterable[Network]) -> tuple[Network, ...]:
+    """The part of `sources` inside `scope`, as networks (the narrower of each pair that nests)."""
+    inside = []
+    for source in sources:
+        for limit in scope:
+            if source.version == limit.version:
+                if source.subnet_of(limit):  # type: ignore[arg-type]
+                    inside.append(source)
+                elif limit.subnet_of(source):  # type: ignore[arg-type]
+                    inside.append(limit)
+    return tuple(dict.fromkeys(inside))
+
+
+def _family(element: ElementTree.Element, sources: tuple[Network, ...]) -> tuple[Network, ...]:
+    family = {"ipv4": 4, "ipv6": 6}.get(element.get("family", ""))
+    return tuple(s for s in sources if family is None or s.version == family)
+
+
+def _gates(state: State, root: ElementTree.Element, where: str, scope: tuple[Network, ...]) -> list[Gate]:
+    """A zone's or a policy's gates: its rich rules that reject or drop, then what it lets in (entries_of)."""
+    closing = []
+    for element in root.iter("rule"):
+        if element.find("reject") is None and element.find("drop") is None:
+            continue
+        source = element.find("source")
+        if source is not None and (source.get("invert", "").lower() in ("yes", "true") or not source.get("address")):
+            continue  # "everyone but", an ipset, a MAC: whom it keeps out cannot be told here
+        sources = _networks([source.get("address")]) if source is not None else ANYWHERE
+        service, port = element.find("service"), element.find("port")
+        ports = (
+            state.service_ports(service.get("name", ""))
+            if service is not None
+            else _ports(port.get("port"), port.get("protocol"))
+            if port is not None
+            else None
+        )
+        if service is not None and ports is None:
+            continue  # what an unreadable service closes cannot be told: nothing taken as closed
+        closing.append(Gate(where, one_line(element), False, _within(_family(element, sources), scope), ports))
+    opening = []
+    for entry in entries_of(state, root):
+        element = ElementTree.fromstring(entry.element)
+        sources = _within(_family(element, entry.sources), scope)
+        opening.append(Gate(where, entry.element, True, sources, entry.ports))
+    return [gate for gate in closing + opening if gate.sources]
+
+
 @dataclass(frozen=True)
 class Plan:
     """Every file to write or remove, and the zones' and policies' plans (for reports)."""

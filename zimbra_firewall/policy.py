@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from zimbra_firewall.access import Allow, Network, Port, Restriction, network_order
 from zimbra_firewall.catalogue import EXPOSURES, IPMODES, Catalogue, Flow, catalogue_cache, load_catalogue
+from zimbra_firewall.firewalld import object_name
 from zimbra_firewall.settings import ExtraAllow, PolicyError, Settings, parse_port, text
 from zimbra_firewall.topology import BASE_KINDS, Server, Topology, endpoint_port
 from zimbra_firewall.ufw import Profile, chunk_ports
@@ -108,6 +109,11 @@ def build_profiles(data: Settings, classes: dict[Port, str], intra_ports) -> dic
         PROFILE_NAME(name, f"profile_names[{exposure!r}]")
     if len(set(names.values())) != len(names):
         raise PolicyError("profile_names", "two exposure classes share one profile name")
+    # on firewalld each profile is a service file named after it: "Zimbra Local" and "zimbra-local" would be one
+    if len({object_name(name) for name in names.values()}) != len(names):
+        raise PolicyError(
+            "profile_names", "two profile names give one firewalld service name (case and punctuation aside)"
+        )
     descriptions = {
         "public": ("Zimbra public mail services", "Mail ports open to everyone (managed by zimbra-firewall)"),
         "local-only": (
@@ -188,6 +194,8 @@ def attribute_kinds(catalogue: Catalogue | None = None) -> dict[str, str]:
     for flow in catalogue.flows:
         if flow.to_attribute:
             add(flow.to_attribute, "endpoint")
+        if flow.named_in:
+            add(flow.named_in[0], "endpoint")
         if flow.port_attribute:
             add(flow.port_attribute, "port")
         for attribute, values in flow.source_conditions + flow.destination_conditions:
@@ -209,55 +217,76 @@ def attribute_port(server: Server | None, attribute: str | None, default: int) -
     return int(value) if value else default
 
 
-def node_classes(catalogue: Catalogue, classes: dict[Port, str], topology: Topology) -> dict[Port, str]:
-    """This node's ports → exposure class: the catalogue ports of its services (at the number their
-    attribute gives), and the ports the overrides add. No topology: every service (topology unknown).
-    Where no node of the install runs the proxy, mailboxd serves the clients itself (on the numbers the
-    installer then leaves: zimbra-attrs.xml's defaults 80, 443, 110, 995, 143, 993), so a backend port takes
-    the exposure of the proxy port it stands for (`without_proxy`)."""
+def node_classes(
+    catalogue: Catalogue, classes: dict[Port, str], topology: Topology, ssh: Port
+) -> tuple[dict[Port, str], list[str]]:
+    """This node's ports → exposure class, and warnings: the catalogue ports of its services (at the number
+    their attribute gives), and the ports the overrides add. No topology: every service (topology unknown).
+    A number an attribute gives is refused (the rule stays at the default number, said in a warning) when it
+    lands on the SSH port or on a catalogue port classed otherwise: a value in LDAP may move a service's port,
+    never change how exposed another port is. Where no node of the install runs the proxy and a backend
+    port's attribute holds the very number of the proxy port it stands for (`without_proxy`: 443 in
+    zimbraMailSSLPort, 993, 995, 80, 143, 110, as the installer leaves a proxy-less install), mailboxd serves
+    the clients there itself: the port takes that proxy port's exposure."""
     server = topology.this
     proxied = server is None or any("proxy" in s.services for s in topology.servers)
-    entries = {entry.port: entry for entry in catalogue.ports}
-    node = {}
-    for port, exposure in classes.items():
-        entry = entries.get(port)
-        if entry is None:
-            node[port] = exposure  # a port the overrides add: on every node
-        elif server is None or entry.role == "all" or entry.role in server.services:
-            if entry.without_proxy and not proxied:
-                exposure = next((c for p, c in classes.items() if p.overlaps(entry.without_proxy)), exposure)
-            number = attribute_port(server, entry.attribute, port.first)
-            if number:
-                node[Port(number, number + port.last - port.first, port.proto)] = exposure
-    return node
-
-
-def naming_values(flow: Flow, source: Server, servers: Iterable[Server]) -> tuple[str, ...]:
-    """The values of a flow's `@attribute` destination: the source's own, or (`named_on`) those of every
-    server running that service."""
-    holders = [s for s in servers if flow.named_on in s.services] if flow.named_on else [source]
-    return tuple(value for holder in holders for value in holder.attributes.get(flow.to_attribute or "", ()))
+    every = {entry.port: classes.get(entry.port, "off") for entry in catalogue.ports}
+    every.update(classes)
+    node: dict[Port, str] = {}
+    warnings = []
+    for entry in catalogue.ports:
+        if entry.port not in classes or not (server is None or entry.role in ("all", *server.services)):
+            continue
+        exposure, port = classes[entry.port], entry.port
+        number = attribute_port(server, entry.attribute, port.first)
+        if not number:
+            continue  # Zimbra's "not used"
+        moved = Port(number, number + port.last - port.first, port.proto)
+        front = entry.without_proxy
+        if front and not proxied and moved == front:
+            exposure = every[front]
+            warnings.append(
+                f"no node runs the proxy: mailboxd serves {front} ({entry.service}) itself here, {exposure}"
+            )
+        elif moved != port:
+            clash = next(
+                (f"{p} is {c} in the catalogue" for p, c in every.items() if p.overlaps(moved) and c != exposure), ""
+            )
+            clash = "the SSH port" if moved.overlaps(ssh) else clash
+            if clash:
+                warnings.append(
+                    f"{entry.attribute} puts {entry.service} on {moved}: {clash}; refused, its rule stays on {port}"
+                )
+                moved = port
+        node[moved] = exposure
+    node.update({port: exposure for port, exposure in classes.items() if port not in every})  # the overrides'
+    return node, warnings
 
 
 def reaches(flow: Flow, source: Server, destination: Server, servers: Iterable[Server] = ()) -> bool:
-    """Does this catalogue flow go from `source` to `destination`? servers: the install's (for `named_on`)."""
+    """Does this catalogue flow go from `source` to `destination`? servers: the install's (for `named_in`)."""
     if "all" not in flow.sources and not source.services & set(flow.sources):
         return False
     if flow.to_attribute:
-        if not any(destination.named_by(value) for value in naming_values(flow, source, servers)):
+        if not any(destination.named_by(value) for value in source.attributes.get(flow.to_attribute, ())):
             return False
     elif flow.to_role != "all" and flow.to_role not in destination.services:
         return False
+    if flow.named_in:
+        attribute, service = flow.named_in
+        holders = [server for server in servers if service in server.services]
+        if not any(destination.named_by(value) for holder in holders for value in holder.attributes.get(attribute, ())):
+            return False
     for server, conditions in ((source, flow.source_conditions), (destination, flow.destination_conditions)):
         if any(server.value(attr).upper() not in wanted for attr, wanted in conditions):
             return False
     return True
 
 
-def flow_port(flow: Flow, source: Server, destination: Server, servers: Iterable[Server] = ()) -> Port | None:
+def flow_port(flow: Flow, source: Server, destination: Server) -> Port | None:
     """The port a flow reaches on `destination`; None where its attribute says the service listens nowhere."""
     if flow.to_attribute:
-        for value in naming_values(flow, source, servers):
+        for value in source.attributes.get(flow.to_attribute, ()):
             port = endpoint_port(value)
             if destination.named_by(value) and port:
                 return Port(port, port, flow.proto)
@@ -281,7 +310,7 @@ def peer_access(catalogue: Catalogue, groups, topology: Topology, public, addres
             continue
         for peer in topology.peers:
             if reaches(flow, peer, topology.this, topology.servers):
-                port = flow_port(flow, peer, topology.this, topology.servers)
+                port = flow_port(flow, peer, topology.this)
                 if port and not any(port.overlaps(p) for p in public):
                     families = flow_families(flow, peer)
                     sources = [ipaddress.ip_network(a) for a in addresses[peer.name]]
@@ -382,7 +411,8 @@ def restricted_ports(
     by nobody off the host. The site's own flows (`site`) reach any port they name, loopback-only ones too.
     The SSH port is local-only unless the catalogue or the overrides class it: SSH open to everyone (ufw's
     `allow OpenSSH`, firewalld's `ssh` service in RHEL's default zone) widens the policy."""
-    ports = {p: c for p, c in classes.items() if c != "public"}
+    public = [p for p, c in node.items() if c == "public"]
+    ports = {p: c for p, c in classes.items() if c != "public" and not any(p.overlaps(q) for q in public)}
     ports.update({p: c for p, c in node.items() if c != "public"})
     if not any(ssh.overlaps(p) for p in (*classes, *node)):
         ports[ssh] = "local-only"
@@ -499,7 +529,8 @@ def build_policy(settings: Settings, topology: Topology) -> Policy:
     check_groups(groups, catalogue)
     classes = exposure_map(catalogue, groups, settings.exposure_overrides)
     check_management_for_local_only(classes, management)
-    node = node_classes(catalogue, classes, topology)
+    ssh = Port(settings.firewall_ssh_port, settings.firewall_ssh_port, "tcp")
+    node, port_warnings = node_classes(catalogue, classes, topology, ssh)
     public = [p for p, c in node.items() if c == "public"]
     addresses, address_warnings = peer_addresses(topology, settings.peer_networks)
     access = peer_access(catalogue, groups, topology, public, addresses)
@@ -537,7 +568,7 @@ def build_policy(settings: Settings, topology: Topology) -> Policy:
             zimbra_nodes=zimbra_nodes,
             access=access,
             site=site,
-            ssh=Port(settings.firewall_ssh_port, settings.firewall_ssh_port, "tcp"),
+            ssh=ssh,
         ),
         rollback_seconds=settings.rollback_seconds,
         allow_lockout_risk=settings.allow_lockout_risk,
@@ -546,7 +577,13 @@ def build_policy(settings: Settings, topology: Topology) -> Policy:
         addresses=tuple((s.hostname, addresses[s.name]) for s in topology.servers),
         problem=topology.error,
         refused=topology.refused,
-        warnings=(*seed_warnings(settings, classes), *memcached_warnings, *address_warnings, *site_warnings),
+        warnings=(
+            *seed_warnings(settings, classes),
+            *port_warnings,
+            *memcached_warnings,
+            *address_warnings,
+            *site_warnings,
+        ),
         firewall=settings.firewall,
         remove_services=settings.firewalld_remove_services,
         accept_zones=settings.firewalld_accept_zones,

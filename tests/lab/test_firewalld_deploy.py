@@ -5,11 +5,15 @@ rollback, a second run that changes nothing."""
 
 import pytest
 from support import LOCAL_ONLY, PUBLIC, deploy, flows
+from test_audit import audit
+from test_audit import findings as audit_findings
+from test_audit import node as audit_node
 from test_deploy import answering, zimbra_address
 from test_fail_closed import assert_nothing_opened, both_families, probing
 from test_safety import cut_off_and_rolled_back
 
 from lab import client
+from zimbra_firewall.audit import FAILING
 
 OPERATIONS = [
     "Preflight",
@@ -98,6 +102,32 @@ def test_a_second_run_changes_nothing(deployed):
     again = deploy()
     assert again.returncode == 0
     assert {op: r["no_change"] for op, r in again.ops.items()} == {op: 1 for op in OPERATIONS}
+
+
+def test_the_audit_judges_firewalld_as_it_judges_ufw_and_its_fix_works(deployed, tmp_path):
+    """After the deploy: no failing verdict, 7071 reachable from the management subnets alone, the controller's
+    probe agreeing with firewalld's rules. A rich rule opening 7071 to everyone: `too open`, exit 1, with the
+    firewall-cmd that takes it away; run, the audit passes again."""
+    clean = audit(tmp_path, "audit_probe=True")
+    assert clean.returncode == 0, (clean.stdout + clean.stderr)[-3000:]
+    zimbra = audit_node(clean.report)
+    assert zimbra["firewall"] == "firewalld" and zimbra["complete"] and zimbra["ufw"]["incoming"] == "deny"
+    assert not {verdict for verdict, _ in audit_findings(clean.report)} & FAILING
+    admin = [s for s in zimbra["sockets"] if s["port"] == 7071 and s["proto"] == "tcp"]
+    assert {name for s in admin for name in s["reach"]} == {"10.77.1.0/24", "fd5a:7e3c:91b2:1::/64"}
+    assert {s["probe"]["agrees"] for s in zimbra["sockets"] if s.get("probe")} == {True}
+    rule = 'rule family="ipv4" port port="7071" protocol="tcp" accept'
+    client.run("zimbra", "firewall-cmd", "-q", "--permanent", "--add-rich-rule", rule)
+    client.run("zimbra", "firewall-cmd", "-q", "--reload")
+    drifted = audit(tmp_path, "audit_probe=True")
+    assert drifted.returncode == 1
+    assert ("too open", "7071/tcp") in audit_findings(drifted.report)
+    finding = next(f for f in audit_node(drifted.report)["findings"] if f["port"] == "7071/tcp")
+    assert finding["fix"] == [
+        f"firewall-cmd --permanent --zone=public --remove-rich-rule='{rule}' && firewall-cmd --reload"
+    ]
+    client.run("zimbra", "sh", "-c", finding["fix"][0])
+    assert audit(tmp_path).returncode == 0
 
 
 def test_drift_in_files_and_at_runtime_is_repaired_by_one_reload_that_opens_nothing(deployed):
