@@ -53,11 +53,11 @@ class ExposureRead(FactBase):
         status, error, firewalld = {}, "", None
         if values.get("firewalld") == "yes":
             try:
-                firewalld = parse_state(firewalld_text)
+                state = parse_state(firewalld_text)
             except ValueError as failure:
                 error = f"cannot read firewalld's configuration: {failure}"
-            else:
-                error = firewalld.problem  # judged all the same, with what cannot be judged said
+            else:  # not judged where what lets packets in cannot be told: an honest "cannot say"
+                firewalld, error = (None, state.problem) if state.problem else (state, "")
         elif values.get("ufw") != "yes":  # nothing filters: judged as an inactive ufw
             status = {"active": False, "incoming": "unknown", "outgoing": "unknown", "ipv6": True}
             error = "ufw is not installed (apt-get install ufw, then run the deploy)"

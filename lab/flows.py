@@ -284,8 +284,12 @@ def destinations(flow, source_attrs, index):
     named = None
     if flow.named_in:
         attribute, service = flow.named_in
+        # a server name, as nginx's lookup takes it: host, host:port (the port is imapd's own, not this one)
         named = {
-            v.lower() for attrs, services in index.values() if service in services for v in attrs.get(attribute, [])
+            v.lower().partition(":")[0]
+            for attrs, services in index.values()
+            if service in services
+            for v in attrs.get(attribute, [])
         }
     return [
         (name, port_of(flow, attrs))

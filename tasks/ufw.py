@@ -64,13 +64,8 @@ def app_update_script(names: Iterable[str], path: str, previous: str | None) -> 
     )
     target = shlex.quote(path)
     undo = f"rm -f {target}" if previous is None else f"printf '%s\\n' {shlex.quote(previous)} > {target}"
-    return "\n".join(
-        [
-            "ufw_script=$(command -v ufw)",
-            'ufw_python=$(sed -n "1s/^#! *//p" "$ufw_script")',
-            f"if ! {{ {updates}; }}; then {undo}; exit 1; fi",
-        ]
-    )
+    found = 'ufw_script=$(command -v ufw) && ufw_python=$(sed -n "1s/^#! *//p" "$ufw_script") && [ -n "$ufw_python" ]'
+    return f"if ! {{ {found} && {updates}; }}; then {undo}; exit 1; fi"
 
 
 def _one_command(guard: str, lock_wait: int, *steps: str | StringCommand) -> StringCommand:

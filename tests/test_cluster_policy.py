@@ -284,7 +284,7 @@ def test_an_attribute_never_moves_a_port_onto_ssh_or_a_port_classed_otherwise():
     on 443, with a warning; a mailbox port moved onto 443 stays where it was too."""
     for number, clash in (
         ("22", "22/tcp: the SSH port"),
-        ("7071", "7071/tcp: 7071/tcp is local-only in the catalogue"),
+        ("7071", "7071/tcp: 7071/tcp is local-only here"),
     ):
         read = with_attributes(topology("cluster-proxy"), "proxy", zimbraMailSSLProxyPort=(number,))
         p = cluster_policy("proxy", read)
@@ -294,6 +294,10 @@ def test_an_attribute_never_moves_a_port_onto_ssh_or_a_port_classed_otherwise():
         assert ssh and not [n for sources in ssh for n in sources if n.prefixlen == 0]
     read = with_attributes(topology("cluster-mailbox"), "mailbox", zimbraMailSSLPort=("443",))
     assert cluster_policy("mailbox", read).exposure["public"] == ()
+    # two attributes on one new number: the second, classed otherwise, stays where it was
+    read = with_attributes(topology("cluster-mailbox"), "mailbox", zimbraAdminPort=("9999",), zimbraMailPort=("9999",))
+    p = cluster_policy("mailbox", read)
+    assert Port(9999, 9999, "tcp") in p.exposure["local-only"] and Port(8080, 8080, "tcp") in p.exposure["intra"]
 
 
 def test_spam_training_follows_the_mailboxs_mail_mode():

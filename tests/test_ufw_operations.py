@@ -103,13 +103,16 @@ def test_a_web_server_gets_its_profile_written_and_loaded():
     assert again == [] and noops == ["ufw profiles in /etc/ufw/applications.d/web are up to date"]
 
 
-@pytest.mark.parametrize("fails", [False, True])
+@pytest.mark.parametrize("fails", [False, True, "no ufw"])
 def test_the_profile_update_runs_ufws_own_script_isolated_and_a_failure_puts_the_file_back(tmp_path, fails):
     """Run in a shell where `ufw` is a stand-in whose #! interpreter records its arguments (no firewall is
     touched): ufw's interpreter, isolated (-I), runs ufw's script with `app update NAME`; when that fails, the
     profile file reads as before, so the next run makes the change again."""
-    fake_python, fake_ufw, record = tmp_path / "python", tmp_path / "ufw", tmp_path / "args"
-    fake_python.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {record}\nexit {int(fails)}\n')
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake_python, record = tmp_path / "python", tmp_path / "args"
+    fake_ufw = (tmp_path if fails == "no ufw" else bin_dir) / "ufw"  # not where the shell looks: no ufw found
+    fake_python.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {record}\nexit {int(bool(fails))}\n')
     fake_ufw.write_text(f"#! {fake_python}\n")
     for script in (fake_python, fake_ufw):
         script.chmod(0o755)
@@ -120,13 +123,14 @@ def test_the_profile_update_runs_ufws_own_script_isolated_and_a_failure_puts_the
     )
     shell = subprocess.run(
         ["sh", "-c", "set -e\n" + "\n".join(lines)],
-        env={"PATH": f"{tmp_path}:/usr/bin:/bin"},
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin"},
         capture_output=True,
         text=True,
     )
-    arguments = record.read_text().splitlines()
-    assert arguments[:2] == ["-I", "-c"] and arguments[2] == ufw.APP_UPDATE
-    assert arguments[3:] == [str(fake_ufw), "app", "update", "Web"]
+    if fails != "no ufw":
+        arguments = record.read_text().splitlines()
+        assert arguments[:2] == ["-I", "-c"] and arguments[2] == ufw.APP_UPDATE
+        assert arguments[3:] == [str(fake_ufw), "app", "update", "Web"]
     assert (shell.returncode, profile.read_text()) == (
         (1, "old text\n") if fails else (0, render_profiles(as_profiles({"Web": "80/tcp"})))
     )

@@ -410,6 +410,13 @@ def audit_node(
     this = topology.this
     if this is None:
         warnings = [*warnings, "Zimbra's roles unknown: judged as a server running every service, with no peer"]
+    if read.firewalld is not None and read.firewalld.recorded and not read.firewalld.applied:
+        warnings = [
+            *warnings,
+            "firewalld's rules in force are not what its files made at the deploy's last reload (a runtime-only "
+            "change, files edited without a reload): the files are judged; audit_probe checks what is in force, "
+            "and the deploy puts it back",
+        ]
     ufw = {"active": False, "incoming": "unknown", "outgoing": "unknown", "ipv6": True, **read.status}
     if observed and read.firewalld is not None:
         ufw = {"active": observed.active, "incoming": observed.incoming, "outgoing": "allow", "ipv6": True}
@@ -498,22 +505,40 @@ def _via_text(decision: Decision) -> str:
 
 
 def removal(words: Sequence[str]) -> str:
-    """The command that takes a rule away: `ufw delete …`, or firewall-cmd's for a zone's or a policy's element
-    (a target: the deploy, which sets the default zone's and prunes the rest)."""
+    """The command that takes a rule away: `ufw delete …`, or firewall-cmd's for a zone's or a policy's
+    element; a target that lets everything in goes back to the one that decides nothing itself."""
     if words[:1] != (FIREWALLD,):
         return "ufw delete " + shlex.join(without_comment(words))
     kind, _, name = words[1].partition(" ")
     scope = f"--zone={shlex.quote(name)}" if kind == "zone" else f"--policy={shlex.quote(name)}"
-    element = ElementTree.fromstring(words[2]) if words[2].startswith("<") else None
-    if element is None:
-        return f"firewall-cmd --permanent {scope} --set-target=DROP && firewall-cmd --reload"
-    if element.tag == "rule":
-        option = "--remove-rich-rule=" + shlex.quote(rich_rule_text(element))
-    elif element.tag == "port":
-        option = f"--remove-port={element.get('port')}/{element.get('protocol')}"
+    if not words[2].startswith("<"):
+        option = "--set-target=" + ("default" if kind == "zone" else "CONTINUE")
     else:
-        option = f"--remove-{element.tag}=" + shlex.quote(element.get("name") or element.get("value") or "")
+        option = _removal_option(ElementTree.fromstring(words[2]))
     return f"firewall-cmd --permanent {scope} {option} && firewall-cmd --reload"
+
+
+def _removal_option(element: ElementTree.Element) -> str:
+    get = element.get
+    if element.tag == "rule":
+        value = rich_rule_text(element)
+    elif element.tag in ("port", "source-port"):
+        value = f"{get('port')}/{get('protocol')}"
+    elif element.tag == "forward-port":
+        value = ":".join(
+            f"{key}={get(attribute)}"
+            for key, attribute in (
+                ("port", "port"),
+                ("proto", "protocol"),
+                ("toport", "to-port"),
+                ("toaddr", "to-addr"),
+            )
+            if get(attribute)
+        )
+    else:
+        value = get("name") or get("value") or ""
+    option = "rich-rule" if element.tag == "rule" else element.tag
+    return f"--remove-{option}={shlex.quote(value)}"
 
 
 def _closing_fixes(decisions: Iterable[Decision], name: str, deploy_command: str) -> list[str]:

@@ -159,7 +159,8 @@ def state_read(record: str) -> str:
     zones = f"{SHIPPED_DIR}/zones/*.xml {CONFIG_DIR}/zones/*.xml"
     policies = f"{SHIPPED_DIR}/policies/*.xml {CONFIG_DIR}/policies/*.xml"
     return (
-        f"{running}; grep -E '^(DefaultZone|FirewallBackend)=' {CONFIG_DIR}/firewalld.conf 2>/dev/null; "
+        f"{running}; grep -E '^(DefaultZone|FirewallBackend|AllowZoneDrifting)=' {CONFIG_DIR}/firewalld.conf "
+        "2>/dev/null; "
         f"echo {SECTION}; for c in filter_INPUT_ZONES_SOURCE filter_INPUT_ZONES; do "
         f'nft list chain inet firewalld "$c" 2>/dev/null; done; echo {SECTION}; '
         f"sh -c '{files}' files {zones}; echo {SECTION}; "
@@ -209,6 +210,8 @@ class State:
     applied: bool = False  # the configuration and the kernel's ruleset are what the last reload made
     backend: str = "nftables"
     kernel_read: bool = True  # nft listed firewalld's table
+    drifting: bool = False  # AllowZoneDrifting=yes (RHEL 8): a source zone with target default falls through
+    recorded: bool = False  # the deploy's record of its last reload exists (the digests `applied` compares)
 
     @property
     def judged_zones(self) -> tuple[str, ...]:
@@ -228,6 +231,11 @@ class State:
                 "nft cannot list firewalld's table (nft list table inet firewalld): this deploy reads there "
                 "what is in force"
             )
+        if self.running and not self.dispatched:
+            return (
+                "firewalld's nft table has no zone dispatch (chain filter_INPUT_ZONES, firewalld 0.9 to 1.x): which "
+                "zones packets land in cannot be told here (firewalld 2.x dispatches otherwise)"
+            )
         bad = [zone for zone in self.judged_zones if not NAME.fullmatch(zone)]
         if bad:
             return f"a zone name firewalld would not take: {bad[0]!r}"
@@ -246,7 +254,7 @@ def parse_state(text: str) -> State:
     if len(parts) != 7:
         raise ValueError(f"expected 7 parts in firewalld's state, got {len(parts)}")
     head, chain, zones, services, policies, digests, recorded = parts
-    settings = dict(re.findall(r"^(DefaultZone|FirewallBackend)=(.*)$", head, re.MULTILINE))
+    settings = dict(re.findall(r"^(DefaultZone|FirewallBackend|AllowZoneDrifting)=(.*)$", head, re.MULTILINE))
     dispatched = tuple(dict.fromkeys(re.findall(r"goto filter_IN_([A-Za-z0-9_-]+)", chain)))
     return State(
         running="running=yes" in head.split(),
@@ -258,6 +266,8 @@ def parse_state(text: str) -> State:
         applied=recorded.split() == digests.split() and len(digests.split()) == 2 and "none" not in digests.split(),
         backend=settings.get("FirewallBackend", "").strip() or "nftables",
         kernel_read="none" not in digests.split(),
+        drifting=settings.get("AllowZoneDrifting", "").strip().lower() in ("yes", "true"),
+        recorded=bool(recorded.split()),
     )
 
 
@@ -448,7 +458,7 @@ def rich_rule_text(element: ElementTree.Element) -> str:
     words = [element.tag]
     if element.get("invert", "").lower() in ("yes", "true"):
         words.append("NOT")
-    words += [f"{key}={quoteattr(value)}" for key, value in element.attrib.items() if key != "invert"]
+    words += [f'{key}="{value}"' for key, value in element.attrib.items() if key != "invert"]
     words += [rich_rule_text(child) for child in element]
     return " ".join(words)
 
@@ -473,41 +483,72 @@ TARGET_DEFAULTS = {"DROP": "deny", "ACCEPT": "allow"}  # any other target (defau
 
 def inbound(state: State) -> tuple[tuple[Gate, ...], str]:
     """What decides a packet to the host, in firewalld's order (the first gate that holds the packet's source
-    and port decides), and what happens to the rest (deny | reject | allow, the default zone's target): the
-    policy objects to the host whose ingress is ANY or a judged zone, by priority (those after the zones taken
-    with them: they only add to what lets in); then the judged zones, those bound to sources of their own
-    first (the kernel dispatches by source first; a packet from there ends in that zone, whatever its
-    target), then the others, taken to see every source (which interface a network comes in on is not known
-    here). In each, what rejects or drops comes before what accepts, as in firewalld's chains."""
-    gates: list[Gate] = []
-    policies = []
-    for name, (_, text) in state.policies.items():
-        root = _root(text)
-        ingress = {e.get("name") for e in root.iter("ingress-zone")} if root is not None else set()
-        if root is not None and to_host(text) and ingress & {"ANY", *state.judged_zones}:
-            priority = root.get("priority", "-1")
-            policies.append((int(priority) if re.fullmatch(r"-?\d{1,5}", priority) else -1, name, root))
-    for _, name, root in sorted(policies, key=lambda p: (p[0], p[1])):
-        gates += _gates(state, root, f"policy {name}", ANYWHERE)
-        target = root.get("target", "CONTINUE")
-        if target != "CONTINUE":
-            gates.append(Gate(f"policy {name}", f"target {target}", target == "ACCEPT", ANYWHERE, None))
-    zones = []
+    and port decides), and what happens to the rest (deny | reject | allow: the default zone's target).
+    The policy objects to the host that run before the zones (priority below 0) by priority; the accepts of
+    those that run inside them (above 0) with them; then the zones the kernel dispatches to: those bound to
+    sources of their own first (a packet from there ends in that zone: its target decides, unless zone
+    drifting lets a `default` one fall through), then the interface zones and the default zone, taken to
+    see every source (which interface a network comes in on is not known here). In each, rich rules by
+    their priority around the rejects and drops, then what accepts (firewalld's pre, deny, allow, post).
+    Where it cannot be told whether a gate that keeps packets out applies (a zone among several a packet
+    may land in, a rate limit, a destination, a protocol or ICMP type, an ipset), it is left out, and every
+    gate that lets in is kept: a port may be called open that firewalld keeps closed, never the reverse."""
+    scopes: dict[str, tuple[Network, ...] | None] = {}  # zone → the sources surely landing there, None: unknown
+    roots = {}
     for zone in state.judged_zones:
         root = _root(state.zones[zone][1]) if zone in state.zones else None
         if root is None:
             continue  # a zone without a file: the preflight refuses such a host to the deploy
         own = _networks(e.get("address") for e in root.iter("source"))
         bound = bool(own) and root.find("interface") is None and zone != state.default_zone
-        zones.append((not bound, zone, root, own if bound else ANYWHERE))
-    for _, zone, root, scope in sorted(zones, key=lambda z: (z[0], z[1])):
-        gates += _gates(state, root, f"zone {zone}", scope)
+        roots[zone] = root
+        scopes[zone] = own if bound else None
+    unbound = [zone for zone, scope in scopes.items() if scope is None]
+    everyone = ANYWHERE if len(unbound) == 1 else None  # the default zone alone: every packet lands there
+    Ordered = list[tuple[int, str, ElementTree.Element, tuple[Network, ...] | None]]
+    before: Ordered = []
+    inside: Ordered = []
+    for name, (_, text) in state.policies.items():
+        root = _root(text)
+        ingress = {e.get("name") for e in root.iter("ingress-zone")} if root is not None else set()
+        if root is None or not to_host(text) or not ingress & {"ANY", *scopes}:
+            continue
+        written = root.get("priority", "-1")
+        priority = int(written) if re.fullmatch(r"-?\d{1,5}", written) else -1
+        sure = ANYWHERE if "ANY" in ingress else _sure(ingress, scopes, everyone)
+        (before if priority < 0 else inside).append((priority, name, root, sure))
+    gates: list[Gate] = []
+    for _, name, root, sure in sorted(before, key=lambda p: (p[0], p[1])):
+        gates += _gates(state, root, f"policy {name}", ANYWHERE, sure)
+        gates += _target(f"policy {name}", root.get("target", "CONTINUE"), ANYWHERE if sure else None)
+    for _, name, root, _sure_scope in sorted(inside, key=lambda p: (p[0], p[1])):
+        gates += _gates(state, root, f"policy {name}", ANYWHERE, None)
+    for zone in sorted(scopes, key=lambda z: (scopes[z] is None, z)):
+        root, scope = roots[zone], scopes[zone]
+        gates += _gates(state, root, f"zone {zone}", scope or ANYWHERE, scope or everyone)
         target = root.get("target", "default")
-        if target == "ACCEPT" or scope != ANYWHERE:
-            gates.append(Gate(f"zone {zone}", f"target {target}", target == "ACCEPT", scope, None))
-    default = state.zones.get(state.default_zone, ("", ""))[1]
-    root = _root(default) if default else None
-    return tuple(gates), TARGET_DEFAULTS.get(root.get("target", "") if root is not None else "", "reject")
+        drifts = state.drifting and target == "default"
+        gates += _target(f"zone {zone}", target, None if drifts else scope or everyone)
+    default = roots.get(state.default_zone)
+    return tuple(gates), TARGET_DEFAULTS.get(default.get("target", "") if default is not None else "", "reject")
+
+
+def _sure(ingress: set, scopes: Mapping, everyone: tuple[Network, ...] | None) -> tuple[Network, ...] | None:
+    """The sources surely arriving through one of these ingress zones, or None when that cannot be told."""
+    if len(ingress) != 1:
+        return None
+    zone = next(iter(ingress))
+    return scopes.get(zone) or (everyone if zone in scopes else None)
+
+
+def _target(where: str, target: str, sure: tuple[Network, ...] | None) -> list[Gate]:
+    """A zone's or a policy's target as a gate for every port: ACCEPT always; DROP, REJECT (and a zone's
+    default, which rejects) only where it surely applies (`sure`)."""
+    if target == "ACCEPT":
+        return [Gate(where, f"target {target}", True, sure or ANYWHERE, None)]
+    if target == "CONTINUE" or not sure:
+        return []
+    return [Gate(where, f"target {target}", False, sure, None)]
 
 
 def _networks(addresses: Iterable[str | None]) -> tuple[Network, ...]:
@@ -538,33 +579,61 @@ def _family(element: ElementTree.Element, sources: tuple[Network, ...]) -> tuple
     return tuple(s for s in sources if family is None or s.version == family)
 
 
-def _gates(state: State, root: ElementTree.Element, where: str, scope: tuple[Network, ...]) -> list[Gate]:
-    """A zone's or a policy's gates: its rich rules that reject or drop, then what it lets in (entries_of)."""
-    closing = []
+def _gates(
+    state: State, root: ElementTree.Element, where: str, scope: tuple[Network, ...], sure: tuple[Network, ...] | None
+) -> list[Gate]:
+    """A zone's or a policy's gates in firewalld's order: rich rules with a priority below 0, the rejects and
+    drops, what accepts, rich rules with a priority above 0. What accepts applies within `scope`; what keeps
+    out only within `sure` (None: nowhere it can be told), and only when its packets can be told."""
+    ordered = []
     for element in root.iter("rule"):
         if element.find("reject") is None and element.find("drop") is None:
             continue
-        source = element.find("source")
-        if source is not None and (source.get("invert", "").lower() in ("yes", "true") or not source.get("address")):
-            continue  # "everyone but", an ipset, a MAC: whom it keeps out cannot be told here
-        sources = _networks([source.get("address")]) if source is not None else ANYWHERE
-        service, port = element.find("service"), element.find("port")
-        ports = (
-            state.service_ports(service.get("name", ""))
-            if service is not None
-            else _ports(port.get("port"), port.get("protocol"))
-            if port is not None
-            else None
-        )
-        if service is not None and ports is None:
-            continue  # what an unreadable service closes cannot be told: nothing taken as closed
-        closing.append(Gate(where, one_line(element), False, _within(_family(element, sources), scope), ports))
-    opening = []
+        gate = _closing(state, element, where, sure) if sure else None
+        if gate:
+            ordered.append((_bucket(element, closing=True), gate))
     for entry in entries_of(state, root):
         element = ElementTree.fromstring(entry.element)
         sources = _within(_family(element, entry.sources), scope)
-        opening.append(Gate(where, entry.element, True, sources, entry.ports))
-    return [gate for gate in closing + opening if gate.sources]
+        if sources:
+            ordered.append((_bucket(element, closing=False), Gate(where, entry.element, True, sources, entry.ports)))
+    return [gate for _, gate in sorted(ordered, key=lambda pair: pair[0])]
+
+
+def _bucket(element: ElementTree.Element, closing: bool) -> tuple[int, int]:
+    """firewalld's chain order: pre (rich rules with a priority below 0, by priority), deny, allow, post."""
+    written = element.get("priority", "0") if element.tag == "rule" else "0"
+    priority = int(written) if re.fullmatch(r"-?\d{1,5}", written) else 0
+    if priority < 0:
+        return (0, priority)
+    if priority > 0:
+        return (3, priority)
+    return (1, 0) if closing else (2, 0)
+
+
+def _closing(state: State, element: ElementTree.Element, where: str, sure: tuple[Network, ...]) -> Gate | None:
+    """A rich rule that rejects or drops, as a gate, where whom and what it keeps out can be told: its
+    sources (no inversion, ipset or MAC), a port or a readable service, no destination, rate limit,
+    protocol, source port or ICMP type."""
+    if any(element.find(tag) is not None for tag in ("destination", "protocol", "source-port", "icmp-type")):
+        return None
+    if any(True for _ in element.iter("limit")):
+        return None
+    source = element.find("source")
+    if source is not None and (source.get("invert", "").lower() in ("yes", "true") or not source.get("address")):
+        return None
+    service, port = element.find("service"), element.find("port")
+    if service is not None:
+        ports = state.service_ports(service.get("name", ""))
+    elif port is not None:
+        ports = _ports(port.get("port"), port.get("protocol"))
+    else:
+        return None
+    if ports is None:
+        return None
+    sources = _networks([source.get("address")]) if source is not None else ANYWHERE
+    sources = _within(_family(element, sources), sure)
+    return Gate(where, one_line(element), False, sources, ports) if sources else None
 
 
 @dataclass(frozen=True)

@@ -249,9 +249,8 @@ def node_classes(
                 f"no node runs the proxy: mailboxd serves {front} ({entry.service}) itself here, {exposure}"
             )
         elif moved != port:
-            clash = next(
-                (f"{p} is {c} in the catalogue" for p, c in every.items() if p.overlaps(moved) and c != exposure), ""
-            )
+            taken = {**every, **node}  # the catalogue's numbers, and those another attribute moved a port to
+            clash = next((f"{p} is {c} here" for p, c in taken.items() if p.overlaps(moved) and c != exposure), "")
             clash = "the SSH port" if moved.overlaps(ssh) else clash
             if clash:
                 warnings.append(

@@ -213,3 +213,28 @@ def test_a_rule_for_someone_elses_profile_that_opens_an_admin_port_to_all_is_del
         assert all_rules() == cluster
     finally:
         client.run("mailbox-2", "rm", "/etc/ufw/applications.d/some")
+
+
+def test_ldap_values_that_would_move_a_port_onto_ssh_or_open_a_non_imapd_node_change_no_rule(cluster):
+    """The proxy's HTTPS moved onto SSH (zimbraMailSSLProxyPort 22), its IMAPS onto the mailboxes' admin port
+    (7071, local-only in the catalogue); a mailbox naming the MTA, with a port of its choosing, as an imapd
+    upstream: every node's rules stay exactly as they were, and the run names the refusals."""
+    changes = [
+        ("proxy", "zimbraMailSSLProxyPort", "22"),
+        ("proxy", "zimbraImapSSLProxyBindPort", "7071"),
+        ("mailbox", "zimbraReverseProxyUpstreamImapServers", "mta.zfw.test:3306"),
+    ]
+    for node, attribute, value in changes:
+        zmprov("-l", "ms", f"{node}.zfw.test", attribute, value, host=node)
+    try:
+        result = deploy()
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, output[-3000:]
+        assert "zimbraMailSSLProxyPort puts HTTPS webmail/SOAP/ActiveSync on 22/tcp: the SSH port; refused" in output
+        assert "zimbraImapSSLProxyBindPort puts IMAPS on 7071/tcp: 7071/tcp is local-only here" in output
+        assert all_rules() == cluster
+    finally:
+        for node, attribute, _ in changes:
+            zmprov("-l", "ms", f"{node}.zfw.test", attribute, "", host=node)
+    zmprov("-l", "ms", "proxy.zfw.test", "zimbraMailSSLProxyPort", "443", host="proxy")
+    zmprov("-l", "ms", "proxy.zfw.test", "zimbraImapSSLProxyBindPort", "993", host="proxy")
