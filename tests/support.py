@@ -69,6 +69,12 @@ def zmprov(*args, host="zimbra", check=True):
     return client.run(host, "runuser", "-u", "zimbra", "--", "/opt/zimbra/bin/zmprov", *args, check=check)
 
 
+def modify_servers(changes):
+    """`zmprov -l ms` on a cluster node for each (node, attribute, value): `+attr`/`-attr` add or remove."""
+    for node, attribute, value in changes:
+        zmprov("-l", "ms", f"{node}.zfw.test", attribute, value, host=node)
+
+
 @contextlib.contextmanager
 def listening(host, *specs):
     """Stand-in listeners on more ports of a lab host ("8444/tcp"), as a service moved or enabled after the

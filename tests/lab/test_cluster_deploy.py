@@ -8,7 +8,7 @@ import sys
 import threading
 
 import pytest
-from support import REPO, deploy, flows, listening, results, zmprov, zmprov_calls
+from support import REPO, deploy, flows, listening, modify_servers, results, zmprov, zmprov_calls
 
 from lab import client
 
@@ -323,8 +323,7 @@ def test_a_moved_proxy_port_and_imapd_are_opened_where_ldap_says_and_the_old_por
         ("mailbox-2", "+zimbraServiceEnabled", "imapd"),
         ("mailbox", "zimbraReverseProxyUpstreamImapServers", "mailbox-2.zfw.test"),
     ]
-    for node, attribute, value in moved:
-        zmprov("-l", "ms", f"{node}.zfw.test", attribute, value, host=node)
+    modify_servers(moved)
     with listening("proxy", "8444/tcp"), listening("mailbox-2", "8143/tcp", "8993/tcp"):
         result = deploy()
         assert result.returncode == 0, result.stderr[-3000:]
@@ -338,9 +337,13 @@ def test_a_moved_proxy_port_and_imapd_are_opened_where_ldap_says_and_the_old_por
         assert results(report, "mailbox", "mailbox-2", 8143, expect="allow") == {(4, "ok"), (6, "ok")}
         assert results(report, "mta", "mailbox-2", 8993, expect="deny") == {(4, "blocked"), (6, "blocked")}
         assert_converged()
-        zmprov("-l", "ms", "proxy.zfw.test", "zimbraMailSSLProxyPort", "443", host="proxy")
-        zmprov("-l", "ms", "mailbox-2.zfw.test", "-zimbraServiceEnabled", "imapd", host="mailbox-2")
-        zmprov("-l", "ms", "mailbox.zfw.test", "zimbraReverseProxyUpstreamImapServers", "", host="mailbox")
+        modify_servers(
+            [
+                ("proxy", "zimbraMailSSLProxyPort", "443"),
+                ("mailbox-2", "-zimbraServiceEnabled", "imapd"),
+                ("mailbox", "zimbraReverseProxyUpstreamImapServers", ""),
+            ]
+        )
         assert deploy().returncode == 0
         report = flows("--strict")
         assert failures(report) == []

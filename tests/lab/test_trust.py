@@ -8,7 +8,7 @@ import glob
 import subprocess
 
 import pytest
-from support import PYINFRA, REPO, deploy, flows, results, zmprov
+from support import PYINFRA, REPO, deploy, flows, modify_servers, results, zmprov
 from test_cluster_deploy import NODES, assert_converged, failures, rules_on
 
 from lab import client
@@ -224,8 +224,7 @@ def test_ldap_values_that_would_move_a_port_onto_ssh_or_open_a_non_imapd_node_ch
         ("proxy", "zimbraImapSSLProxyBindPort", "7071"),
         ("mailbox", "zimbraReverseProxyUpstreamImapServers", "mta.zfw.test:3306"),
     ]
-    for node, attribute, value in changes:
-        zmprov("-l", "ms", f"{node}.zfw.test", attribute, value, host=node)
+    modify_servers(changes)
     try:
         result = deploy()
         output = result.stdout + result.stderr
@@ -234,7 +233,5 @@ def test_ldap_values_that_would_move_a_port_onto_ssh_or_open_a_non_imapd_node_ch
         assert "zimbraImapSSLProxyBindPort puts IMAPS on 7071/tcp: 7071/tcp is local-only here" in output
         assert all_rules() == cluster
     finally:
-        for node, attribute, _ in changes:
-            zmprov("-l", "ms", f"{node}.zfw.test", attribute, "", host=node)
-    zmprov("-l", "ms", "proxy.zfw.test", "zimbraMailSSLProxyPort", "443", host="proxy")
-    zmprov("-l", "ms", "proxy.zfw.test", "zimbraImapSSLProxyBindPort", "993", host="proxy")
+        modify_servers([(node, attribute, "") for node, attribute, _ in changes])
+        modify_servers([("proxy", "zimbraMailSSLProxyPort", "443"), ("proxy", "zimbraImapSSLProxyBindPort", "993")])
