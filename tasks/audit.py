@@ -118,7 +118,7 @@ def read_node(target: Host, visit: Visit) -> None:
         visit.read, visit.error = None, f"cannot read the node: {error}"
         logger.warning(f"{target.name}: {visit.error}")
         return
-    if settings.audit_probe and visit.read.status:
+    if settings.audit_probe and audit.observed_of(visit.read) is not None:  # rules to compare the probe with
         probe(visit, settings.audit_probe_via)
     logger.info(f"{target.name}: read, {len(visit.read.listeners)} listening sockets")
 
