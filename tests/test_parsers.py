@@ -61,6 +61,9 @@ def test_state_of_a_fresh_host_and_of_a_deployed_host_with_drift():
     assert state["profiles"].startswith("# Managed by zimbra-firewall") and state["profiles"].endswith("7073/tcp")
     assert Port(7071, 7071, "tcp") in state["apps"]["Zimbra Local"]
     assert parse_defaults(fixture("ufw/default-ufw.txt")) == {"ipv6": True, "incoming": "deny", "outgoing": "allow"}
+    # a file without the IPV6 line: ufw then loads no IPv6 rule (and drops IPv6 but on loopback)
+    without = "\n".join(line for line in fixture("ufw/default-ufw.txt").splitlines() if not line.startswith("IPV6"))
+    assert parse_defaults(without)["ipv6"] is False
 
 
 def test_a_state_read_that_went_wrong_is_an_error_not_an_empty_firewall():

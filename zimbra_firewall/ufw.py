@@ -281,7 +281,8 @@ def parse_defaults(text: str) -> dict:
     """/etc/default/ufw → {'ipv6': bool, 'incoming': …, 'outgoing': …}; readable while ufw is inactive."""
     values = dict(re.findall(r'^([A-Z_0-9]+)="?([^"\n]*)"?', text, re.MULTILINE))
     return {
-        "ipv6": values.get("IPV6", "yes").lower() == "yes",
+        # no IPV6 line is no IPv6: ufw's use_ipv6 (backend.py) and ufw-init-functions want "yes" written
+        "ipv6": values.get("IPV6", "no").lower() == "yes",
         "incoming": POLICY_WORDS.get(values.get("DEFAULT_INPUT_POLICY", ""), "unknown"),
         "outgoing": POLICY_WORDS.get(values.get("DEFAULT_OUTPUT_POLICY", ""), "unknown"),
     }

@@ -3,6 +3,8 @@ firewalld 1.3 (nftables, in its own network namespace) with RHEL's default zone,
 are: probes from other hosts over IPv4 and IPv6, `lab flows --strict`, a prober racing every change, the
 rollback, a second run that changes nothing."""
 
+import glob
+
 import pytest
 from support import LOCAL_ONLY, PUBLIC, deploy, flows
 from test_audit import audit
@@ -10,7 +12,8 @@ from test_audit import findings as audit_findings
 from test_audit import node as audit_node
 from test_deploy import answering, zimbra_address
 from test_fail_closed import assert_nothing_opened, both_families, probing
-from test_safety import cut_off_and_rolled_back
+from test_safety import cut_off_and_rolled_back, group_data
+from test_trust import ADD_ENTRIES, DELETE_ENTRY, HOSTILE, HOSTS_LINES, PWNED, dn, ldif, run_audit
 
 from lab import client
 from zimbra_firewall.audit import FAILING
@@ -222,3 +225,57 @@ def test_a_change_that_cuts_ssh_off_is_rolled_back_to_rhels_zone():
     assert rerun.returncode == 0 and "ROLLBACK happened" in rerun.stdout + rerun.stderr
     assert answering("outside", zimbra_address(lab, "ipv4")) == PUBLIC
     assert all(r["no_change"] == 1 for r in deploy().ops.values())
+
+
+def firewalld_files():
+    """What a refused run, or one fed hostile values, must leave exactly as it was."""
+    return client.run(
+        "zimbra", "sh", "-c", "cd /etc/firewalld && find . -type f | sort | xargs cat; firewall-cmd --list-all"
+    ).stdout
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("rule_comment", "zfw'; firewall-cmd --panic-on; '"),
+        ("profile_names", {"public": "Zimbra $(reboot)", "local-only": "Zimbra Local", "intra": "Zimbra Intra"}),
+        ("firewall", "firewalld; reboot"),
+        ("firewalld_remove_services", ["ssh --zone=trusted"]),
+        ("firewalld_accept_zones", ["public/../../x"]),
+    ],
+)
+def test_hostile_configuration_stops_the_run_before_any_command_on_firewalld(deployed, key, value):
+    before = firewalld_files()
+    result = deploy("--group-data", group_data(**{key: value}))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and f"group_data {key}" in output, output[-2000:]
+    assert "Starting operation" not in output
+    assert firewalld_files() == before
+
+
+def test_hostile_ldap_values_run_nothing_and_widen_nothing_on_firewalld(deployed):
+    """The trust boundary's payloads (tests/lab/test_trust.py), written into the firewalld host's own LDAP: no
+    payload runs, each is named, firewalld's files stay as they were, the audit passes."""
+    before = firewalld_files()
+    client.run("zimbra", "python3", "-c", ADD_ENTRIES, input="\n\n".join(ldif(*entry) for entry in HOSTILE) + "\n")
+    client.run("zimbra", "sh", "-c", f"cp /etc/hosts /etc/hosts.zfw && printf '{HOSTS_LINES}' >> /etc/hosts")
+    try:
+        result = deploy()
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, output[-3000:]
+        for text in (
+            "left out: cn '$(touch /tmp/zfw-pwned-cn2)': not a host name",
+            "server evil1.zfw.test left out: zimbraServiceHostname '-e;system(q(touch /tmp/zfw-pwned-perl))'",
+            "server evil7.zfw.test: zimbraAdminPort '7071 proto udp' left out: not a port number",
+            "peer zero4.zfw.test resolves on this node to 0.0.0.0, the unspecified address",
+        ):
+            assert text in output, text
+        assert "\x1b]0;owned" not in output
+        assert firewalld_files() == before
+        found = client.run("zimbra", "sh", "-c", f"ls {PWNED}* 2>/dev/null; true").stdout.split()
+        assert found == [] and glob.glob(f"{PWNED}*") == []
+        assert run_audit().returncode == 0
+    finally:
+        for cn, *_ in HOSTILE:
+            client.run("zimbra", "python3", "-c", DELETE_ENTRY, dn(cn))
+        client.run("zimbra", "mv", "/etc/hosts.zfw", "/etc/hosts")
