@@ -75,6 +75,11 @@ def test_a_proxy_less_server_serves_the_mail_ports_itself_with_the_same_exposure
     moved = policy("single-no-proxy", exposure_overrides={"local-only": ["993/tcp"], "public": ["80/tcp"]})
     assert moved.exposure["public"] == ports(25, 80, 443, 465, 587, 995)
     assert Port(993, 993, "tcp") in moved.exposure["local-only"]
+    ranged = policy("single-no-proxy", exposure_overrides={"local-only": ["990:999/tcp"]})
+    assert (
+        Port(993, 993, "tcp") in ranged.exposure["local-only"]
+        and Port(993, 993, "tcp") not in ranged.exposure["public"]
+    )
 
 
 def test_optional_groups_and_overrides_move_ports():

@@ -244,7 +244,7 @@ def node_classes(
         moved = Port(number, number + port.last - port.first, port.proto)
         front = entry.without_proxy
         if front and not proxied and moved == front:
-            exposure = every[front]
+            exposure = next((c for p, c in classes.items() if p.overlaps(front)), exposure)  # overrides' ranges too
             warnings.append(
                 f"no node runs the proxy: mailboxd serves {front} ({entry.service}) itself here, {exposure}"
             )
