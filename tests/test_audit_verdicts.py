@@ -446,6 +446,16 @@ POLICY = '<policy target="{}" priority="{}"><ingress-zone name="ANY"/><egress-zo
         (firewalld_variant(policies={"p": POLICY.format("CONTINUE", -5, REJECT_SSH)}), OUTSIDE, False),
         (firewalld_variant(policies={"p": POLICY.format("DROP", 100, "")}), OUTSIDE, True),
         (firewalld_variant(policies={"p": POLICY.format("DROP", -5, "")}), OUTSIDE, False),
+        # a policy from one source-bound zone: its DROP holds that zone's sources alone
+        (
+            firewalld_variant(
+                {"mine": SOURCE_ZONE.format("ACCEPT")},
+                {"p": POLICY.format("DROP", -5, "").replace('"ANY"', '"mine"')},
+                dispatched=("mine", "public"),
+            ),
+            "10.77.3.0/24",
+            True,
+        ),
     ],
 )
 def test_firewalld_is_judged_in_its_own_order_and_what_keeps_out_only_where_it_surely_applies(

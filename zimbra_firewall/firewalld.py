@@ -520,7 +520,7 @@ def inbound(state: State) -> tuple[tuple[Gate, ...], str]:
     gates: list[Gate] = []
     for _, name, root, sure in sorted(before, key=lambda p: (p[0], p[1])):
         gates += _gates(state, root, f"policy {name}", ANYWHERE, sure)
-        gates += _target(f"policy {name}", root.get("target", "CONTINUE"), ANYWHERE if sure else None)
+        gates += _target(f"policy {name}", root.get("target", "CONTINUE"), sure)
     for _, name, root, _sure_scope in sorted(inside, key=lambda p: (p[0], p[1])):
         gates += _gates(state, root, f"policy {name}", ANYWHERE, None)
     for zone in sorted(scopes, key=lambda z: (scopes[z] is None, z)):
