@@ -328,23 +328,34 @@ def _rule_entry(element: ElementTree.Element, state: State, text: str) -> Entry 
         return None  # reject, drop and mark let nothing in
     source = element.find("source")
     sources: tuple[Network, ...] = ANYWHERE
-    if source is not None and source.get("invert", "").lower() not in ("yes", "true"):
-        try:
-            sources = (ipaddress.ip_network(source.get("address") or "", strict=False),)
-        except ValueError:
-            sources = ANYWHERE  # an ipset or a MAC address: who that is cannot be told here
+    if source is not None and not _inverted(source):
+        sources = _networks([source.get("address")]) or ANYWHERE  # an ipset or a MAC: who that is cannot be told
     service = element.find("service")
-    port = element.find("port")
-    ports: tuple[Port, ...] | None = None  # a protocol, a source port, or nothing named: every port
     if forward is not None:
         ports = _forwarded(forward)
-    elif service is not None:
-        ports = state.service_ports(service.get("name", ""))
-    elif port is not None:
-        ports = _ports(port.get("port"), port.get("protocol"))
-    elif element.find("icmp-type") is not None or element.find("icmp-block") is not None:
+    elif not _names_ports(element) and (
+        element.find("icmp-type") is not None or element.find("icmp-block") is not None
+    ):
         return None
+    else:
+        ports = _rule_ports(state, element)  # a protocol, a source port, or nothing named: every port
     return Entry(text, "rule", sources, ports, service.get("name", "") if service is not None else "")
+
+
+def _names_ports(element: ElementTree.Element) -> bool:
+    return element.find("service") is not None or element.find("port") is not None
+
+
+def _rule_ports(state: State, element: ElementTree.Element) -> tuple[Port, ...] | None:
+    """The ports a rich rule names (its service's, or its port); None: every port, or what cannot be read."""
+    service, port = element.find("service"), element.find("port")
+    if service is not None:
+        return state.service_ports(service.get("name", ""))
+    return _ports(port.get("port"), port.get("protocol")) if port is not None else None
+
+
+def _inverted(source: ElementTree.Element) -> bool:
+    return source.get("invert", "").lower() in ("yes", "true")
 
 
 def one_line(element: ElementTree.Element) -> str:
@@ -456,7 +467,7 @@ def rich_rule_text(element: ElementTree.Element) -> str:
     `--remove-rich-rule` takes it: each element's name, then its attributes (`invert` as NOT), then its
     children."""
     words = [element.tag]
-    if element.get("invert", "").lower() in ("yes", "true"):
+    if _inverted(element):
         words.append("NOT")
     words += [f'{key}="{value}"' for key, value in element.attrib.items() if key != "invert"]
     words += [rich_rule_text(child) for child in element]
@@ -513,15 +524,14 @@ def inbound(state: State) -> tuple[tuple[Gate, ...], str]:
         ingress = {e.get("name") for e in root.iter("ingress-zone")} if root is not None else set()
         if root is None or not to_host(text) or not ingress & {"ANY", *scopes}:
             continue
-        written = root.get("priority", "-1")
-        priority = int(written) if re.fullmatch(r"-?\d{1,5}", written) else -1
+        priority = _priority(root.get("priority", "-1"), -1)
         sure = ANYWHERE if "ANY" in ingress else _sure(ingress, scopes, everyone)
         (before if priority < 0 else inside).append((priority, name, root, sure))
     gates: list[Gate] = []
     for _, name, root, sure in sorted(before, key=lambda p: (p[0], p[1])):
         gates += _gates(state, root, f"policy {name}", ANYWHERE, sure)
         gates += _target(f"policy {name}", root.get("target", "CONTINUE"), sure)
-    for _, name, root, _sure_scope in sorted(inside, key=lambda p: (p[0], p[1])):
+    for _, name, root, _ in sorted(inside, key=lambda p: (p[0], p[1])):
         gates += _gates(state, root, f"policy {name}", ANYWHERE, None)
     for zone in sorted(scopes, key=lambda z: (scopes[z] is None, z)):
         root, scope = roots[zone], scopes[zone]
@@ -600,10 +610,13 @@ def _gates(
     return [gate for _, gate in sorted(ordered, key=lambda pair: pair[0])]
 
 
+def _priority(written: str, default: int) -> int:
+    return int(written) if re.fullmatch(r"-?\d{1,5}", written) else default
+
+
 def _bucket(element: ElementTree.Element, closing: bool) -> tuple[int, int]:
     """firewalld's chain order: pre (rich rules with a priority below 0, by priority), deny, allow, post."""
-    written = element.get("priority", "0") if element.tag == "rule" else "0"
-    priority = int(written) if re.fullmatch(r"-?\d{1,5}", written) else 0
+    priority = _priority(element.get("priority", "0"), 0) if element.tag == "rule" else 0
     if priority < 0:
         return (0, priority)
     if priority > 0:
@@ -620,15 +633,9 @@ def _closing(state: State, element: ElementTree.Element, where: str, sure: tuple
     if any(True for _ in element.iter("limit")):
         return None
     source = element.find("source")
-    if source is not None and (source.get("invert", "").lower() in ("yes", "true") or not source.get("address")):
+    if source is not None and (_inverted(source) or not source.get("address")):
         return None
-    service, port = element.find("service"), element.find("port")
-    if service is not None:
-        ports = state.service_ports(service.get("name", ""))
-    elif port is not None:
-        ports = _ports(port.get("port"), port.get("protocol"))
-    else:
-        return None
+    ports = _rule_ports(state, element) if _names_ports(element) else None
     if ports is None:
         return None
     sources = _networks([source.get("address")]) if source is not None else ANYWHERE
