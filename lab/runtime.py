@@ -164,7 +164,16 @@ def build_layers():
     base = paths["base"]
     os.makedirs(os.path.join(base, "opt/lab"))
     os.makedirs(os.path.join(base, "etc/ssh"))
-    for script in ("init.py", "listeners.py", "probe.py", "prober.py", "scan.py", "flowcheck.py", "login-shell"):
+    for script in (
+        "init.py",
+        "listeners.py",
+        "probe.py",
+        "prober.py",
+        "scan.py",
+        "flowcheck.py",
+        "tcpconnect.py",
+        "login-shell",
+    ):
         shutil.copy(os.path.join(GUEST_DIR, script), os.path.join(base, "opt/lab", script))
     os.chmod(os.path.join(base, "opt/lab/login-shell"), 0o755)
     shutil.copy(os.path.join(GUEST_DIR, "sshd_config"), os.path.join(base, "etc/ssh/sshd_config"))

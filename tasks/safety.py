@@ -3,6 +3,7 @@ Operations of the dead-man's switch: snapshot ufw and arm a rollback timer befor
 disarm it once the controller got through on a new connection, and report rollbacks that happened.
 """
 
+import time
 from collections.abc import Generator
 
 from pyinfra import host, logger
@@ -189,10 +190,34 @@ def report_rollbacks() -> Generator:
         yield _sh(*recover_arguments())
 
 
-def confirm_new_connection(state, host) -> bool:
+# An sshd that many clients reach at once (a scan; MaxStartups' random early drop, 10:30:100 by default) closes
+# some new connections before its banner: one such drop is no proof that the firewall blocks SSH. A firewall
+# that does block it fails every attempt, and the rollback's timer runs meanwhile whatever happens here.
+CONNECTION_ATTEMPTS = 3
+SECONDS_BETWEEN_ATTEMPTS = 2.0
+
+
+def confirm_new_connection(
+    state, host, attempts: int = CONNECTION_ATTEMPTS, pause: float = SECONDS_BETWEEN_ATTEMPTS
+) -> bool:
     """For ``python.call``: open a NEW connection the way the deploy reached this host, and run a command
-    over it. When that is not possible the host fails with a sentence, and its rollback restores the
-    firewall."""
+    over it; up to ``attempts`` times. When none gets through the host fails with a sentence, and its
+    rollback restores the firewall."""
+    for attempt in range(1, attempts + 1):
+        ok, why = _new_connection_runs_a_command(state, host)
+        if ok:
+            return True
+        if attempt < attempts:
+            host.log_styled(
+                f"a new SSH connection did not get through ({why}): trying again", fg="yellow", log_func=logger.warning
+            )
+            time.sleep(pause)
+    message = f"a new SSH connection did not get through ({why}): the rollback puts the firewall back"
+    host.log_styled(message, fg="red", log_func=logger.error)
+    return False
+
+
+def _new_connection_runs_a_command(state, host) -> tuple[bool, str]:
     connector = type(host.connector)(state, host)
     try:
         connector.connect()
@@ -202,10 +227,7 @@ def confirm_new_connection(state, host) -> bool:
         ok, why = False, str(error) or type(error).__name__
     finally:
         _close_quietly(getattr(connector, "client", None))
-    if not ok:
-        message = f"a new SSH connection did not get through ({why}): the rollback puts the firewall back"
-        host.log_styled(message, fg="red", log_func=logger.error)
-    return ok
+    return ok, why
 
 
 def _close_quietly(client):

@@ -76,6 +76,17 @@ def modify_servers(changes):
 
 
 @contextlib.contextmanager
+def servers_modified(changes, restored):
+    """modify_servers(changes) for the block, then modify_servers(restored) however it ends: a failed test
+    leaves the next one the directory it expects."""
+    modify_servers(changes)
+    try:
+        yield
+    finally:
+        modify_servers(restored)
+
+
+@contextlib.contextmanager
 def listening(host, *specs):
     """Stand-in listeners on more ports of a lab host ("8444/tcp"), as a service moved or enabled after the
     host started would open; stopped (by PID) on leaving."""

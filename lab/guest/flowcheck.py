@@ -11,12 +11,16 @@ Each check names its destination by host name, resolved here as the host's own p
   would (one outcome per line).
 """
 
+import errno
 import json
+import os
 import re
 import selectors
 import socket
 import sys
 import time
+
+from tcpconnect import begin, result
 
 NGINX_MEMCACHE = "/opt/zimbra/conf/nginx/includes/nginx.conf.memcache"
 SERVERS_LINE = re.compile(r"^\s*servers\s+(\S+):(\d+);\s*$")
@@ -82,8 +86,10 @@ class Probe:
                 return
             self.events = selectors.EVENT_READ
         else:
-            self.sock.connect_ex((address, check["port"]))
             self.events = selectors.EVENT_WRITE
+            failed = begin(self.sock, (address, check["port"]))
+            if failed:
+                self.finish(False, f"connect failed at once: {os.strerror(failed)}")
         self.asked = False
 
     def finish(self, ok, detail):
@@ -99,12 +105,13 @@ class Probe:
                 self.finish(True, "sent")
                 return None
             if not self.asked:
-                error = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                error = result(self.sock)
                 if error:
-                    self.finish(False, "refused" if error == 111 else f"error {error}")
+                    self.finish(False, "refused" if error == errno.ECONNREFUSED else os.strerror(error))
                     return None
                 if kind == "connect":
-                    self.finish(True, "connected")
+                    # from which address: an exposure's report says who got in
+                    self.finish(True, f"connected from {self.sock.getsockname()[0]}")
                     return None
                 self.sock.send(b"version\r\n")
                 self.asked = True

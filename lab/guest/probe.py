@@ -1,15 +1,18 @@
 """Probe ports of one address from inside a lab host, all at once:
     python3 /opt/lab/probe.py [--source ADDRESS] ADDRESS PORT/PROTO… → JSON {"25/tcp": "open" | …}
 --source sends from one of several local addresses (the VM tests stand for two networks at once).
-TCP: connected = open, refused = closed, no answer = filtered. UDP: the lab's listeners echo, so a reply
-= open, an ICMP refusal = closed, silence = filtered.
+TCP: connected = open, refused = closed, no answer = filtered, an error on this side (no route) = failed.
+UDP: the lab's listeners echo, so a reply = open, an ICMP refusal = closed, silence = filtered.
 """
 
+import errno
 import json
 import selectors
 import socket
 import sys
 import time
+
+from tcpconnect import begin, result
 
 TIMEOUT = 1.5
 
@@ -25,7 +28,10 @@ def main(address, specs, source=None):
         if source:
             sock.bind((source, 0))
         if proto == "tcp":
-            sock.connect_ex((address, int(port)))
+            if begin(sock, (address, int(port))):
+                results[spec] = "failed"
+                sock.close()
+                continue
             selector.register(sock, selectors.EVENT_WRITE, spec)
         else:
             sock.connect((address, int(port)))
@@ -36,8 +42,8 @@ def main(address, specs, source=None):
         for key, _ in selector.select(max(0.0, deadline - time.monotonic())):
             sock, spec = key.fileobj, key.data
             if sock.type == socket.SOCK_STREAM:
-                error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                results[spec] = "open" if error == 0 else "closed"
+                error = result(sock)
+                results[spec] = "open" if not error else "closed" if error == errno.ECONNREFUSED else "failed"
             else:
                 try:
                     sock.recv(64)

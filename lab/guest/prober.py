@@ -4,18 +4,22 @@ this host never opened during a change, even for a moment.
     python3 /opt/lab/prober.py --stop FILE [--interval SECONDS] [--most SECONDS] ADDRESS:PORT… → JSON
 
 A new TCP connect to every target each interval (10 ms), without waiting for the last ones: each either
-connects (the port let this host in), is refused, or gets no answer within TIMEOUT (filtered). It stops
+connects (the port let this host in), is refused, gets no answer within TIMEOUT (filtered) or fails on
+this side (no route, no source address: never counted as a connection). It stops
 when FILE exists, or after --most seconds (300), and prints, per target, how many connects it tried and
 how each ended, with the times (seconds from the start) of the first and last that connected. IPv6
 targets are written [address]:port.
 """
 
 import argparse
+import errno
 import json
 import os
 import selectors
 import socket
 import time
+
+from tcpconnect import begin, result
 
 TIMEOUT = 0.5
 MOST_OPEN = 900  # sockets in flight at once, under the usual limit of 1024 descriptors
@@ -29,7 +33,8 @@ def parse_target(text):
 def main(stop_file, targets, interval=0.01, most=300.0):
     selector = selectors.DefaultSelector()
     counts = {
-        t: {"tried": 0, "connected": 0, "refused": 0, "filtered": 0, "first": None, "last": None} for t in targets
+        t: {"tried": 0, "connected": 0, "refused": 0, "filtered": 0, "failed": 0, "first": None, "last": None}
+        for t in targets
     }
     started = time.monotonic()
     next_round = started
@@ -43,17 +48,21 @@ def main(stop_file, targets, interval=0.01, most=300.0):
                 address, port = parse_target(target)
                 sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET, socket.SOCK_STREAM)
                 sock.setblocking(False)
-                sock.connect_ex((address, port))
+                counts[target]["tried"] += 1
+                if begin(sock, (address, port)):
+                    record(counts[target], "failed", now - started)
+                    sock.close()
+                    continue
                 selector.register(sock, selectors.EVENT_WRITE)
                 in_flight[sock] = (target, now + TIMEOUT)
-                counts[target]["tried"] += 1
             next_round = now + interval
         wait = max(0.0, min([next_round - now] + [deadline - now for _, deadline in in_flight.values()] or [interval]))
         for key, _ in selector.select(wait):
             sock = key.fileobj
             target, _ = in_flight.pop(sock)
-            result = "connected" if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0 else "refused"
-            record(counts[target], result, time.monotonic() - started)
+            error = result(sock)
+            outcome = "connected" if not error else "refused" if error == errno.ECONNREFUSED else "failed"
+            record(counts[target], outcome, time.monotonic() - started)
             selector.unregister(sock)
             sock.close()
         now = time.monotonic()
@@ -66,9 +75,9 @@ def main(stop_file, targets, interval=0.01, most=300.0):
     print(json.dumps({"seconds": round(time.monotonic() - started, 2), "targets": counts}, sort_keys=True))
 
 
-def record(count, result, at):
-    count[result] += 1
-    if result == "connected":
+def record(count, outcome, at):
+    count[outcome] += 1
+    if outcome == "connected":
         count["first"] = round(at, 3) if count["first"] is None else count["first"]
         count["last"] = round(at, 3)
 

@@ -3,16 +3,19 @@
     python3 /opt/lab/scan.py [--ports FIRST-LAST] [--parallel N] [--timeout SECONDS] ADDRESS → JSON
 
 Every port of the range (1-65535) gets one connect, N (4000) in flight at once: connected = open, refused =
-closed, no answer within the timeout (1 s) = filtered. Prints the open ports and how many were closed or
-filtered.
+closed, no answer within the timeout (1 s) = filtered, an error on this side = failed. Prints the open
+ports and how many were closed, filtered or failed.
 """
 
 import argparse
+import errno
 import json
 import resource
 import selectors
 import socket
 import time
+
+from tcpconnect import begin, result
 
 
 def scan(address, first=1, last=65535, parallel=4000, timeout=1.0):
@@ -21,7 +24,7 @@ def scan(address, first=1, last=65535, parallel=4000, timeout=1.0):
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, parallel + 64), hard))
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     selector = selectors.DefaultSelector()
-    results = {"open": [], "closed": 0, "filtered": 0}
+    results = {"open": [], "closed": 0, "filtered": 0, "failed": 0}
     ports = iter(range(first, last + 1))
     in_flight = {}
     started = time.monotonic()
@@ -34,16 +37,21 @@ def scan(address, first=1, last=65535, parallel=4000, timeout=1.0):
                 break
             sock = socket.socket(family, socket.SOCK_STREAM)
             sock.setblocking(False)
-            sock.connect_ex((address, port))
+            if begin(sock, (address, port)):
+                results["failed"] += 1
+                sock.close()
+                continue
             selector.register(sock, selectors.EVENT_WRITE, port)
             in_flight[sock] = time.monotonic() + timeout
         for key, _ in selector.select(0.05):
             sock = key.fileobj
-            error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            error = result(sock)
             if error == 0:
                 results["open"].append(key.data)
-            else:
+            elif error == errno.ECONNREFUSED:
                 results["closed"] += 1
+            else:
+                results["failed"] += 1
             close(selector, sock, in_flight)
         now = time.monotonic()
         for sock, deadline in list(in_flight.items()):

@@ -8,7 +8,7 @@ import sys
 import threading
 
 import pytest
-from support import REPO, deploy, flows, listening, modify_servers, results, zmprov, zmprov_calls
+from support import REPO, deploy, flows, listening, results, servers_modified, zmprov, zmprov_calls
 
 from lab import client
 
@@ -212,9 +212,11 @@ def test_a_watcher_sees_no_legitimate_flow_fail_through_a_fresh_deploy_and_a_top
             if f["kind"] in ("memcache", "nginx-memcache") and f["detail"] in ("refused", "closed without a reply")
         ]
         assert [f for f in broken if f not in restart] == [], change
-        # must-fail flows are judged by the other tests. Here one connected once in CI (ldap → mailbox-2:8735,
-        # right after the topology change); not explained: conntrack's TIME_WAIT is not it (a reconnect from
-        # the same source port, made before ufw was enabled, is blocked after it)
+        # must-fail flows are judged by the other tests. Here one "connected" once in CI (ldap → mailbox-2:8735,
+        # right after the topology change), as another did later (ldap → proxy 22/tcp IPv6): most likely the
+        # judge itself, which took a connect that failed at once on the source's side for a connection until
+        # lab/guest/tcpconnect.py (conntrack's TIME_WAIT is not it: a reconnect from the same source port, made
+        # before ufw was enabled, is blocked after it)
         assert flows()["summary"]["broken"] == 0, change
     assert flows("--strict")["summary"]["exposed"] == 0
     assert_converged()
@@ -323,32 +325,33 @@ def test_a_moved_proxy_port_and_imapd_are_opened_where_ldap_says_and_the_old_por
         ("mailbox-2", "+zimbraServiceEnabled", "imapd"),
         ("mailbox", "zimbraReverseProxyUpstreamImapServers", "mailbox-2.zfw.test"),
     ]
-    modify_servers(moved)
-    with listening("proxy", "8444/tcp"), listening("mailbox-2", "8143/tcp", "8993/tcp"):
-        result = deploy()
-        assert result.returncode == 0, result.stderr[-3000:]
-        report = flows("--strict")
-        assert failures(report) == []
-        assert results(report, "outside", "proxy", 8444, expect="allow") == {(4, "ok"), (6, "ok")}
-        assert results(report, "outside", "proxy", 443, expect="deny") == {(4, "blocked"), (6, "blocked")}
-        for port in (8143, 8993):
-            assert results(report, "proxy", "mailbox-2", port, expect="allow") == {(4, "ok"), (6, "ok")}
-            assert results(report, "outside", "mailbox-2", port, expect="deny") == {(4, "blocked"), (6, "blocked")}
-        assert results(report, "mailbox", "mailbox-2", 8143, expect="allow") == {(4, "ok"), (6, "ok")}
-        assert results(report, "mta", "mailbox-2", 8993, expect="deny") == {(4, "blocked"), (6, "blocked")}
-        assert_converged()
-        modify_servers(
-            [
-                ("proxy", "zimbraMailSSLProxyPort", "443"),
-                ("mailbox-2", "-zimbraServiceEnabled", "imapd"),
-                ("mailbox", "zimbraReverseProxyUpstreamImapServers", ""),
-            ]
-        )
-        assert deploy().returncode == 0
-        report = flows("--strict")
-        assert failures(report) == []
-        assert results(report, "outside", "proxy", 443, expect="allow") == {(4, "ok"), (6, "ok")}
-        assert "8143" not in rules_on("mailbox-2") and "8444" not in rules_on("proxy")
+    put_back = [
+        ("proxy", "zimbraMailSSLProxyPort", "443"),
+        ("mailbox-2", "-zimbraServiceEnabled", "imapd"),
+        ("mailbox", "zimbraReverseProxyUpstreamImapServers", ""),
+    ]
+    with servers_modified(moved, put_back):
+        with listening("proxy", "8444/tcp"), listening("mailbox-2", "8143/tcp", "8993/tcp"):
+            result = deploy()
+            assert result.returncode == 0, result.stderr[-3000:]
+            report = flows("--strict")
+            assert failures(report) == []
+            assert results(report, "outside", "proxy", 8444, expect="allow") == {(4, "ok"), (6, "ok")}
+            assert results(report, "outside", "proxy", 443, expect="deny") == {(4, "blocked"), (6, "blocked")}
+            for port in (8143, 8993):
+                assert results(report, "proxy", "mailbox-2", port, expect="allow") == {(4, "ok"), (6, "ok")}
+                assert results(report, "outside", "mailbox-2", port, expect="deny") == {
+                    (4, "blocked"),
+                    (6, "blocked"),
+                }
+            assert results(report, "mailbox", "mailbox-2", 8143, expect="allow") == {(4, "ok"), (6, "ok")}
+            assert results(report, "mta", "mailbox-2", 8993, expect="deny") == {(4, "blocked"), (6, "blocked")}
+            assert_converged()
+    assert deploy().returncode == 0
+    report = flows("--strict")
+    assert failures(report) == []
+    assert results(report, "outside", "proxy", 443, expect="allow") == {(4, "ok"), (6, "ok")}
+    assert "8143" not in rules_on("mailbox-2") and "8444" not in rules_on("proxy")
 
 
 def test_in_ipv4_mode_a_peers_ipv6_rule_goes_only_for_the_clients_that_follow_the_mode(deployed_cluster):
@@ -356,17 +359,19 @@ def test_in_ipv4_mode_a_peers_ipv6_rule_goes_only_for_the_clients_that_follow_th
     (postfix), nginx's route lookup and the Java clients use IPv4 alone, so their IPv6 rules go and the judge
     expects IPv6 blocked there; saslauthd (7073), LDAP and syslog keep both families."""
     zmprov("-l", "mcf", "zimbraIPMode", "ipv4", host="ldap")
-    result = deploy()
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = flows("--strict")
-    assert failures(report) == []
-    assert results(report, "mta", "mailbox", 7025, expect="allow") == {(4, "ok")}
-    assert results(report, "mta", "mailbox", 7025, expect="deny") == {(6, "blocked")}
-    assert results(report, "mta", "mailbox", 7073, expect="allow") == {(4, "ok"), (6, "ok")}
-    assert results(report, "mailbox-2", "ldap", 389, expect="allow") == {(4, "ok"), (6, "ok")}
-    assert "allow from fd5a:7e3c:91b2::b to any port 7073 proto tcp" in rules_on("mailbox")
-    assert_converged()
-    zmprov("-l", "mcf", "zimbraIPMode", "", host="ldap")
+    try:
+        result = deploy()
+        assert result.returncode == 0, result.stderr[-3000:]
+        report = flows("--strict")
+        assert failures(report) == []
+        assert results(report, "mta", "mailbox", 7025, expect="allow") == {(4, "ok")}
+        assert results(report, "mta", "mailbox", 7025, expect="deny") == {(6, "blocked")}
+        assert results(report, "mta", "mailbox", 7073, expect="allow") == {(4, "ok"), (6, "ok")}
+        assert results(report, "mailbox-2", "ldap", 389, expect="allow") == {(4, "ok"), (6, "ok")}
+        assert "allow from fd5a:7e3c:91b2::b to any port 7073 proto tcp" in rules_on("mailbox")
+        assert_converged()
+    finally:
+        zmprov("-l", "mcf", "zimbraIPMode", "", host="ldap")
     assert deploy().returncode == 0
     assert failures(flows("--strict")) == []
     assert "allow from fd5a:7e3c:91b2::b to any port 7025,7071,7073,8443 proto tcp" in rules_on("mailbox")

@@ -8,7 +8,7 @@ import glob
 import subprocess
 
 import pytest
-from support import PYINFRA, REPO, deploy, flows, modify_servers, results, zmprov
+from support import PYINFRA, REPO, deploy, flows, results, servers_modified, zmprov
 from test_cluster_deploy import NODES, assert_converged, failures, rules_on
 
 from lab import client
@@ -224,14 +224,15 @@ def test_ldap_values_that_would_move_a_port_onto_ssh_or_open_a_non_imapd_node_ch
         ("proxy", "zimbraImapSSLProxyBindPort", "7071"),
         ("mailbox", "zimbraReverseProxyUpstreamImapServers", "mta.zfw.test:3306"),
     ]
-    modify_servers(changes)
-    try:
+    put_back = [
+        ("proxy", "zimbraMailSSLProxyPort", "443"),
+        ("proxy", "zimbraImapSSLProxyBindPort", "993"),
+        ("mailbox", "zimbraReverseProxyUpstreamImapServers", ""),
+    ]
+    with servers_modified(changes, put_back):
         result = deploy()
         output = result.stdout + result.stderr
         assert result.returncode == 0, output[-3000:]
         assert "zimbraMailSSLProxyPort puts HTTPS webmail/SOAP/ActiveSync on 22/tcp: the SSH port; refused" in output
         assert "zimbraImapSSLProxyBindPort puts IMAPS on 7071/tcp: 7071/tcp is local-only here" in output
         assert all_rules() == cluster
-    finally:
-        modify_servers([(node, attribute, "") for node, attribute, _ in changes])
-        modify_servers([("proxy", "zimbraMailSSLProxyPort", "443"), ("proxy", "zimbraImapSSLProxyBindPort", "993")])
