@@ -31,6 +31,18 @@ OPERATIONS = [
     "Peer addresses kept",
     "memcached binding",
 ]
+# the same on a firewalld host
+FIREWALLD_OPERATIONS = [
+    "Preflight",
+    "Earlier rollbacks",
+    "Rollback armed",
+    "firewalld configuration",
+    "firewalld reloaded",
+    "New SSH connection",
+    "Rollback disarmed",
+    "Peer addresses kept",
+    "memcached binding",
+]
 
 
 def deploy(*args, inventory="inventories/lab.py", yes=True):

@@ -6,6 +6,7 @@ rollback, a second run that changes nothing."""
 import glob
 
 import pytest
+from support import FIREWALLD_OPERATIONS as OPERATIONS
 from support import LOCAL_ONLY, PUBLIC, deploy, flows
 from test_audit import audit
 from test_audit import findings as audit_findings
@@ -18,17 +19,6 @@ from test_trust import ADD_ENTRIES, DELETE_ENTRY, HOSTILE, HOSTS_LINES, PWNED, d
 from lab import client
 from zimbra_firewall.audit import FAILING
 
-OPERATIONS = [
-    "Preflight",
-    "Earlier rollbacks",
-    "Rollback armed",
-    "firewalld configuration",
-    "firewalld reloaded",
-    "New SSH connection",
-    "Rollback disarmed",
-    "Peer addresses kept",
-    "memcached binding",
-]
 # RHEL's fresh zone lets ssh in from everyone and nothing of Zimbra's: ports closed before and after the
 # first deploy, and the one each viewer reaches throughout
 FIRST = {
