@@ -5,7 +5,7 @@ import ipaddress
 from pyinfra.api import FactBase, FactProcessError
 
 from facts.zimbra import ZimbraTopology
-from zimbra_firewall.audit import NodeRead, parse_listeners
+from zimbra_firewall.audit import NodeRead, link_local_addresses, parse_listeners, unmapped
 from zimbra_firewall.firewalld import FIREWALLD_RUNNING, parse_state, state_read
 from zimbra_firewall.safety import FIREWALLD_RECORD, ROLLBACK_LOG, STATE_DIR
 from zimbra_firewall.ufw import SECTION, USER_RULES, parse_status, sections, status_read
@@ -34,6 +34,8 @@ class ExposureRead(FactBase):
             f"( {status_read(lock_wait)} ) 2>&1",
             f"cat {v4} 2>/dev/null",
             f"cat {v6} 2>/dev/null",
+            # hostname -I (the topology's read) leaves out IPv6's link-local addresses: they are read here
+            "echo if_inet6=$(cut -d' ' -f1 /proc/net/if_inet6 2>/dev/null); "
             # sudo drops $SSH_CONNECTION from the environment it gives; sudo itself, this shell's parent, has it
             "echo ssh_connection=${SSH_CONNECTION:-$(tr '\\0' '\\n' < /proc/$PPID/environ 2>/dev/null | "
             "sed -n 's/^SSH_CONNECTION=//p')}; "
@@ -59,14 +61,14 @@ class ExposureRead(FactBase):
             else:  # not judged where what lets packets in cannot be told: an honest "cannot say"
                 firewalld, error = (None, state.problem) if state.problem else (state, "")
         elif values.get("ufw") != "yes":  # nothing filters: judged as an inactive ufw
-            status = {"active": False, "incoming": "unknown", "outgoing": "unknown", "ipv6": True}
+            status = {"active": False, "active6": False, "incoming": "unknown", "outgoing": "unknown", "ipv6": True}
             error = "ufw is not installed (apt-get install ufw, then run the deploy)"
         else:
             chain, _, defaults = status_text.partition(f"{SECTION}\n")
             try:
                 status = parse_status(chain, defaults)
             except ValueError as failure:
-                error = f"cannot read ufw's state: {failure}: {chain.strip()}"
+                error = f"cannot read ufw's state: {failure}"
         # client, its port, server address, port (IPv4 clients of a dual-stack sshd may show as ::ffff:a.b.c.d)
         connection = [_unmapped(word) for word in values.get("ssh_connection", "").split()]
         return NodeRead(
@@ -80,6 +82,7 @@ class ExposureRead(FactBase):
             controller=connection[0] if len(connection) == 4 else "",
             reached_at=connection[2] if len(connection) == 4 else "",
             firewalld=firewalld,
+            link_local=link_local_addresses(values.get("if_inet6", "")),
         )
 
 
@@ -88,4 +91,4 @@ def _unmapped(word: str) -> str:
         address = ipaddress.ip_address(word)
     except ValueError:
         return word  # a port
-    return str(getattr(address, "ipv4_mapped", None) or address)
+    return str(unmapped(address))

@@ -8,9 +8,10 @@ from zimbra_firewall.ufw import NO_FILE, SECTION, parse_state, read_app_profiles
 class UfwState(FactBase):
     """
     Everything the ufw operations compare against, in ONE command (reads are what a no-op run costs):
-    ``{"active": True, "incoming": "deny", "outgoing": "allow", "ipv6": True, "rules": [("allow", "22/tcp"),
-    ...], "apps": {"OpenSSH": (Port(22, 22, "tcp"),), ...}, "profiles": "<text of the profile file>" or
-    None}``. Rules are those `ufw show added` prints, read from ufw's user rule files without starting
+    ``{"active": True, "active6": True, "incoming": "deny", "outgoing": "allow", "ipv6": True, "rules":
+    [("allow", "22/tcp"), ...], "apps": {"OpenSSH": (Port(22, 22, "tcp"),), ...}, "profiles": "<text of the
+    profile file>" or None}`` ("active": ufw's IPv4 rules loaded, as `ufw status` tells; "active6": its IPv6
+    ones). Rules are those `ufw show added` prints, read from ufw's user rule files without starting
     ufw's Python (readable while ufw is inactive); apps: what each application profile opens, from every
     profile file and from the ports ufw stored with the rules; policies come from /etc/default/ufw (which
     holds them while inactive too).
@@ -23,6 +24,7 @@ class UfwState(FactBase):
         """What a host without ufw has (during planning; the preflight fails such a host before anything runs)."""
         return {
             "active": False,
+            "active6": False,
             "incoming": "unknown",
             "outgoing": "unknown",
             "ipv6": True,

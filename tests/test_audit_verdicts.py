@@ -21,8 +21,10 @@ from zimbra_firewall.audit import (
     as_json,
     audit_node,
     decide,
+    link_local_addresses,
     nginx_looks,
     observed_firewalld,
+    observed_ruleset,
     parse_listeners,
     probe_plan,
     unread_node,
@@ -31,7 +33,7 @@ from zimbra_firewall.audit_report import render_html, render_text
 from zimbra_firewall.firewalld import parse_state
 from zimbra_firewall.policy import build_policy, catalogue_cache, topology_attributes
 from zimbra_firewall.settings import read_settings
-from zimbra_firewall.ufw import rule_of_tuple, view_rule
+from zimbra_firewall.ufw import parse_status, rule_of_tuple, status_read, view_rule
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LAB_MGMT = ["10.77.1.0/24", "fd5a:7e3c:91b2:1::/64"]  # group_data/all.py
@@ -39,15 +41,24 @@ DEPLOY = "pyinfra -y inventories/lab.py deploy.py"
 PUBLIC = {"25/tcp", "443/tcp", "465/tcp", "587/tcp", "993/tcp", "995/tcp"}
 
 
-def read(name):
+def read(name, *changes):
+    """A captured read; changes: (old, new) texts, each replaced once, and each must be there."""
     with open(os.path.join(HERE, "fixtures", "audit", f"{name}.txt")) as f:
-        return ExposureRead().process(f.read().splitlines())
+        text = f.read()
+    for old, new in changes:
+        assert old in text, old
+        text = text.replace(old, new, 1)
+    return ExposureRead().process(text.splitlines())
 
 
-def audited(name, host_name="zimbra", **settings):
-    node_read = read(name)
+def audited(name, host_name="zimbra", *changes, **settings):
+    node_read = read(name, *changes)
+    return judged(node_read, host_name, **settings), node_read
+
+
+def judged(node_read, host_name="zimbra", **settings):
     policy = build_policy(read_settings({"management_subnets": LAB_MGMT, **settings}), node_read.topology)
-    return audit_node(host_name, node_read, policy, catalogue_cache(), DEPLOY, policy.warnings), node_read
+    return audit_node(host_name, node_read, policy, catalogue_cache(), DEPLOY, policy.warnings)
 
 
 def verdicts(node):
@@ -74,6 +85,20 @@ def test_listeners_keep_family_binding_and_process():
     assert parse_listeners("tcp LISTEN 0 5 127.0.0.53%lo:53 0.0.0.0:*\n") == [Listener("tcp", "127.0.0.53", 53)]
 
 
+# ss writes the device a socket is bound to after the address, after IPv6's brackets too (dhclient binds so)
+SS_DHCP = (
+    'udp   UNCONN 0      0      0.0.0.0%eth0:68        0.0.0.0:*    users:(("dhclient",pid=612,fd=7))\n'
+    'udp   UNCONN 0      0      [fe80::a00:27ff:fe4e:1f8d]%eth0:546  [::]:*  users:(("dhclient",pid=640,fd=5))\n'
+)
+
+
+def test_a_socket_bound_to_a_device_is_read_in_either_family():
+    assert [(item.address, item.port) for item in parse_listeners(SS_DHCP)] == [
+        ("0.0.0.0", 68),
+        ("fe80::a00:27ff:fe4e:1f8d", 546),
+    ]
+
+
 def test_fresh_server_every_restricted_port_is_too_open_and_the_audit_fails():
     node, _ = audited("single-fresh")
     assert node.ufw["active"] is False and node.failed
@@ -91,7 +116,7 @@ def test_fresh_server_every_restricted_port_is_too_open_and_the_audit_fails():
 def test_deployed_server_is_all_ok():
     node, _ = audited("single-deployed")
     assert node.findings == [] and not node.failed
-    assert node.ufw == {"active": True, "incoming": "deny", "outgoing": "allow", "ipv6": True}
+    assert node.ufw == {"active": True, "active6": True, "incoming": "deny", "outgoing": "allow", "ipv6": True}
     reach = {s.address: s.reach for s in sockets(node, 7071)}
     assert reach == {"*": ["10.77.1.0/24", "fd5a:7e3c:91b2:1::/64"]}
     assert {s.address: s.reach for s in sockets(node, 11211)} == {
@@ -303,12 +328,9 @@ def test_a_node_not_read_is_reported_and_fails_the_audit(schema):
 
 
 def test_a_host_without_ufw_is_judged_unfiltered():
-    with open(os.path.join(HERE, "fixtures", "audit", "single-deployed.txt")) as f:
-        text = f.read().replace("\nufw=yes\n", "\n")
-    node_read = ExposureRead().process(text.splitlines())
+    node_read = read("single-deployed", ("\nufw=yes\n", "\n"))
     assert node_read.status["active"] is False and "ufw is not installed" in node_read.ufw_error
-    policy = build_policy(read_settings({"management_subnets": LAB_MGMT}), node_read.topology)
-    node = audit_node("zimbra", node_read, policy, catalogue_cache(), DEPLOY)
+    node = judged(node_read)
     assert ("too open", "7071/tcp") in verdicts(node) and "ufw is not installed" in node.error
 
 
@@ -347,7 +369,7 @@ def firewalld_state(name):
 def test_a_deployed_firewalld_host_is_judged_like_a_ufw_one():
     node = audited_firewalld("state-deployed")
     assert node.firewall == "firewalld" and node.complete and not node.failed
-    assert node.ufw == {"active": True, "incoming": "deny", "outgoing": "allow", "ipv6": True}
+    assert node.ufw == {"active": True, "active6": True, "incoming": "deny", "outgoing": "allow", "ipv6": True}
     assert {s.port: s.reach for s in node.sockets if s.port in (25, 7071, 11211) and s.proto == "tcp"} == {
         25: ["world"],
         7071: LAB_MGMT,
@@ -467,3 +489,235 @@ def test_firewalld_is_judged_in_its_own_order_and_what_keeps_out_only_where_it_s
 def test_a_firewalld_whose_zone_dispatch_cannot_be_read_is_not_judged():
     state = dataclasses.replace(firewalld_state("state-deployed"), dispatched=())
     assert "firewalld 2.x" in state.problem and firewalld_state("state-deployed").problem == ""
+
+
+# --- rules for one interface or one address, IPv6's corners, ufw's own accepts (issue 23) --------------------
+# The tuple lines follow ufw 0.36's, as captured in tests/fixtures/ufw/user-rules-varied.txt (`in_eth0` is an
+# `in on eth0` rule's interface)
+
+
+def rules_first(name, v4_line, v6_line, *changes):
+    """A captured read with one rule put first in user.rules and one in user6.rules."""
+    node_read = read(name, *changes)
+    v4, v6 = node_read.rule_files
+    marker = "### RULES ###\n"
+    v4 = v4.replace(marker, f"{marker}### tuple ### {v4_line}\n", 1)
+    v6 = v6.replace(marker, f"{marker}### tuple ### {v6_line}\n", 1)
+    return dataclasses.replace(node_read, rule_files=(v4, v6))
+
+
+def source_row(node, port, network, proto="tcp"):
+    """How one source network was judged for the port's socket bound to every address."""
+    return source_row_of(next(s for s in sockets(node, port, proto) if s.address == "*"), network)
+
+
+def source_row_of(socket, network):
+    return next(row for row in socket.sources if row["network"] == network)
+
+
+def test_an_interface_deny_before_a_world_allow_leaves_the_port_open_on_other_interfaces():
+    """`ufw deny in on eth9 to any port 7071` then the drift's captured `ufw allow 7071`: iptables' -i eth9
+    keeps the deny to eth9, so 7071 stays open to the world everywhere else (it was judged too closed)."""
+    node_read = rules_first(
+        "single-drift", "deny tcp 7071 0.0.0.0/0 any 0.0.0.0/0 in_eth9", "deny tcp 7071 ::/0 any ::/0 in_eth9"
+    )
+    node = judged(node_read)
+    assert ("too open", "7071/tcp") in verdicts(node) and ("too closed", "7071/tcp") not in verdicts(node)
+    assert node.failed and sockets(node, 7071)[0].reach == ["world"]
+    world = source_row(node, 7071, "0.0.0.0/0")
+    assert world["reachable"] and world["via"] == "rule: ufw allow 7071 (in on an interface other than eth9)"
+    assert next(f for f in node.findings if f.port == "7071/tcp").fix == ["ufw delete allow 7071"]
+
+
+def test_a_rule_for_one_interface_decides_that_interface_alone():
+    allow_on_eth1 = "allow tcp 7071 0.0.0.0/0 any 0.0.0.0/0 in_eth1"
+    deny_everywhere = "deny tcp 7071 0.0.0.0/0 any 0.0.0.0/0 in"
+    first_on_eth1 = Ruleset(True, "deny", True, {4: tuple_rules(allow_on_eth1, deny_everywhere), 6: ()})
+    decision = decide(first_on_eth1, world(), LISTENER, OWN)
+    assert decision.reachable and decision.where == "in on eth1"  # an allow for one interface is enough
+    first_everywhere = Ruleset(True, "deny", True, {4: tuple_rules(deny_everywhere, allow_on_eth1), 6: ()})
+    decision = decide(first_everywhere, world(), LISTENER, OWN)
+    assert decision.reachable is False and decision.where == ""  # one rule decides every path: none is named
+
+
+def test_interface_rules_captured_from_ufw_are_read_with_their_interface():
+    with open(os.path.join(HERE, "fixtures", "ufw", "user-rules-varied.txt")) as f:
+        v4, _, v6 = f.read().partition("@@zimbra-firewall@@6\n")
+    status = {"active": True, "active6": True, "incoming": "deny", "ipv6": True}
+    observed = observed_ruleset(status, (v4, v6))
+    outsider = Source(ipaddress.ip_network("203.0.113.0/24"), "rule", "203.0.113.0/24")
+    # `ufw allow in on eth0 from 203.0.113.0/24`: every port, on eth0 alone
+    decision = decide(observed, outsider, Listener("tcp", "*", 9999), OWN)
+    assert decision.reachable and decision.where == "in on eth0"
+    assert decision.rule == ("allow", "in", "on", "eth0", "from", "203.0.113.0/24")
+    limited = decide(observed, world(), Listener("tcp", "*", 2222), OWN)  # `ufw limit in on eth0 … 2222`
+    assert limited.reachable and limited.where == "in on eth0"
+
+
+def test_a_deny_to_one_address_of_the_host_leaves_its_other_addresses_open():
+    """`ufw deny to 10.77.0.10 port 7071` before the drift's `ufw allow 7071`, on a host that also has
+    10.77.0.20: iptables' -d keeps the deny to 10.77.0.10."""
+    node_read = rules_first(
+        "single-drift",
+        "deny tcp 7071 10.77.0.10 any 0.0.0.0/0 in",
+        "deny tcp 7071 fd5a:7e3c:91b2::a any ::/0 in",
+        ("10.77.0.10 fd5a:7e3c:91b2::a \n", "10.77.0.10 10.77.0.20 fd5a:7e3c:91b2::a \n"),
+    )
+    node = judged(node_read)
+    world4 = source_row(node, 7071, "0.0.0.0/0")
+    assert world4["reachable"] and world4["via"] == "rule: ufw allow 7071 (to 10.77.0.20)"
+    assert source_row(node, 7071, "::/0")["reachable"] is False  # IPv6: the host's one address is denied
+    assert ("too open", "7071/tcp") in verdicts(node)
+
+
+def test_a_socket_bound_to_one_address_is_judged_at_that_address_alone():
+    deny_one = Ruleset(
+        True,
+        "deny",
+        True,
+        {4: tuple_rules("deny tcp 7071 10.0.0.5 any 0.0.0.0/0 in", "allow tcp 7071 0.0.0.0/0 any 0.0.0.0/0 in"), 6: ()},
+    )
+    own = ["10.0.0.5", "10.0.0.6"]
+    assert decide(deny_one, world(), Listener("tcp", "10.0.0.5", 7071), own).reachable is False
+    assert decide(deny_one, world(), Listener("tcp", "10.0.0.6", 7071), own).reachable is True  # not its address
+    assert decide(deny_one, world(), Listener("tcp", "0.0.0.0", 7071), own).where == "to 10.0.0.6"
+
+
+SS_MAPPED = (
+    'tcp   LISTEN 0      50     [::ffff:10.0.0.5]:7071          *:*    users:(("java",pid=901,fd=41))\n'
+    'tcp   LISTEN 0      50     [::ffff:127.0.0.1]:8005          *:*    users:(("java",pid=901,fd=42))\n'
+)
+
+
+def test_a_socket_on_an_ipv4_mapped_address_is_an_ipv4_socket_of_that_address():
+    mapped, loopback = parse_listeners(SS_MAPPED)
+    assert (mapped.address, mapped.port, mapped.process) == ("10.0.0.5", 7071, "java")
+    assert loopback.loopback and loopback.address == "127.0.0.1"
+    open_v4 = Ruleset(True, "deny", True, {4: tuple_rules("allow tcp 7071 0.0.0.0/0 any 0.0.0.0/0 in"), 6: ()})
+    assert decide(open_v4, world(6), mapped, OWN) is None  # no IPv6 packet reaches it
+    assert decide(open_v4, world(), mapped, OWN).reachable is True
+
+
+def chain_status(v4, v6):
+    return (
+        "@@zimbra-firewall@@part\n0\n0\n@@zimbra-firewall@@\n",
+        f"@@zimbra-firewall@@part\n{v4}\n{v6}\n@@zimbra-firewall@@\n",
+    )
+
+
+def test_the_status_read_tests_both_families_chains_in_its_one_command():
+    command = status_read(60)
+    assert "iptables -n -L ufw-user-input" in command and "ip6tables -n -L ufw6-user-input" in command
+    with open(os.path.join(HERE, "fixtures", "ufw", "default-ufw.txt")) as f:
+        defaults = f.read()
+    status = parse_status("0\n1\n", defaults)
+    assert (status["active"], status["active6"], status["ipv6"]) == (True, False, True)
+    # a kernel without IPv6: ip6tables cannot start (3); no IPv6 rule is in force, and the read goes on
+    assert parse_status("0\n3\n", defaults)["active6"] is False
+    with pytest.raises(ValueError):
+        parse_status("0\n", defaults)  # a read that lost a line is no answer
+
+
+def test_ipv6_rules_not_loaded_while_ipv4_ones_are_leave_ipv6_unfiltered(schema):
+    node, _ = audited("single-deployed", "zimbra", chain_status(0, 1))
+    assert node.ufw["active"] is True and node.ufw["active6"] is False and node.failed
+    assert ("too open", "7071/tcp") in verdicts(node)
+    world6 = source_row(node, 7071, "::/0")
+    assert world6["reachable"] and world6["via"] == "ufw's IPv6 rules not loaded"
+    assert source_row(node, 7071, "0.0.0.0/0")["reachable"] is False  # IPv4's rules still hold
+    assert any("ufw's IPv6 rules are not loaded (no ufw6-user-input chain)" in w for w in node.warnings)
+    assert next(f for f in node.findings if f.port == "7071/tcp").fix[0].startswith("ufw reload")
+    document = json.loads(json.dumps(as_json([node], "now")))
+    jsonschema.validate(document, schema)
+    assert "IPv6 on but NOT LOADED" in render_text(document)
+    # and the other way round: IPv4 passes unfiltered, IPv6 is judged by its rules
+    node, _ = audited("single-deployed", "zimbra", chain_status(1, 0))
+    assert source_row(node, 7071, "0.0.0.0/0")["via"] == "ufw's IPv4 rules not loaded"
+    assert source_row(node, 7071, "::/0")["reachable"] is False
+    assert source_row(node, 7071, "fd5a:7e3c:91b2:1::/64")["reachable"] is True
+
+
+def test_ipv6_rules_not_loaded_are_no_warning_where_no_socket_takes_ipv6():
+    """A kernel without IPv6: ip6tables has nothing to load, and no socket is judged for IPv6."""
+    node_read = read("single-deployed", chain_status(0, 3))
+    ipv4_only = tuple(item for item in node_read.listeners if "." in item.address)
+    node = judged(dataclasses.replace(node_read, listeners=ipv4_only))
+    assert node.ufw["active6"] is False and not any("not loaded" in w for w in node.warnings)
+
+
+def test_ipv6_off_in_ufw_has_no_ipv6_chain_and_that_is_no_warning():
+    node, _ = audited("single-deployed", "zimbra", chain_status(0, 1), ("IPV6=yes", "IPV6=no"))
+    assert source_row(node, 7071, "::/0")["via"] == "IPV6=no"
+    assert not any("not loaded" in w for w in node.warnings)
+
+
+# /proc/net/if_inet6's first column (the kernel prints each address as 32 hex digits): a global address, the
+# link-local one, loopback
+IF_INET6 = "fd5a7e3c91b20000000000000000000a fe800000000000000a0027fffe4e1f8d 00000000000000000000000000000001"
+LINK_ONLY = (
+    ("10.77.0.10 fd5a:7e3c:91b2::a \n", "10.77.0.10 \n"),  # hostname -I: no IPv6 address but link-local ones
+    ("\nufw=yes\n", f"\nif_inet6={IF_INET6.split(' ', 1)[1]}\nufw=yes\n"),
+)
+
+
+def test_link_local_addresses_are_read_from_if_inet6():
+    assert link_local_addresses(IF_INET6) == ("fe80::a00:27ff:fe4e:1f8d",)
+    assert read("single-deployed", *LINK_ONLY).link_local == ("fe80::a00:27ff:fe4e:1f8d",)
+    assert "/proc/net/if_inet6" in ExposureRead().command(topology_attributes(), "ldap", 60)
+
+
+def test_a_host_whose_only_ipv6_addresses_are_link_local_is_judged_for_ipv6_there():
+    fresh, _ = audited("single-fresh", "zimbra", *LINK_ONLY)
+    assert source_row(fresh, 7071, "::/0") == {
+        "network": "::/0",
+        "kind": "world",
+        "name": "world",
+        "reachable": True,
+        "expected": False,
+        "via": "ufw inactive",
+    }
+    deployed, _ = audited("single-deployed", "zimbra", *LINK_ONLY)
+    assert source_row(deployed, 7071, "fd5a:7e3c:91b2:1::/64")["reachable"] is True
+    assert source_row(deployed, 7071, "::/0")["reachable"] is False and not deployed.findings
+
+
+WITH_DHCP = ("@@zimbra-firewall@@part\nudp ", f"@@zimbra-firewall@@part\n{SS_DHCP}udp ")
+
+
+def test_a_dhcp_client_is_reachable_from_anyone_sending_from_port_67_and_that_is_no_finding():
+    node, _ = audited("single-deployed", "zimbra", WITH_DHCP, *LINK_ONLY)
+    [dhcp] = sockets(node, 68, "udp")
+    assert (dhcp.service, dhcp.expected, dhcp.reach, dhcp.verdict) == (
+        "DHCP client (replies from port 67)",
+        "ufw built-in",
+        ["world"],
+        "ok",
+    )
+    assert source_row_of(dhcp, "0.0.0.0/0")["via"] == (
+        "rule: /etc/ufw/before.rules: -A ufw-before-input -p udp --sport 67 --dport 68 -j ACCEPT"
+    )
+    # IPv6's: from and to link-local addresses alone
+    [dhcp6] = sockets(node, 546, "udp")
+    assert dhcp6.reach == ["fe80::/10"] and dhcp6.verdict == "ok" and dhcp6.expected == "ufw built-in"
+    assert not node.findings and not node.failed
+    # ufw's before.rules come before every user rule: a deny does not close it
+    denied = rules_first(
+        "single-deployed", "deny udp 68 0.0.0.0/0 any 0.0.0.0/0 in", "deny udp 546 ::/0 any ::/0 in", WITH_DHCP
+    )
+    assert sockets(judged(denied), 68, "udp")[0].reach == ["world"]
+
+
+def test_a_dhcp_client_on_a_fresh_server_is_no_finding_and_dhcpv6_is_too_open_as_all_is_there():
+    node, _ = audited("single-fresh", "zimbra", WITH_DHCP)
+    assert "68/udp" not in {port for _, port in verdicts(node)} and sockets(node, 68, "udp")[0].reach == ["world"]
+    # ufw inactive: DHCPv6's port takes any on-link sender, where ufw would take link-local ones alone
+    [finding] = [f for f in node.findings if f.port == "546/udp"]
+    assert finding.verdict == "too open" and finding.fix == [f"{DEPLOY} --limit zimbra"]
+
+
+def test_ufws_own_accepts_are_not_firewallds():
+    node_read = dataclasses.replace(
+        read("single-deployed", WITH_DHCP), status={}, firewalld=firewalld_state("state-deployed")
+    )
+    [dhcp] = sockets(judged(node_read), 68, "udp")
+    assert dhcp.reach == [] and dhcp.expected == "unknown" and dhcp.verdict == "ok"

@@ -46,6 +46,7 @@ def test_state_of_a_fresh_host_and_of_a_deployed_host_with_drift():
     apps = fresh.pop("apps")
     assert fresh == {
         "active": False,
+        "active6": False,
         "incoming": "deny",
         "outgoing": "allow",
         "ipv6": True,

@@ -3,18 +3,22 @@ firewalld's configuration, as rules in the order it decides: observed_firewalld)
 the policy lets reach it. Pure: audit.py and facts/audit.py read the host, these
 functions judge; zimbra_firewall/audit_report.py renders.
 
-Reachability is judged per source, as ufw's kernel rules judge a packet: the user rules of the source's
-family in their order, the first that matches decides (allow and limit let in, deny and reject do not),
-else the default incoming policy; an inactive ufw lets everything in, IPV6=no lets no IPv6 in (ufw:
-"only IPv6 on loopback accepted"). A source is a network: the world, each management subnet, each
-`zimbra_nodes` subnet, each peer's address, and each network a rule names; a rule decides for a source
-when its own source network holds the whole of it. A rule for one interface (`in on eth1`) is taken to
-see every source (the audit does not know which interface a network comes in on), but for `lo`. Sockets
-bound to loopback are reachable from the host alone, whatever the rules say (ufw accepts loopback traffic
-before its user rules).
+Reachability is judged per source, as ufw's kernel rules judge a packet: ufw's own accepts of before.rules
+(DHCP client replies), then the user rules of the source's family in their order, the first that matches
+decides (allow and limit let in, deny and reject do not), else the default incoming policy; an inactive ufw
+lets everything in, and so does a family whose rules ufw has not loaded; IPV6=no lets no IPv6 in (ufw: "only
+IPv6 on loopback accepted"). A source is a network: the world, each management subnet, each `zimbra_nodes`
+subnet, each peer's address, and each network a rule names; a rule decides for a source when its own source
+network holds the whole of it. A rule for one interface (`in on eth1`) or one destination (`to 10.0.0.5`)
+decides only the packets arriving there or sent there: the packet is followed on each interface a rule names,
+on an interface none names, and to each of the host's addresses the socket accepts, and it reaches the socket
+when one of these lets it in (`lo` is never where another host's packets arrive). Sockets bound to loopback
+are reachable from the host alone, whatever the rules say (ufw accepts loopback traffic before its user
+rules).
 """
 
 import dataclasses
+import functools
 import ipaddress
 import re
 import shlex
@@ -31,6 +35,7 @@ from zimbra_firewall.policy import Policy, attribute_port, nginx_memcached_addre
 from zimbra_firewall.topology import Topology
 from zimbra_firewall.ufw import (
     TUPLE,
+    USER_INPUT,
     Port,
     RuleView,
     command_of_tuple,
@@ -61,6 +66,11 @@ WILDCARDS = ("*", *ANY_ADDRESS.values())
 LETTING_IN = ("allow", "limit")
 
 
+def unmapped(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """An IPv4-mapped IPv6 address (::ffff:10.0.0.5) as the IPv4 address it stands for, any other as it is."""
+    return getattr(ip, "ipv4_mapped", None) or ip
+
+
 @dataclass(frozen=True)
 class Listener:
     """One listening socket as `ss -Hlnptu` shows it. address: as bound ("0.0.0.0", "::" for IPv6 only,
@@ -81,7 +91,7 @@ class Listener:
         addresses = {ipaddress.ip_address(a) for a in own_addresses}
         if self.address not in WILDCARDS:
             addresses.add(ipaddress.ip_address(self.address))
-        return [a for a in addresses if a.version == version and self.accepts(str(a))]
+        return sorted(a for a in addresses if a.version == version and self.accepts(str(a)))
 
     def accepts(self, address: str) -> bool:
         """Does a connection to `address` (one of the host's) reach this socket?"""
@@ -93,17 +103,20 @@ _SS_PROCESS = re.compile(r'\("([^"]*)",pid=(\d+)')
 
 
 def parse_listeners(text: str) -> list[Listener]:
-    """`ss -Hlnptu` → its listening TCP and bound UDP sockets (one per proto, address and port)."""
+    """`ss -Hlnptu` → its listening TCP and bound UDP sockets (one per proto, address and port). A socket bound
+    to an IPv4-mapped IPv6 address (`[::ffff:10.0.0.5]:7071`, as Java binds) receives IPv4 packets to that
+    address alone, which the IPv4 rules judge: it is read as bound to the IPv4 address."""
     found: dict[tuple, Listener] = {}
     for line in text.splitlines():
         fields = line.split(None, 6)
         if len(fields) < 6 or fields[0] not in ("tcp", "udp"):
             continue
         address, _, port = fields[4].rpartition(":")
-        address = address.strip("[]").partition("%")[0]
+        # ss adds the device a socket is bound to after the address, brackets and all: `[fe80::1]%eth0:546`
+        address = address.partition("%")[0].strip("[]")
         try:
             number = port_number(port)
-            bound = address if address in WILDCARDS else str(ipaddress.ip_address(address))
+            bound = address if address in WILDCARDS else str(unmapped(ipaddress.ip_address(address)))
         except (Refused, ValueError):
             continue
         process = _SS_PROCESS.search(fields[6]) if len(fields) > 6 else None
@@ -118,16 +131,65 @@ def parse_listeners(text: str) -> list[Listener]:
     return sorted(found.values(), key=lambda item: (item.port, item.proto, item.address))
 
 
+def link_local_addresses(text: str) -> tuple[str, ...]:
+    """The first words of /proc/net/if_inet6's lines (each address as 32 hex digits) → the IPv6 link-local
+    ones, which `hostname -I` leaves out: a host whose only IPv6 addresses are link-local is still reached over
+    IPv6 there, by any host on its links."""
+    found = []
+    for word in text.split():
+        if re.fullmatch(r"[0-9a-f]{32}", word):
+            ip = ipaddress.IPv6Address(int(word, 16))
+            if ip.is_link_local and str(ip) not in found:
+                found.append(str(ip))
+    return tuple(found)
+
+
 # --- rules as they are, and as the policy wants them -------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Ruleset:
-    active: bool
+    active: bool  # ufw: some family's rules loaded; firewalld: running
     incoming: str  # default incoming policy: deny | reject | allow
     ipv6: bool
     rules: dict  # IP version → tuple of (RuleView, words as `ufw show added` prints them, or a firewalld gate's)
     firewall: str = "ufw"  # whose rules: ufw | firewalld
+    unloaded: frozenset = frozenset()  # IP versions whose rules are not in the kernel while the other's are
+    before: Mapping = field(default_factory=dict)  # IP version → (RuleView, words): accepts ahead of the rules
+
+
+# the first word of the words of an accept in ufw's own rule files: (BUILT_IN, the file, the iptables line)
+BUILT_IN = "built-in"
+# ufw's before.rules and before6.rules, as ufw ships them, accept DHCP replies to the host's client ahead of
+# every user rule: no user rule closes the port. The sender picks its source port, so who may send from 67
+# (547) is anyone: IPv4's is open to the world, IPv6's to every link-local address (they are the only ones the
+# rule takes, at both ends)
+_LINK_LOCAL = (ipaddress.ip_network("fe80::/10"),)
+
+
+def _accepting(networks: tuple, port: Port, what: str) -> RuleView:
+    """An accept from and to `networks`, of one port."""
+    return RuleView("allow", True, networks, (port,), "", what, networks)
+
+
+UFW_BEFORE = {
+    4: (
+        (
+            _accepting(ANYWHERE, Port(68, 68, "udp"), "DHCP client (replies from port 67)"),
+            (BUILT_IN, "/etc/ufw/before.rules", "-A ufw-before-input -p udp --sport 67 --dport 68 -j ACCEPT"),
+        ),
+    ),
+    6: (
+        (
+            _accepting(_LINK_LOCAL, Port(546, 546, "udp"), "DHCPv6 client (replies from port 547)"),
+            (
+                BUILT_IN,
+                "/etc/ufw/before6.rules",
+                "-A ufw6-before-input -p udp -s fe80::/10 --sport 547 -d fe80::/10 --dport 546 -j ACCEPT",
+            ),
+        ),
+    ),
+}
 
 
 def observed_ruleset(status: dict, rule_files: Sequence[str]) -> Ruleset:
@@ -137,7 +199,15 @@ def observed_ruleset(status: dict, rule_files: Sequence[str]) -> Ruleset:
         lines = [line for line in text.splitlines() if line.startswith(TUPLE)]
         pairs = [(rule_of_tuple(line), command_of_tuple(line)) for line in lines]
         rules[version] = tuple((view, words) for view, words in pairs if view is not None)
-    return Ruleset(status["active"], status["incoming"], status["ipv6"], rules)
+    loaded = {4: status["active"], 6: status["active6"]}
+    return Ruleset(
+        any(loaded.values()),
+        status["incoming"],
+        status["ipv6"],
+        rules,
+        unloaded=frozenset(version for version, chain in loaded.items() if not chain),
+        before=UFW_BEFORE,
+    )
 
 
 FIREWALLD = "firewalld"  # the first word of a firewalld gate's words: ("firewalld", "zone public", "<service …/>")
@@ -168,14 +238,15 @@ def observed_of(read: "NodeRead") -> Ruleset | None:
 
 
 def rule_text(words: Sequence[str]) -> str:
-    """A rule for people: `ufw allow …`, or `zone public: <service name="http"/>`."""
-    if words[:1] == (FIREWALLD,):
+    """A rule for people: `ufw allow …`, `zone public: <service name="http"/>`, or `/etc/ufw/before.rules: -A …`."""
+    if words[:1] in ((FIREWALLD,), (BUILT_IN,)):
         return f"{words[1]}: {words[2]}"
     return "ufw " + shlex.join(without_comment(words))
 
 
-def expected_ruleset(policy: Policy) -> Ruleset:
-    """The rules the policy wants, active, with its default: an app rule opens its profile's ports."""
+def expected_ruleset(policy: Policy, firewall: str = "ufw") -> Ruleset:
+    """The rules the policy wants, active, with its default: an app rule opens its profile's ports. On ufw,
+    what ufw's own files accept comes first, as it does in the kernel: the policy cannot close it."""
     apps = {profile.name: ports_of_text(profile.ports) for profile in policy.profiles}
     pairs = []
     for words in ufw_rules(policy):
@@ -183,7 +254,8 @@ def expected_ruleset(policy: Policy) -> Ruleset:
         if view.app:
             view = dataclasses.replace(view, ports=apps.get(view.app, ()))
         pairs.append((view, (*without_comment(words), "comment", policy.comment)))
-    return Ruleset(True, policy.default_incoming, True, {4: tuple(pairs), 6: tuple(pairs)})
+    before = UFW_BEFORE if firewall == "ufw" else {}
+    return Ruleset(True, policy.default_incoming, True, {4: tuple(pairs), 6: tuple(pairs)}, firewall, before=before)
 
 
 @dataclass(frozen=True)
@@ -196,8 +268,12 @@ class Source:
 @dataclass(frozen=True)
 class Decision:
     reachable: bool
-    via: str  # "rule", "default deny incoming", "ufw inactive", "IPV6=no"
+    via: str  # "rule", "default deny incoming", "ufw inactive", "ufw's IPv6 rules not loaded", "IPV6=no"
     rule: tuple = ()  # the deciding rule's words
+    where: str = ""  # the path it decided, where rules tell paths apart: "in on eth1, to 10.0.0.5"
+
+
+NOT_LOADED = "ufw's IPv{} rules not loaded"
 
 
 def sources(policy: Policy, topology: Topology, rulesets: Iterable[Ruleset]) -> list[Source]:
@@ -218,7 +294,7 @@ def sources(policy: Policy, topology: Topology, rulesets: Iterable[Ruleset]) -> 
     for network in ANYWHERE:
         add(network, "world", "world")
     for ruleset in rulesets:
-        for pairs in ruleset.rules.values():
+        for pairs in (*ruleset.before.values(), *ruleset.rules.values()):
             for view, _ in pairs:
                 for network in view.sources:
                     add(network, "rule", str(network))
@@ -234,23 +310,62 @@ def _opens(view: RuleView, listener: Listener) -> bool:
 def decide(ruleset: Ruleset, source: Source, listener: Listener, own_addresses: Iterable[str]) -> Decision | None:
     """Can `source` reach `listener`? None when it cannot even address it (other family, loopback socket)."""
     version = source.network.version
-    destinations = [] if listener.loopback else listener.destinations(own_addresses, version)
+    destinations = () if listener.loopback else _destination_networks(listener, tuple(own_addresses), version)
     if not destinations:
         return None
     if not ruleset.active:
         return Decision(True, "ufw inactive")
     if version == 6 and not ruleset.ipv6:
         return Decision(False, "IPV6=no")
-    for view, words in ruleset.rules[version]:
-        if (
-            view.inbound
-            and view.interface != "lo"  # never what another host's packets arrive on
-            and _opens(view, listener)
-            and holds(view.sources, source.network)
-            and any(holds(view.destinations, ipaddress.ip_network(d)) for d in destinations)
-        ):
-            return Decision(view.action in LETTING_IN, "rule", words)
-    return Decision(ruleset.incoming == "allow", f"default {ruleset.incoming} incoming")
+    if version in ruleset.unloaded:
+        return Decision(True, NOT_LOADED.format(version))
+    matching = [
+        (view, words)
+        for view, words in (*ruleset.before.get(version, ()), *ruleset.rules[version])
+        if view.inbound and _opens(view, listener) and holds(view.sources, source.network)
+    ]
+    # ufw writes `in on IFACE` as iptables' `-i IFACE` and `to ADDR` as `-d ADDR` (backend_iptables.py): such
+    # a rule decides only the packets that arrive there or are sent there, and the others go on to the next
+    # rule. So the packet is followed on every path the rules tell apart (each interface they name, and one
+    # they do not: the audit does not know the host's interfaces, and the rules let in there too; each group of
+    # the host's addresses they treat alike), and it reaches the socket when one path lets it in: a deny for
+    # one interface or one address hides nothing on the others, an allow for one is enough.
+    named = sorted({view.interface for view, _ in matching} - {"", "lo"})  # lo: never another host's packets
+    groups: dict[tuple, list] = {}
+    for network in destinations:
+        groups.setdefault(tuple(holds(view.destinations, network) for view, _ in matching), []).append(network)
+    decisions = [
+        _first_match(ruleset, matching, interface, addresses[0], _where(interface, named, addresses, len(groups)))
+        for interface in ("", *named)
+        for addresses in groups.values()
+    ]
+    first = next((decision for decision in decisions if decision.reachable), decisions[0])
+    if all((d.reachable, d.via, d.rule) == (first.reachable, first.via, first.rule) for d in decisions):
+        return dataclasses.replace(first, where="")  # every path alike: naming one would suggest the others differ
+    return first
+
+
+@functools.lru_cache(maxsize=4096)  # asked for every source of every socket, twice (the rules now, the policy's)
+def _destination_networks(listener: Listener, own_addresses: tuple, version: int) -> tuple:
+    return tuple(ipaddress.ip_network(address) for address in listener.destinations(own_addresses, version))
+
+
+def _first_match(ruleset: Ruleset, matching: list, interface: str, destination, where: str) -> Decision:
+    for view, words in matching:
+        if view.interface in ("", interface) and holds(view.destinations, destination):
+            return Decision(view.action in LETTING_IN, "rule", words, where)
+    return Decision(ruleset.incoming == "allow", f"default {ruleset.incoming} incoming", where=where)
+
+
+def _where(interface: str, named: Sequence[str], addresses: Sequence, groups: int) -> str:
+    parts = []
+    if interface:
+        parts.append(f"in on {interface}")
+    elif named:
+        parts.append(f"in on an interface other than {', '.join(named)}")
+    if groups > 1:
+        parts.append("to " + " or ".join(str(network.network_address) for network in addresses))
+    return ", ".join(parts)
 
 
 # --- judging a node ----------------------------------------------------------------------------------------
@@ -313,6 +428,7 @@ class NodeRead:
     controller: str = ""  # the controller's address as the host sees the SSH connection
     reached_at: str = ""  # the host's address that SSH connection arrived at
     firewalld: FirewalldState | None = None  # firewalld's configuration, where firewalld runs (instead of ufw's)
+    link_local: tuple = ()  # the host's IPv6 link-local addresses (link_local_addresses)
 
 
 def reach_names(decisions: dict) -> list[str]:
@@ -371,9 +487,9 @@ def audit_node(
 ) -> NodeAudit:
     """Judge every socket of one node, and its rules, against its policy. nginx_looks: proxy host name → the
     address that proxy resolves this node's host name to (its nginx's memcached address)."""
-    topology, own = read.topology, read.topology.own_addresses
+    topology, own = read.topology, (*read.topology.own_addresses, *read.link_local)
     observed = observed_of(read)
-    expected = expected_ruleset(policy)
+    expected = expected_ruleset(policy, observed.firewall if observed else "ufw")
     every = sources(policy, topology, [r for r in (observed, expected) if r])
     known = port_catalogue(catalogue, policy, topology)
     wanted_ports = {p for view, _ in expected.rules[4] for p in view.ports or ()}
@@ -383,7 +499,7 @@ def audit_node(
     sockets_of: dict[tuple[int, str], list[SocketAudit]] = {}
     reach_of: dict[tuple[int, str], dict] = {}
     for listener in read.listeners:
-        service, exposure = _lookup(known, listener) or ("", "unknown")
+        service, exposure = _lookup(known, listener) or _built_in(observed, listener) or ("", "unknown")
         if exposure == "unknown" and any(p.proto == listener.proto and p.first == listener.port for p in wanted_ports):
             exposure = "intra"
         socket = SocketAudit(
@@ -417,16 +533,18 @@ def audit_node(
             "change, files edited without a reload): the files are judged; audit_probe checks what is in force, "
             "and the deploy puts it back",
         ]
-    ufw = {"active": False, "incoming": "unknown", "outgoing": "unknown", "ipv6": True, **read.status}
+    warnings = [*warnings, *_unloaded_warnings(sockets)]
+    ufw = {"active": False, "active6": False, "incoming": "unknown", "outgoing": "unknown", "ipv6": True, **read.status}
     if observed and read.firewalld is not None:
-        ufw = {"active": observed.active, "incoming": observed.incoming, "outgoing": "allow", "ipv6": True}
+        ufw = {"active": observed.active, "active6": observed.active, "incoming": observed.incoming}
+        ufw |= {"outgoing": "allow", "ipv6": True}
     return NodeAudit(
         name=name,
         server=this.hostname if this else topology.name,
         services=sorted(this.services) if this else [],
         topology=topology.source if this else "failed",
         error="; ".join(e for e in (topology.error, read.ufw_error) if e),
-        ufw={k: ufw[k] for k in ("active", "incoming", "outgoing", "ipv6")},
+        ufw={k: ufw[k] for k in ("active", "active6", "incoming", "outgoing", "ipv6")},
         rollback={"last": read.rollback_last, "armed": read.rollback_armed},
         warnings=list(warnings),
         sockets=sockets if observed else [],  # not judged without the firewall's state
@@ -436,9 +554,33 @@ def audit_node(
     )
 
 
+def _built_in(observed: Ruleset | None, listener: Listener) -> tuple[str, str] | None:
+    """(service, "ufw built-in") for a port one of ufw's own accepts opens. Such a port (68/udp, dhclient's or
+    systemd-networkd's) is not the catalogue's: the catalogue's ports become the deploy's rules, and this one
+    is ufw's, before any rule, on every ufw host; a DHCP client on it is a server's normal state, not an
+    unknown listener that fails the audit. Its reach is still said as it is: the world."""
+    for pairs in (observed.before if observed else {}).values():
+        for view, _ in pairs:
+            if _opens(view, listener):
+                return view.comment, "ufw built-in"
+    return None
+
+
+def _unloaded_warnings(sockets: Iterable[SocketAudit]) -> list[str]:
+    """A family whose rules ufw has not loaded while the other's are, said once per node where a socket was
+    judged unfiltered for it (a kernel without IPv6 has no IPv6 rules loaded, and no IPv6 socket either)."""
+    vias = {row["via"] for socket in sockets for row in socket.sources}
+    return [
+        f"ufw's IPv{version} rules are not loaded (no {USER_INPUT[version]} chain) while the other family's "
+        f"are: IPv{version} is judged unfiltered; `ufw reload` loads them or says why it cannot"
+        for version in (4, 6)
+        if NOT_LOADED.format(version) in vias
+    ]
+
+
 def unread_node(name: str, error: str) -> NodeAudit:
     """A node whose read failed: in the report, failing the audit, with the reason."""
-    ufw = {"active": False, "incoming": "unknown", "outgoing": "unknown", "ipv6": True}
+    ufw = {"active": False, "active6": False, "incoming": "unknown", "outgoing": "unknown", "ipv6": True}
     return NodeAudit(name, "", [], "failed", error, ufw, {"last": "", "armed": False}, [], [], [], complete=False)
 
 
@@ -501,7 +643,8 @@ def _port_findings(spec: str, group: list, judged: dict, name: str, deploy_comma
 
 
 def _via_text(decision: Decision) -> str:
-    return "rule: " + rule_text(decision.rule) if decision.rule else decision.via
+    text = "rule: " + rule_text(decision.rule) if decision.rule else decision.via
+    return f"{text} ({decision.where})" if decision.where else text
 
 
 def removal(words: Sequence[str]) -> str:
@@ -548,6 +691,8 @@ def _closing_fixes(decisions: Iterable[Decision], name: str, deploy_command: str
             fix = removal(decision.rule)
         elif decision.via == "ufw inactive":
             fix = f"{deploy_command} --limit {name}"
+        elif decision.via in (NOT_LOADED.format(4), NOT_LOADED.format(6)):
+            fix = "ufw reload (it loads both families' rules, or says why it cannot)"
         else:
             fix = "ufw default deny incoming"
         if fix not in fixes:

@@ -55,10 +55,9 @@ def _node_line(node: dict) -> str:
     if node["firewall"] == "firewalld":
         firewall = f"firewalld {'running' if ufw['active'] else 'STOPPED'}, default zone {ufw['incoming']}"
     else:
-        firewall = (
-            f"ufw {state}, default {ufw['incoming']} incoming / {ufw['outgoing']} outgoing, IPv6 "
-            f"{'on' if ufw['ipv6'] else 'off'}"
-        )
+        # a ufw that loaded IPv4's rules and not IPv6's lets IPv6 through: "on" would say it is filtered
+        ipv6 = "off" if not ufw["ipv6"] else "on" if ufw["active6"] or not ufw["active"] else "on but NOT LOADED"
+        firewall = f"ufw {state}, default {ufw['incoming']} incoming / {ufw['outgoing']} outgoing, IPv6 {ipv6}"
     return f"{node['name']}  {node['server']} ({services})\n  {firewall}; last rollback: {rollback}{armed}"
 
 

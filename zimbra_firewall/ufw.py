@@ -288,30 +288,41 @@ def parse_defaults(text: str) -> dict:
     }
 
 
+# ufw's user input chain per IP version: loaded while ufw filters that family
+USER_INPUT = {4: "ufw-user-input", 6: "ufw6-user-input"}
+
+
 def status_read(lock_wait: int) -> str:
-    """Shell printing what parse_status reads: whether ufw's chain is loaded, a SECTION line, /etc/default/ufw.
-    That test is the one `ufw status` makes without starting ufw's Python; it reads the kernel's rules, so
-    it first waits at most `lock_wait` seconds for the xtables lock."""
+    """Shell printing what parse_status reads: whether ufw's IPv4 chain is loaded, whether its IPv6 one is, a
+    SECTION line, /etc/default/ufw. The IPv4 test is the one `ufw status` makes without starting ufw's Python.
+    Both families are tested because ufw loads each one's rules with its own iptables-restore (ufw-init-functions
+    ufw_start): with IPV6=yes, one family's can be in force without the other's. Both read the kernel's rules,
+    so it first waits at most `lock_wait` seconds for the xtables lock."""
     return (
-        f"{wait_for_xtables_lock(lock_wait)}; iptables -n -L ufw-user-input >/dev/null 2>&1; echo $?; "
-        f"echo {SECTION} && cat /etc/default/ufw"
+        f"{wait_for_xtables_lock(lock_wait)}; iptables -n -L {USER_INPUT[4]} >/dev/null 2>&1; echo $?; "
+        f"ip6tables -n -L {USER_INPUT[6]} >/dev/null 2>&1; echo $?; echo {SECTION} && cat /etc/default/ufw"
     )
 
 
 def parse_status(chain_status: str, defaults: str) -> dict:
-    """status_read's two parts → {'active', 'incoming', 'outgoing', 'ipv6'}."""
+    """status_read's two parts → {'active', 'active6', 'incoming', 'outgoing', 'ipv6'}: 'active' is ufw's
+    IPv4 chain loaded (what `ufw status` says, and what the deploy enables), 'active6' its IPv6 chain."""
+    lines = chain_status.strip().splitlines()
     # ufw's user chain is loaded while ufw is active, missing (1) when not
-    if chain_status.strip() not in ("0", "1"):
-        raise ValueError(f"iptables could not list ufw's chain (exit status {chain_status.strip()})")
-    return {**parse_defaults(defaults), "active": chain_status.strip() == "0"}
+    if len(lines) != 2 or lines[0].strip() not in ("0", "1"):
+        raise ValueError(f"iptables could not list ufw's chains ({' '.join(lines) or 'no exit status'})")
+    # IPv6's status is not checked so strictly: on a kernel without IPv6 ip6tables fails otherwise than with 1
+    # (legacy's "can't initialize ip6tables table" is 3), and such a host must still be deployed and audited;
+    # whatever is not 0 is no IPv6 rule in force, which the audit takes as IPv6 unfiltered, never as filtered
+    return {**parse_defaults(defaults), "active": lines[0].strip() == "0", "active6": lines[1].strip() == "0"}
 
 
 def parse_state(text: str) -> dict:
     """The state read's output (status_read's, the user rules (read_user_rules), every profile file
-    (read_app_profiles), the deploy's profile file, separated by SECTION lines) → {'active', 'incoming',
-    'outgoing', 'ipv6', 'rules', 'apps', 'profiles'}; 'apps': app name → the ports a rule naming it opens
-    (its profile's and those ufw stored with its rules); 'profiles' is the deploy's profile file's text
-    without its final newline, or None when there is none."""
+    (read_app_profiles), the deploy's profile file, separated by SECTION lines) → {'active', 'active6',
+    'incoming', 'outgoing', 'ipv6', 'rules', 'apps', 'profiles'}; 'apps': app name → the ports a rule naming
+    it opens (its profile's and those ufw stored with its rules); 'profiles' is the deploy's profile file's
+    text without its final newline, or None when there is none."""
     parts = re.split(rf"^{SECTION}$\n?", text, maxsplit=4, flags=re.MULTILINE)
     if len(parts) != 5:
         raise ValueError(f"expected 5 parts in ufw's state, got {len(parts)}")
