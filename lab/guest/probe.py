@@ -1,11 +1,11 @@
 """Probe ports of one address from inside a lab host, all at once:
     python3 /opt/lab/probe.py [--source ADDRESS] ADDRESS PORT/PROTO… → JSON {"25/tcp": "open" | …}
 --source sends from one of several local addresses (the VM tests stand for two networks at once).
-TCP: connected = open, refused = closed, no answer = filtered, an error on this side (no route) = failed.
+TCP: connected = open, refused or rejected (ICMP) = closed, no answer = filtered, an error on this side
+(no route) = failed.
 UDP: the lab's listeners echo, so a reply = open, an ICMP refusal = closed, silence = filtered.
 """
 
-import errno
 import json
 import selectors
 import socket
@@ -43,7 +43,7 @@ def main(address, specs, source=None):
             sock, spec = key.fileobj, key.data
             if sock.type == socket.SOCK_STREAM:
                 error = result(sock)
-                results[spec] = "open" if not error else "closed" if error == errno.ECONNREFUSED else "failed"
+                results[spec] = "closed" if error else "open"  # refused, or an ICMP answer (REJECT)
             else:
                 try:
                     sock.recv(64)

@@ -8,7 +8,6 @@ ports and how many were closed, filtered or failed.
 """
 
 import argparse
-import errno
 import json
 import resource
 import selectors
@@ -48,10 +47,8 @@ def scan(address, first=1, last=65535, parallel=4000, timeout=1.0):
             error = result(sock)
             if error == 0:
                 results["open"].append(key.data)
-            elif error == errno.ECONNREFUSED:
+            else:  # refused, or an ICMP answer (REJECT)
                 results["closed"] += 1
-            else:
-                results["failed"] += 1
             close(selector, sock, in_flight)
         now = time.monotonic()
         for sock, deadline in list(in_flight.items()):
