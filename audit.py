@@ -1,7 +1,8 @@
 """What each Zimbra server exposes, and to whom, against the policy: every listening socket judged from
-ufw's or firewalld's rules as they are (ok, too open, unknown listener, rule without listener, memcached
-unreachable from proxy, too closed, probe got in, probe disagrees). Read-only: one command per node, no
-operation. Exits non-zero when a node has a port too open, an unknown listener or a probe that got in.
+ufw's or firewalld's rules as they are, with what the kernel's tables hold besides (ok, too open, unknown
+listener, rule without listener, memcached unreachable from proxy, too closed, probe got in, probe disagrees,
+rules not loaded, not judged). Read-only: one command per node, no operation. Exits non-zero when a node has
+a port too open, an unknown listener, a probe that got in or ufw rules the kernel has not loaded.
 
 pyinfra inventories/<env>.py audit.py [--data audit_json=audit.json] [--data audit_html=audit.html]
                                       [--data audit_probe=true]

@@ -315,8 +315,8 @@ def test_html_page_is_one_file_with_the_matrix_and_the_fixes():
     assert "<code>ufw delete allow 7071</code>" in page
 
 
-def test_failing_verdicts_are_exposure_and_nothing_else():
-    assert FAILING == {"too open", "unknown listener", "probe got in"}
+def test_failing_verdicts_are_exposure_or_rules_the_audit_could_not_judge():
+    assert FAILING == {"too open", "unknown listener", "probe got in", "rules not loaded"}
 
 
 def test_a_node_not_read_is_reported_and_fails_the_audit(schema):
@@ -566,7 +566,9 @@ def test_a_deny_to_one_address_of_the_host_leaves_its_other_addresses_open():
     node = judged(node_read)
     world4 = source_row(node, 7071, "0.0.0.0/0")
     assert world4["reachable"] and world4["via"] == "rule: ufw allow 7071 (to 10.77.0.20)"
-    assert source_row(node, 7071, "::/0")["reachable"] is False  # IPv6: the host's one address is denied
+    # IPv6: the host's one global address is denied, its link-local one (fe80::, every host on the link reaches
+    # it) is not
+    assert source_row(node, 7071, "::/0")["via"] == "rule: ufw allow 7071 (to fe80::7a:aff:fe4d:a)"
     assert ("too open", "7071/tcp") in verdicts(node)
 
 

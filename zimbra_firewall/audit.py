@@ -31,11 +31,13 @@ from zimbra_firewall.catalogue import Catalogue
 from zimbra_firewall.firewalld import State as FirewalldState
 from zimbra_firewall.firewalld import inbound, rich_rule_text
 from zimbra_firewall.firewalld_policy import policy_name
+from zimbra_firewall.kernel import KERNEL, SAVE_COMMAND, UFW_USER_INPUT, KernelView, file_rules, words_of
 from zimbra_firewall.policy import Policy, attribute_port, nginx_memcached_address
 from zimbra_firewall.topology import Topology
 from zimbra_firewall.ufw import (
     TUPLE,
     USER_INPUT,
+    USER_RULES,
     Port,
     RuleView,
     command_of_tuple,
@@ -53,12 +55,14 @@ VERDICTS = (
     "too open",
     "unknown listener",
     "probe got in",
+    "rules not loaded",
     "memcached unreachable from proxy",
     "probe disagrees",
+    "not judged",
     "too closed",
     "rule without listener",
 )
-FAILING = frozenset(VERDICTS[:3])
+FAILING = frozenset(VERDICTS[:4])
 OK = "ok"
 # how ss shows a socket bound to every address of one family ("::": IPv6 only), or of both ("*")
 ANY_ADDRESS = {4: "0.0.0.0", 6: "::"}
@@ -156,6 +160,7 @@ class Ruleset:
     firewall: str = "ufw"  # whose rules: ufw | firewalld
     unloaded: frozenset = frozenset()  # IP versions whose rules are not in the kernel while the other's are
     before: Mapping = field(default_factory=dict)  # IP version → (RuleView, words): accepts ahead of the rules
+    accepting: frozenset = frozenset()  # IP versions whose INPUT chain's policy in the kernel is ACCEPT
 
 
 # the first word of the words of an accept in ufw's own rule files: (BUILT_IN, the file, the iptables line)
@@ -192,13 +197,20 @@ UFW_BEFORE = {
 }
 
 
-def observed_ruleset(status: dict, rule_files: Sequence[str]) -> Ruleset:
-    """status: zimbra_firewall.ufw.parse_status's; rule_files: the text of user.rules and user6.rules."""
-    rules = {}
+def observed_ruleset(status: dict, rule_files: Sequence[str], kernel: KernelView | None = None) -> Ruleset:
+    """status: zimbra_firewall.ufw.parse_status's; rule_files: the text of user.rules and user6.rules; kernel:
+    what the kernel's tables hold besides (zimbra_firewall.kernel): another program's INPUT rules ahead of
+    ufw's user rules and behind them, and an INPUT policy that accepts where ufw's default does not."""
+    rules, accepting = {}, set()
     for version, text in zip((4, 6), rule_files, strict=True):
         lines = [line for line in text.splitlines() if line.startswith(TUPLE)]
         pairs = [(rule_of_tuple(line), command_of_tuple(line)) for line in lines]
         rules[version] = tuple((view, words) for view, words in pairs if view is not None)
+        family = kernel.families.get(version) if kernel else None
+        if family and family.ufw_loaded:
+            rules[version] = family.before + rules[version] + family.after
+            if family.input_policy == "ACCEPT" and status["incoming"] != "allow":
+                accepting.add(version)
     loaded = {4: status["active"], 6: status["active6"]}
     return Ruleset(
         any(loaded.values()),
@@ -207,6 +219,7 @@ def observed_ruleset(status: dict, rule_files: Sequence[str]) -> Ruleset:
         rules,
         unloaded=frozenset(version for version, chain in loaded.items() if not chain),
         before=UFW_BEFORE,
+        accepting=frozenset(accepting),
     )
 
 
@@ -234,12 +247,13 @@ def observed_of(read: "NodeRead") -> Ruleset | None:
     """The rules in force on a node as its read gave them: firewalld's, ufw's, or None (not read)."""
     if read.firewalld is not None:
         return observed_firewalld(read.firewalld)
-    return observed_ruleset(read.status, read.rule_files) if read.status else None
+    return observed_ruleset(read.status, read.rule_files, read.kernel) if read.status else None
 
 
 def rule_text(words: Sequence[str]) -> str:
-    """A rule for people: `ufw allow …`, `zone public: <service name="http"/>`, or `/etc/ufw/before.rules: -A …`."""
-    if words[:1] in ((FIREWALLD,), (BUILT_IN,)):
+    """A rule for people: `ufw allow …`, `zone public: <service name="http"/>`, `/etc/ufw/before.rules: -A …`
+    or `iptables: -A INPUT …`."""
+    if words[:1] in ((FIREWALLD,), (BUILT_IN,), (KERNEL,)):
         return f"{words[1]}: {words[2]}"
     return "ufw " + shlex.join(without_comment(words))
 
@@ -354,6 +368,8 @@ def _first_match(ruleset: Ruleset, matching: list, interface: str, destination, 
     for view, words in matching:
         if view.interface in ("", interface) and holds(view.destinations, destination):
             return Decision(view.action in LETTING_IN, "rule", words, where)
+    if destination.version in ruleset.accepting:  # ufw's default deny is INPUT's policy: someone changed it
+        return Decision(True, f"{KERNEL_POLICY[destination.version]} ACCEPT in the kernel", where=where)
     return Decision(ruleset.incoming == "allow", f"default {ruleset.incoming} incoming", where=where)
 
 
@@ -366,6 +382,9 @@ def _where(interface: str, named: Sequence[str], addresses: Sequence, groups: in
     if groups > 1:
         parts.append("to " + " or ".join(str(network.network_address) for network in addresses))
     return ", ".join(parts)
+
+
+KERNEL_POLICY = {4: "iptables -P INPUT", 6: "ip6tables -P INPUT"}
 
 
 # --- judging a node ----------------------------------------------------------------------------------------
@@ -429,6 +448,7 @@ class NodeRead:
     reached_at: str = ""  # the host's address that SSH connection arrived at
     firewalld: FirewalldState | None = None  # firewalld's configuration, where firewalld runs (instead of ufw's)
     link_local: tuple = ()  # the host's IPv6 link-local addresses (link_local_addresses)
+    kernel: KernelView | None = None  # the kernel's netfilter tables, on a ufw host
 
 
 def reach_names(decisions: dict) -> list[str]:
@@ -522,6 +542,8 @@ def audit_node(
         ours = f"policy {policy_name(policy)}" if read.firewalld is not None else policy.comment
         findings += _rules_without_listener(observed, read.listeners, ours, deploy_command)
         findings += _memcached_findings(topology, read.listeners, observed, deploy_command, nginx_looks or {})
+        if read.kernel is not None and read.firewalld is None:
+            findings += _kernel_findings(read, read.kernel, expected, name, deploy_command)
     _mark(sockets, findings)
     this = topology.this
     if this is None:
@@ -650,6 +672,8 @@ def _via_text(decision: Decision) -> str:
 def removal(words: Sequence[str]) -> str:
     """The command that takes a rule away: `ufw delete …`, or firewall-cmd's for a zone's or a policy's
     element; a target that lets everything in goes back to the one that decides nothing itself."""
+    if words[:1] == (KERNEL,):  # iptables -D CHAIN, then the rule as saved
+        return f"{words[1]} -D " + shlex.join(words_of(words[2])[1:])
     if words[:1] != (FIREWALLD,):
         return "ufw delete " + shlex.join(without_comment(words))
     kind, _, name = words[1].partition(" ")
@@ -693,6 +717,8 @@ def _closing_fixes(decisions: Iterable[Decision], name: str, deploy_command: str
             fix = f"{deploy_command} --limit {name}"
         elif decision.via in (NOT_LOADED.format(4), NOT_LOADED.format(6)):
             fix = "ufw reload (it loads both families' rules, or says why it cannot)"
+        elif decision.via.endswith("ACCEPT in the kernel"):
+            fix = decision.via.replace(" ACCEPT in the kernel", " DROP")
         else:
             fix = "ufw default deny incoming"
         if fix not in fixes:
@@ -727,6 +753,70 @@ def _rules_without_listener(observed: Ruleset, listeners, owner: str, deploy_com
                 detail = f"`{rule_text(words)}` opens {port}, where nothing listens"
                 findings.append(Finding("rule without listener", str(port), detail, fix))
     return findings
+
+
+def _kernel_findings(
+    read: NodeRead, kernel: KernelView, expected: Ruleset, name: str, deploy_command: str
+) -> list[Finding]:
+    """What the kernel holds that ufw's files do not say: ufw's rules as loaded differing from its files, a port
+    published through DNAT past ufw's INPUT rules, another program's rule the audit cannot read."""
+    findings = []
+    for version, family in sorted(kernel.families.items()):
+        save = SAVE_COMMAND[version]
+        files = file_rules(version, read.rule_files[0 if version == 4 else 1])
+        if read.status.get("active") and family.ufw_loaded and family.user_rules != files:
+            detail = (
+                f"{USER_RULES[0 if version == 4 else 1]} and the kernel's {UFW_USER_INPUT[version]} chain differ "
+                f"({len(set(files) - set(family.user_rules))} rules only in the file, "
+                f"{len(set(family.user_rules) - set(files))} only in the kernel): the audit judged the file, the "
+                "kernel applies the other (a file edited by hand, `ufw app update` run under SSH by ufw 0.36…)"
+            )
+            fixes = [
+                "ufw reload (ufw lets everything in while it reloads, for a moment: at a quiet time)",
+                f"then {deploy_command} --limit {name}",
+            ]
+            findings.append(Finding("rules not loaded", "", detail, fixes))
+        for published in family.published:
+            if not published.forwarded or _public_in(expected, published.port, version):
+                continue
+            port = published.port
+            spec = f"{port.first}/{port.proto}" if port.first == port.last else f"{port.first}:{port.last}/{port.proto}"
+            whom = "the world" if published.sources == ANYWHERE else ", ".join(map(str, published.sources))
+            detail = (
+                f"published through DNAT to {published.to} ({published.line}): forwarded past ufw's INPUT rules, "
+                f"reachable from {whom}"
+            )
+            fixes = [
+                f"publish it on a local address only (docker run -p 127.0.0.1:{port.first}:…), or drop others in "
+                f"DOCKER-USER: {save} -I DOCKER-USER -p {port.proto} -m conntrack --ctorigdstport {port.first} "
+                "! -s <management subnet> -j DROP"
+            ]
+            findings.append(Finding("too open", spec, detail, fixes))
+        for line in family.not_judged:
+            detail = (
+                f"a rule outside ufw's chains that may let connections in, in a form the audit does not read: {line}"
+            )
+            findings.append(
+                Finding("not judged", "", detail, [f"{save} -S to read it; remove it or write it as a ufw rule"])
+            )
+    for table in kernel.nft_tables:
+        detail = (
+            f"nftables table {table}, not ufw's: it can drop what ufw lets in, never let in what ufw drops, unless it "
+            "rewrites destinations (nat)"
+        )
+        findings.append(Finding("not judged", "", detail, [f"nft list table {table}"]))
+    return findings
+
+
+def _public_in(ruleset: Ruleset, port: Port, version: int) -> bool:
+    """Does `ruleset` let the whole world of that family reach `port`?"""
+    world = ANYWHERE[0 if version == 4 else 1]
+    return any(
+        view.action in LETTING_IN
+        and holds(view.sources, world)
+        and (view.ports is None or any(p.proto == port.proto and p.first <= port.first <= p.last for p in view.ports))
+        for view, _ in ruleset.rules[version]
+    )
 
 
 def nginx_looks(topology: Topology, topologies: Iterable[Topology]) -> dict[str, str]:

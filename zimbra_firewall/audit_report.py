@@ -12,8 +12,10 @@ COLOURS = {
     "too open": "#e53935",
     "unknown listener": "#8e24aa",
     "probe got in": "#b71c1c",
+    "rules not loaded": "#6d4c41",
     "memcached unreachable from proxy": "#fb8c00",
     "probe disagrees": "#fdd835",
+    "not judged": "#bdbdbd",
     "too closed": "#1e88e5",
     "rule without listener": "#90a4ae",
     OK: "#43a047",
@@ -198,7 +200,7 @@ def render_html(document: dict) -> str:
             if not verdict:
                 out.append("<td class='empty'></td>")
                 continue
-            ink = "#fff" if verdict not in ("loopback only", "probe disagrees") else "#424242"
+            ink = "#fff" if verdict not in ("loopback only", "probe disagrees", "not judged") else "#424242"
             out.append(
                 f"<td style='background:{_colour(verdict)};color:{ink}' title='{esc(tip)}' "
                 f"data-verdict='{esc(verdict)}'>{esc(text)}</td>"

@@ -1,0 +1,134 @@
+"""The kernel's netfilter tables beside ufw's files (zimbra_firewall/kernel.py), read from iptables-save output
+captured in the lab (tests/fixtures/kernel/: a deployed single server, then the same with another program's
+rules: an ACCEPT ahead of ufw's chains and one behind, a match the audit does not read, a DNAT published
+through FORWARD), and from lines written for one question each."""
+
+import ipaddress
+import os
+
+import pytest
+
+from zimbra_firewall.audit import Listener, Source, decide, observed_ruleset, removal, rule_text
+from zimbra_firewall.kernel import family_view, file_rules, kernel_view, nft_tables, parse_rule
+from zimbra_firewall.ufw import parse_status
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+WORLD = Source(ipaddress.ip_network("0.0.0.0/0"), "world", "world")
+ADMIN = Listener("tcp", "*", 7071, "java", 1)
+
+
+def fixture(name: str) -> str:
+    with open(os.path.join(HERE, "fixtures", "kernel", name)) as f:
+        return f.read()
+
+
+def ports(pairs):
+    return [(view.action, [(p.first, p.proto) for p in view.ports or ()], words[2]) for view, words in pairs]
+
+
+def test_a_deployed_ufw_host_has_nothing_besides_and_its_user_chain_is_its_file():
+    view = family_view(4, fixture("deployed-iptables-save.txt"))
+    assert view.ufw_loaded and view.input_policy == "DROP"
+    assert (view.before, view.after, view.not_judged, view.published) == ((), (), (), ())
+    assert view.user_rules == file_rules(4, fixture("deployed-user.rules"))
+    six = family_view(6, fixture("deployed-ip6tables-save.txt"))
+    assert six.ufw_loaded and six.user_rules == file_rules(6, fixture("deployed-user6.rules"))
+
+
+def test_another_programs_rules_are_placed_ahead_of_or_behind_ufws_and_a_dnat_is_published():
+    view = family_view(4, fixture("drift-iptables-save.txt"))
+    assert ports(view.before) == [("allow", [(7071, "tcp")], "-A INPUT -p tcp -m tcp --dport 7071 -j ACCEPT")]
+    assert ports(view.after) == [("allow", [(7072, "tcp")], "-A INPUT -p tcp -m tcp --dport 7072 -j ACCEPT")]
+    assert [line for line in view.not_judged if "ttl" in line] == [
+        "iptables: -A INPUT -p tcp -m tcp --dport 8443 -m ttl --ttl-gt 0 -j ACCEPT"
+    ]
+    [published] = view.published
+    assert (published.port.first, published.to, published.forwarded) == (8080, "10.77.1.10:22", True)
+    # the deployed rules are still what the file says
+    assert view.user_rules == file_rules(4, fixture("deployed-user.rules"))
+
+
+def test_a_rule_added_to_the_file_without_a_reload_is_not_what_the_kernel_has():
+    edited = fixture("deployed-user.rules").replace(
+        "### END RULES ###", "-A ufw-user-input -p tcp --dport 9999 -j ACCEPT\n### END RULES ###"
+    )
+    assert family_view(4, fixture("deployed-iptables-save.txt")).user_rules != file_rules(4, edited)
+
+
+def test_the_world_reaches_the_admin_console_through_the_kernels_accept_ahead_of_ufw():
+    status = parse_status("0\n0", 'IPV6=yes\nDEFAULT_INPUT_POLICY="DROP"\nDEFAULT_OUTPUT_POLICY="ACCEPT"\n')
+    files = (fixture("deployed-user.rules"), fixture("deployed-user6.rules"))
+    clean = observed_ruleset(status, files, kernel_view(fixture("deployed-iptables-save.txt"), "", ""))
+    assert decide(clean, WORLD, ADMIN, ["10.77.0.10"]) == decide(
+        observed_ruleset(status, files), WORLD, ADMIN, ["10.77.0.10"]
+    )
+    assert not decide(clean, WORLD, ADMIN, ["10.77.0.10"]).reachable
+    drifted = observed_ruleset(status, files, kernel_view(fixture("drift-iptables-save.txt"), "", ""))
+    decision = decide(drifted, WORLD, ADMIN, ["10.77.0.10"])
+    assert decision.reachable and rule_text(decision.rule) == "iptables: -A INPUT -p tcp -m tcp --dport 7071 -j ACCEPT"
+    assert removal(decision.rule) == "iptables -D INPUT -p tcp -m tcp --dport 7071 -j ACCEPT"
+
+
+def test_an_input_policy_of_accept_lets_in_what_no_rule_denies():
+    status = parse_status("0\n0", 'IPV6=yes\nDEFAULT_INPUT_POLICY="DROP"\n')
+    text = fixture("deployed-iptables-save.txt").replace(":INPUT DROP", ":INPUT ACCEPT")
+    ruleset = observed_ruleset(status, ("", ""), kernel_view(text, "", ""))
+    decision = decide(ruleset, WORLD, ADMIN, ["10.77.0.10"])
+    assert decision.reachable and decision.via == "iptables -P INPUT ACCEPT in the kernel"
+
+
+def test_a_hostile_comment_is_one_quoted_word_in_the_fix_and_never_an_option():
+    line = '-A INPUT -p tcp -m tcp --dport 7071 -m comment --comment "$(reboot); -j DROP" -j ACCEPT'
+    rule = parse_rule(line)
+    assert (rule.target, rule.comment, rule.dports) == ("ACCEPT", "$(reboot); -j DROP", "7071")
+    words = ("kernel", "iptables", line)
+    assert (
+        removal(words)
+        == "iptables -D INPUT -p tcp -m tcp --dport 7071 -m comment --comment '$(reboot); -j DROP' -j ACCEPT"
+    )
+
+
+@pytest.mark.parametrize(
+    "line, judged",
+    [
+        ("-A INPUT ! -s 10.0.0.0/8 -p tcp -m tcp --dport 7071 -j ACCEPT", False),  # a negation
+        ("-A INPUT -p tcp -m tcp --dport 7071 -m recent --rcheck -j ACCEPT", False),  # a match not read
+        ("-A INPUT -s not-an-address -p tcp --dport 7071 -j ACCEPT", False),
+        ("-A INPUT -s 10.0.0.0/8 -p tcp -m multiport --dports 7071,8000:8010 -j ACCEPT", True),
+    ],
+)
+def test_what_the_audit_cannot_read_it_says_so(line, judged):
+    save = f"*filter\n:INPUT DROP [0:0]\n-A INPUT -j ufw-before-input\n{line}\nCOMMIT\n"
+    view = family_view(4, save)
+    assert (len(view.after), len(view.not_judged)) == ((1, 0) if judged else (0, 1))
+
+
+def test_established_loopback_icmp_and_logging_rules_decide_no_new_connection():
+    lines = [
+        "-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+        "-A INPUT -i lo -j ACCEPT",
+        "-A INPUT -p icmp -j ACCEPT",
+        "-A INPUT -p tcp -m tcp --dport 22 -j LOG",
+    ]
+    view = family_view(4, "*filter\n:INPUT DROP [0:0]\n" + "\n".join(lines) + "\nCOMMIT\n")
+    assert (view.before, view.after, view.not_judged) == ((), (), ())
+
+
+def test_a_jump_to_another_programs_chain_is_judged_only_when_it_can_never_accept():
+    fail2ban = "-A INPUT -p tcp -m multiport --dports 22 -j f2b-sshd\n-A f2b-sshd -s 192.0.2.7/32 -j REJECT\n"
+    panel = "-A INPUT -j panel\n-A panel -p tcp -m tcp --dport 7071 -j ACCEPT\n"
+    assert family_view(4, f"*filter\n{fail2ban}COMMIT\n").not_judged == ()
+    assert family_view(4, f"*filter\n{panel}COMMIT\n").not_judged == ("iptables: -A INPUT -j panel",)
+
+
+def test_only_tables_of_other_programs_are_named():
+    listed = "table ip filter\ntable ip6 filter\ntable inet firewalld\ntable inet lab\ntable ip nat\n"
+    assert nft_tables(listed) == ("inet lab",)
+
+
+def test_without_ufw_in_the_kernel_another_programs_rules_are_not_placed_around_it():
+    status = parse_status("1\n1", "IPV6=yes\n")
+    foreign = "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp -m tcp --dport 7071 -j ACCEPT\nCOMMIT\n"
+    ruleset = observed_ruleset(status, ("", ""), kernel_view(foreign, "", ""))
+    assert ruleset == observed_ruleset(status, ("", ""))
+    assert decide(ruleset, WORLD, ADMIN, ["10.77.0.10"]).via == "ufw inactive"
