@@ -1,7 +1,9 @@
 """What each Zimbra server exposes, and to whom, against the policy: every listening socket judged from
 ufw's or firewalld's rules as they are (ok, too open, unknown listener, rule without listener, memcached
-unreachable from proxy, too closed, probe got in, probe disagrees). Read-only: one command per node, no
-operation. Exits non-zero when a node has a port too open, an unknown listener or a probe that got in.
+unreachable from proxy, too closed, probe got in, probe disagrees), and whom Zimbra itself trusts (relay
+trusted too broadly, relay trust not judged, proxy not trusted). Read-only: one command per node, no
+operation. Exits non-zero when a node has a port too open, an unknown listener, a probe that got in or
+Postfix relaying for more than the Zimbra nodes and the management subnets.
 
 pyinfra inventories/<env>.py audit.py [--data audit_json=audit.json] [--data audit_html=audit.html]
                                       [--data audit_probe=true]

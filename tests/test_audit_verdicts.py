@@ -290,8 +290,8 @@ def test_html_page_is_one_file_with_the_matrix_and_the_fixes():
     assert "<code>ufw delete allow 7071</code>" in page
 
 
-def test_failing_verdicts_are_exposure_and_nothing_else():
-    assert FAILING == {"too open", "unknown listener", "probe got in"}
+def test_failing_verdicts_are_exposure_and_an_open_relay_and_nothing_else():
+    assert FAILING == {"too open", "unknown listener", "probe got in", "relay trusted too broadly"}
 
 
 def test_a_node_not_read_is_reported_and_fails_the_audit(schema):
