@@ -10,9 +10,11 @@ import os
 import re
 
 import jsonschema
+import pytest
 
 from facts.audit import ExposureRead
 from facts.zimbra import ZimbraTopology
+from lab import topology as lab_topology
 from tasks.audit import Visit, judge
 from zimbra_firewall.audit import FAILING, NodeAudit, add_trust_findings, as_json, proxy_trust_findings, relay_findings
 from zimbra_firewall.audit_report import render_html, render_text
@@ -32,10 +34,10 @@ LEAST = (
 PROXY_V6 = "[fd5a:7e3c:91b2:0:0:0:0:c]"  # the proxy's IPv6 address as mailboxd compares it (Jetty's form)
 
 
-def topology(node, ldif=None, drop=()):
-    """The cluster as `node` read it, with `ldif` ({dn: [LDIF lines]}) added to those entries and the lines
-    in `drop` taken out."""
-    with open(os.path.join(HERE, "fixtures", "zimbra", f"topology-cluster-{node}.txt")) as f:
+def topology(node, ldif=None, drop=(), install="cluster"):
+    """The cluster (or single server) as `node` read it, with `ldif` ({dn: [LDIF lines]}) added to those
+    entries and the lines in `drop` taken out."""
+    with open(os.path.join(HERE, "fixtures", "zimbra", f"topology-{install}-{node}.txt")) as f:
         lines = [line for line in f.read().splitlines() if line not in drop]
     for dn, added in (ldif or {}).items():
         at = lines.index(f"dn: {dn}") + 1
@@ -47,8 +49,8 @@ def server(name):
     return f"cn={name}.zfw.test,cn=servers,cn=zimbra"
 
 
-def judged(node, ldif=None, drop=()):
-    read = topology(node, ldif, drop)
+def judged(node, ldif=None, drop=(), install="cluster"):
+    read = topology(node, ldif, drop, install)
     policy = build_policy(read_settings({"management_subnets": LAB_MGMT}), read)
     return read, policy
 
@@ -226,6 +228,21 @@ def test_the_dosfilter_never_throttles_a_proxy_that_is_a_mailbox_server_over_ipv
     read, policy = judged("mailbox", {server("proxy"): ["zimbraServiceEnabled: mailbox"]})
     [finding] = [f for f in proxy_trust_findings(read, policy) if f.port == "zimbraHttpThrottleSafeIPs"]
     assert finding.fix[0] == f"zmprov mcf +zimbraHttpThrottleSafeIPs '{PROXY_V6}'"
+
+
+@pytest.mark.parametrize("install, node", [("cluster", "mta"), ("cluster", "mailbox"), ("single", "ldap")])
+def test_what_the_lab_seeds_is_what_the_audits_fixes_set(install, node):
+    """The lab's LDAP holds a hardened site's values (lab/topology.py directory), so a deployed lab audits
+    clean; the installer's own subnets fail (test_the_installers_own_subnet_is_the_finding…)."""
+    seeded = lab_topology.directory([h for h in lab_topology.hosts_for(install) if h.role == "zimbra"])
+    mailboxd = ("zimbraMailTrustedIP", "zimbraHttpThrottleSafeIPs")
+    ldif = {CONFIG: [f"{name}: {value}" for name in mailboxd for value in seeded["config"][name]]}
+    for entry in seeded["servers"]:
+        own = entry["attrs"].get("zimbraMtaMyNetworks", [])
+        ldif[f"cn={entry['name']},cn=servers,cn=zimbra"] = [f"zimbraMtaMyNetworks: {value}" for value in own]
+    read, policy = judged(node, ldif, install=install)
+    assert {"mta", "mailbox"} & read.this.services
+    assert relay_findings(read, policy) == [] and proxy_trust_findings(read, policy) == []
 
 
 # --- the read, the run, and the report -------------------------------------------------------------------

@@ -10,7 +10,7 @@ import sys
 import jsonschema
 import pytest
 from PIL import Image
-from support import PYINFRA, REPO, deploy, zmprov, zmprov_calls
+from support import PYINFRA, REPO, ZIMBRA_FQDN, deploy, zmprov, zmprov_calls
 
 from lab import client
 
@@ -32,13 +32,8 @@ STRAY = (
 )
 OK_GREEN, TOO_OPEN_RED, UNKNOWN_PURPLE = (0x43, 0xA0, 0x47), (0xE5, 0x39, 0x35), (0x8E, 0x24, 0xAA)
 SLATE = (0x37, 0x47, 0x4F)  # the matrix's header row and node column
-# what the single server trusts past its firewall: the stand-in's LDAP holds no zimbraMtaMyNetworks, no
-# zimbraMailTrustedIP and no zimbraHttpThrottleSafeIPs (warnings: the audit still passes)
-STAND_IN_TRUST = {
-    ("relay trust not judged", "zimbraMtaMyNetworks"),
-    ("proxy not trusted", "zimbraMailTrustedIP"),
-    ("proxy not trusted", "zimbraHttpThrottleSafeIPs"),
-}
+# zimbraMtaMyNetworks as Zimbra's installer writes it (zmsetup.pl: `zmserverips -n`, the host's own subnets)
+INSTALLER_MYNETWORKS = "127.0.0.0/8 [::1]/128 10.77.0.0/24 [fd5a:7e3c:91b2::]/64"
 
 
 def audit(tmp_path, *data):
@@ -111,13 +106,11 @@ def test_after_the_deploy_everything_is_ok_and_the_audit_passes(deployed, tmp_pa
     assert result.returncode == 0, result.stdout + result.stderr
     jsonschema.validate(result.report, schema)
     zimbra = node(result.report)
-    assert findings(result.report) == STAND_IN_TRUST and zimbra["ufw"]["active"] and zimbra["complete"]
+    assert zimbra["findings"] == [] and zimbra["ufw"]["active"] and zimbra["complete"]
     reach = {(s["port"], s["address"]): s["reach"] for s in zimbra["sockets"]}
     assert reach[(7071, "*")] == ["10.77.1.0/24", "fd5a:7e3c:91b2:1::/64"]
     assert reach[(25, "*")] == ["world"] and reach[(11211, "10.77.0.10")] == []
-    assert "Exposure audit: 1 node(s)" in result.stdout and "; relay trust not judged 1 · proxy not trusted 2\n" in (
-        result.stdout
-    )
+    assert "Exposure audit: 1 node(s)" in result.stdout and "no finding" in result.stdout
 
 
 def test_reachability_the_audit_computes_is_what_mgmt_outside_and_the_controller_see(deployed, tmp_path):
@@ -215,6 +208,27 @@ def matrix_colours(png):
         assert rows, "no matrix on the screenshot"
         band = rgb.crop((0, rows[0], rgb.width, rows[-1] + 1))
         return {colour: count for count, colour in band.getcolors(maxcolors=1 << 20)}
+
+
+def test_the_installers_relay_networks_fail_the_audit_and_a_lookup_table_is_a_warning(deployed, tmp_path):
+    """The lab seeds the narrowed zimbraMtaMyNetworks (lab/topology.py); the installer's own subnets let every
+    host there relay: the audit fails, with the zmprov that narrows it on the server's entry."""
+    [seeded] = [
+        line.split(": ", 1)[1]
+        for line in zmprov("gs", "-e", ZIMBRA_FQDN).stdout.splitlines()
+        if line.startswith("zimbraMtaMyNetworks: ")
+    ]
+    try:
+        zmprov("ms", ZIMBRA_FQDN, "zimbraMtaMyNetworks", INSTALLER_MYNETWORKS)
+        wide = audit(tmp_path)
+        assert wide.returncode == 1 and ("relay trusted too broadly", "zimbraMtaMyNetworks") in findings(wide.report)
+        relay = next(f for f in node(wide.report)["findings"] if f["verdict"] == "relay trusted too broadly")
+        assert relay["fix"][0].startswith(f"zmprov ms {ZIMBRA_FQDN} zimbraMtaMyNetworks ")
+        zmprov("ms", ZIMBRA_FQDN, "zimbraMtaMyNetworks", f"{seeded} hash:/etc/postfix/x")
+        lookup = audit(tmp_path)
+        assert lookup.returncode == 0 and findings(lookup.report) == {("relay trust not judged", "zimbraMtaMyNetworks")}
+    finally:
+        zmprov("ms", ZIMBRA_FQDN, "zimbraMtaMyNetworks", seeded)
 
 
 def test_cluster_peers_are_shown_by_name(tmp_path, schema):

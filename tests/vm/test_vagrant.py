@@ -142,9 +142,7 @@ def test_audit_after_the_rollback_is_clean_and_names_it(deployed, tmp_path):
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
     assert result.returncode == 0, result.stdout + result.stderr
     node = json.loads(report.read_text())["nodes"][0]
-    # no socket finding; the stand-in's LDAP holds neither mynetworks nor the proxy's trust (warnings)
-    assert {f["verdict"] for f in node["findings"]} == {"relay trust not judged", "proxy not trusted"}
-    assert node["ufw"]["active"]
+    assert node["findings"] == [] and node["ufw"]["active"]
     assert "restored the ufw rules" in node["rollback"]["last"] and not node["rollback"]["armed"]
     probed = [s for s in node["sockets"] if s["probe"]]
     assert probed and all(s["probe"]["agrees"] for s in probed)
