@@ -204,9 +204,10 @@ def listen_ports(services: list[str], mode: str = "roles") -> list[dict]:
     return listeners
 
 
-def host_config(host, hosts, zmprov_delay, ldap_password, listen_mode="roles"):
+def host_config(host, hosts, zmprov_delay, ldap_password, listen_mode="roles", management=SUBNETS["management"]):
     """The /etc/lab-host.json a host's init reads at start. Each install's LDAP master is its `ldap`
-    node (a cluster) or the server itself (single servers); the master loads every server of its install."""
+    node (a cluster) or the server itself (single servers); the master loads every server of its install.
+    management: the subnets the site manages its servers from (directory)."""
     config = dict(
         host.to_dict(),
         ipv4_prefixlen=LAB_IPV4.prefixlen,
@@ -225,7 +226,7 @@ def host_config(host, hosts, zmprov_delay, ldap_password, listen_mode="roles"):
             "ldap_password": ldap_password,
         }
         if host == master:
-            config["zimbra"]["directory"] = directory(install)
+            config["zimbra"]["directory"] = directory(install, management)
         config["listen"] = listen_ports(host.services, listen_mode)
     return config
 
@@ -246,8 +247,10 @@ def install_of(host, hosts):
     return zimbra if len(masters) == 1 else [host]
 
 
-def directory(install):
-    """What a fresh install's LDAP holds: global config and one entry per server (see server_entry)."""
+def directory(install, management=SUBNETS["management"]):
+    """What an install's LDAP holds: global config and one entry per server (see server_entry), with whom
+    Zimbra trusts past the firewall as a hardened site has it (relay_networks, mailboxd_trusted). A node
+    `lab add` brings later is in neither value: the audit warns of a new proxy or MTA until they are set."""
 
     def first_with(service):
         return next((h.fqdn for h in install if service in h.services), None)
@@ -256,7 +259,52 @@ def directory(install):
     for attr, service in (("zimbraLogHostname", "logger"), ("zimbraSmtpHostname", "mta")):
         if first_with(service):
             config[attr] = [first_with(service)]
-    return {"config": config, "servers": [server_entry(h) for h in install]}
+    trusted = mailboxd_trusted(install)
+    if trusted:
+        config["zimbraMailTrustedIP"] = trusted
+        config["zimbraHttpThrottleSafeIPs"] = list(trusted)
+    servers = [server_entry(h) for h in install]
+    for host, server in zip(install, servers, strict=True):
+        if "mta" in host.services:
+            server["attrs"]["zimbraMtaMyNetworks"] = [relay_networks(install, management)]
+    return {"config": config, "servers": servers}
+
+
+# Whom Zimbra trusts past the firewall, seeded as a site has it once it has followed the exposure audit's
+# advice (its fixes set these very values), so that a deployed lab audits clean. Zimbra's installer trusts
+# more: zmsetup.pl (Zimbra/zm-build rpmconf/Install/zmsetup.pl) sets each MTA's own zimbraMtaMyNetworks
+# (`zmprov ms`) to what `zmserverips -n` (Zimbra/zm-core-utils src/libexec/zmserverips) prints, the network
+# of every address of the host: on a host of the servers subnet `127.0.0.0/8 [::1]/128 10.77.0.0/24
+# [fd5a:7e3c:91b2::]/64` (the lab's interfaces, /16 and /48, would give wider still), an open relay for
+# every other host there. The lab seeds the narrowed value instead, and a lab test (tests/lab/test_audit.py)
+# writes the installer's to see the audit fail on it. Computed from the lab's own addresses, not the deploy's.
+LOOPBACK_NETWORKS = ("127.0.0.0/8", "[::1]/128")
+
+
+def relay_networks(install, management=SUBNETS["management"]):
+    """An MTA's zimbraMtaMyNetworks narrowed to loopback, every Zimbra node of the install (/32, /128) and
+    the management subnets, written as Postfix reads a list: separated by spaces, IPv6 in []."""
+    networks = {ipaddress.ip_network(a) for h in install for a in (h.ipv4, h.ipv6) if a}
+    networks |= {ipaddress.ip_network(n) for n in management}
+    ordered = sorted(networks, key=lambda n: (n.version, n))
+    listed = [f"[{n.network_address}]/{n.prefixlen}" if n.version == 6 else str(n) for n in ordered]
+    return " ".join([*LOOPBACK_NETWORKS, *listed])
+
+
+def mailboxd_trusted(install):
+    """zimbraMailTrustedIP (and zimbraHttpThrottleSafeIPs): every address of every proxy node, as mailboxd
+    compares it with a connection's (Jetty's getRemoteAddr, compared as text by Zimbra/zm-mailbox
+    RemoteIP.java): IPv4 dotted; IPv6 as Java writes it (eight groups, no ::) in [], as RemoteIP.java's own
+    "[0:0:0:0:0:0:0:1]"."""
+    trusted = []
+    for host in install:
+        if "proxy" in host.services:
+            if host.ipv4:
+                trusted.append(str(ipaddress.ip_address(host.ipv4)))
+            if host.ipv6:
+                groups = ipaddress.ip_address(host.ipv6).exploded.split(":")
+                trusted.append(f"[{':'.join(f'{int(group, 16):x}' for group in groups)}]")
+    return trusted
 
 
 def server_entry(host):

@@ -168,6 +168,7 @@ def judge(visit: Visit, visits) -> audit.NodeAudit:
         warnings.insert(0, f"cannot read Zimbra's LDAP itself: judged on what {topology.borrowed_from} read")
     looks = audit.nginx_looks(topology, [v.read.topology for v in visits if v.read])
     node = audit.audit_node(visit.name, read, policy, catalogue_cache(), deploy_command(), warnings, looks)
+    audit.add_trust_findings(node, topology, policy)
     if visit.probe:
         audit.apply_probe(node, read, visit.probe)
     return node
@@ -185,7 +186,7 @@ def report(nodes: list[audit.NodeAudit], files: dict[str, str]) -> None:
     failed = document["summary"]["failed"]
     if failed:
         names = ", ".join(failed)
-        why = "too open, unknown listener, probe got in, or not read"
+        why = "too open, unknown listener, probe got in, rules not loaded, relay trusted too broadly, or not read"
         logger.error(f"--> the audit fails on {len(failed)} node(s): {names} ({why})")
     # the report is the run: end it here, with its status, rather than let pyinfra go on to an empty
     # operation run (and, without -y, ask to confirm it: from cron, with no stdin, that fails)

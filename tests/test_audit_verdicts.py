@@ -315,8 +315,8 @@ def test_html_page_is_one_file_with_the_matrix_and_the_fixes():
     assert "<code>ufw delete allow 7071</code>" in page
 
 
-def test_failing_verdicts_are_exposure_or_rules_the_audit_could_not_judge():
-    assert FAILING == {"too open", "unknown listener", "probe got in", "rules not loaded"}
+def test_failing_verdicts_are_exposure_an_open_relay_or_rules_the_audit_could_not_judge():
+    assert FAILING == {"too open", "unknown listener", "probe got in", "rules not loaded", "relay trusted too broadly"}
 
 
 def test_a_node_not_read_is_reported_and_fails_the_audit(schema):

@@ -26,14 +26,22 @@ import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from zimbra_firewall.access import ANYWHERE, holds
+from zimbra_firewall.access import ANYWHERE, Network, holds
 from zimbra_firewall.catalogue import Catalogue
 from zimbra_firewall.firewalld import State as FirewalldState
 from zimbra_firewall.firewalld import inbound, rich_rule_text
 from zimbra_firewall.firewalld_policy import policy_name
 from zimbra_firewall.kernel import KERNEL, SAVE_COMMAND, UFW_USER_INPUT, KernelView, file_rules, words_of
 from zimbra_firewall.policy import Policy, attribute_port, nginx_memcached_address
-from zimbra_firewall.topology import Topology
+from zimbra_firewall.topology import Server, Topology
+from zimbra_firewall.trust import (
+    java_address_text,
+    judge_mynetworks,
+    mynetworks_value,
+    not_throttle_safe,
+    not_trusted,
+    remote_address_text,
+)
 from zimbra_firewall.ufw import (
     TUPLE,
     USER_INPUT,
@@ -47,22 +55,25 @@ from zimbra_firewall.ufw import (
     without_comment,
 )
 from zimbra_firewall.ufw_policy import ufw_rules
-from zimbra_firewall.untrusted import Refused, port_number
+from zimbra_firewall.untrusted import IPAddress, Refused, peer_address_problem, port_number, shown
 
 SCHEMA = "zimbra-firewall-audit/1"
-# the verdicts, most serious first; the first three fail the audit
+# the verdicts, most serious first; the first five fail the audit
 VERDICTS = (
     "too open",
     "unknown listener",
     "probe got in",
     "rules not loaded",
+    "relay trusted too broadly",
+    "relay trust not judged",
+    "proxy not trusted",
     "memcached unreachable from proxy",
     "probe disagrees",
     "not judged",
     "too closed",
     "rule without listener",
 )
-FAILING = frozenset(VERDICTS[:4])
+FAILING = frozenset(VERDICTS[:5])
 OK = "ok"
 # how ss shows a socket bound to every address of one family ("::": IPv6 only), or of both ("*")
 ANY_ADDRESS = {4: "0.0.0.0", 6: "::"}
@@ -959,6 +970,134 @@ def apply_probe(node: NodeAudit, read: NodeRead, probe: dict) -> None:
             node.findings.append(Finding(verdict, spec, detail, fixes))
             socket.verdict = min(socket.verdict, verdict, key=rank)
     node.findings.sort(key=lambda f: (rank(f.verdict), _port_key(f.port)))
+
+
+# --- whom Zimbra trusts past the firewall: Postfix's relay networks, mailboxd's proxies ----------------------
+
+MYNETWORKS = "zimbraMtaMyNetworks"
+
+
+def add_trust_findings(node: NodeAudit, topology: Topology, policy: Policy) -> None:
+    """Add to a node's findings what its Zimbra configuration trusts that no firewall rule shows: an MTA's
+    relay networks (relay_findings), a mailbox server's trust of the proxies (proxy_trust_findings)."""
+    node.findings += relay_findings(topology, policy) + proxy_trust_findings(topology, policy)
+    node.findings.sort(key=lambda f: (rank(f.verdict), _port_key(f.port)))
+
+
+def relay_findings(topology: Topology, policy: Policy) -> list[Finding]:
+    """On an MTA: does Postfix's mynetworks (this server's zimbraMtaMyNetworks, else cn=config's) let relay
+    without authentication from beyond the Zimbra nodes, the management subnets and loopback? Its clients
+    relay anywhere (permit_mynetworks comes first in Zimbra's smtpd_relay_restrictions:
+    Zimbra/zm-mta zmconfigd/smtpd_relay_restrictions.cf): the precondition of CVE-2024-45519's postjournal
+    exploit. Items it cannot judge (host names, files, lookup tables) are a finding of their own."""
+    this = topology.this
+    if this is None or "mta" not in this.services:
+        return []
+    trusted = [*_zimbra_networks(topology, policy), *policy.management_subnets]
+    fix = [
+        _zmprov_set(this, MYNETWORKS, [mynetworks_value(trusted)]),
+        "run it as the zimbra user; zmconfigd then writes it into postfix's main.cf and restarts the MTA "
+        "within zmconfigd_interval (60 s; check: postconf mynetworks)",
+    ]
+    values = this.attributes.get(MYNETWORKS)
+    if not values:
+        detail = (
+            f"{MYNETWORKS} is set neither here nor in cn=config: zmconfigd leaves postfix's mynetworks as main.cf "
+            "has it, which the audit does not read"
+        )
+        return [Finding("relay trust not judged", MYNETWORKS, detail, fix)]
+    whose = "this server's own value" if MYNETWORKS in this.own_attributes else "cn=config's, which it inherits"
+    judged = judge_mynetworks(" ".join(values), trusted)
+    findings = []
+    if judged.wider:
+        detail = (
+            f"postfix lets relay without authentication from {', '.join(shown(p.text) for p in judged.wider)} "
+            f"({MYNETWORKS}, {whose}), beyond the Zimbra nodes, the management subnets and loopback: every host "
+            "there may send mail anywhere through this MTA, the precondition of CVE-2024-45519's postjournal exploit"
+        )
+        own = [ipaddress.ip_address(a) for a in topology.own_addresses]
+        if any(ip in p.network for p in judged.wider if p.network for ip in own if ip.version == p.network.version):
+            detail += (
+                "; Zimbra's installer writes the MTA's own subnets there (zmsetup.pl, `zmserverips -n`), so on a "
+                "default install every other host of those subnets may relay"
+            )
+        findings.append(Finding("relay trusted too broadly", MYNETWORKS, detail, fix))
+    if judged.unjudged:
+        listed = "; ".join(f"{shown(text)} ({why})" for text, why in judged.unjudged)
+        detail = f"postfix's mynetworks ({MYNETWORKS}, {whose}) holds what the audit cannot judge: {listed}"
+        findings.append(Finding("relay trust not judged", MYNETWORKS, detail, fix))
+    return findings
+
+
+def _zimbra_networks(topology: Topology, policy: Policy) -> list[Network]:
+    """Every Zimbra node's addresses that the policy's rules use, and this node's own (`hostname -I`), as
+    host networks; none that no peer can have (loopback is trusted whole anyway)."""
+    written = [a for _, found in policy.addresses for a in found] + list(topology.own_addresses)
+    ips = {ipaddress.ip_address(a) for a in written}
+    return [ipaddress.ip_network(ip) for ip in ips if peer_address_problem(ip) is None]
+
+
+def _zmprov_set(server: Server, attribute: str, values: Sequence[str], add: bool = False) -> str:
+    """The zmprov command that sets (or, `add`, adds to) an attribute where the node's value comes from: its
+    own entry when it has one there, else cn=config."""
+    where = f"ms {shlex.quote(server.name)}" if attribute in server.own_attributes else "mcf"
+    sign = "+" if add else ""
+    return f"zmprov {where} " + " ".join(f"{sign}{attribute} {shlex.quote(value)}" for value in values)
+
+
+def proxy_trust_findings(topology: Topology, policy: Policy) -> list[Finding]:
+    """On a mailbox server, where a proxy node exists: does mailboxd trust every proxy address (its own
+    zimbraMailTrustedIP, else cn=config's)? It takes the client's address from X-Forwarded-For only on a
+    connection from one of them (Zimbra/zm-mailbox RemoteIP.java); from any other, ZimbraInvalidLoginFilter
+    skips the request (it never suspends a client guessing passwords) and logs name the proxy. And does its
+    DoSFilter leave them unthrottled (zimbraHttpThrottleSafeIPs, with the mailbox servers DoSFilter.java adds
+    itself)? It counts the requests of clients not logged in by the connection's address: through one proxy,
+    all of them share its limit (zimbraHttpDosFilterMaxRequestsPerSec, 30 a second by default). The proxy's
+    addresses are those its rules use, both families: nginx's web upstreams name the mailbox servers by
+    host name (ProxyConfGen.java WebUpstreamServersVar), so it may connect over either."""
+    this = topology.this
+    proxies = [s for s in topology.servers if "proxy" in s.services]
+    if this is None or "mailbox" not in this.services:
+        return []
+    used = dict(policy.addresses)
+
+    def usable(server: Server) -> list[IPAddress]:
+        ips = sorted((ipaddress.ip_address(a) for a in used.get(server.hostname, ())), key=lambda ip: (ip.version, ip))
+        return [ip for ip in ips if peer_address_problem(ip) is None]  # loopback: trusted by both anyway
+
+    mailbox_servers = [s for s in topology.servers if "mailbox" in s.services]
+    itself = [java_address_text(ip) for s in mailbox_servers for ip in usable(s)]
+    checks = (
+        (
+            "zimbraMailTrustedIP",
+            not_trusted,
+            (),
+            "mailboxd does not take the client's address from {}: ZimbraInvalidLoginFilter never suspends a "
+            "client guessing passwords through it, and logs and X-Originating-IP name the proxy",
+        ),
+        (
+            "zimbraHttpThrottleSafeIPs",
+            not_throttle_safe,
+            itself,
+            "the DoSFilter throttles {} as one client: the requests of every user behind it not yet logged in "
+            "share one limit (zimbraHttpDosFilterMaxRequestsPerSec)",
+        ),
+    )
+    findings = []
+    for attribute, missing_of, added, says in checks:
+        values = [*this.attributes.get(attribute, ()), *added]
+        missing = {p.hostname: missing_of(values, usable(p)) for p in proxies}
+        missing = {name: ips for name, ips in missing.items() if ips}
+        if not missing:
+            continue
+        written = [remote_address_text(ip) for ips in missing.values() for ip in ips]
+        who = ", ".join(f"{name} ({', '.join(remote_address_text(ip) for ip in ips)})" for name, ips in missing.items())
+        command = _zmprov_set(this, attribute, written, add=True)
+        where = "" if attribute in this.own_attributes else " on every mailbox server"
+        restart = f"then zmmailboxdctl restart{where}, as the zimbra user (zimbra-attrs.xml: requiresRestart mailbox)"
+        fix = [command, restart]
+        findings.append(Finding("proxy not trusted", attribute, says.format(who), fix))
+    return findings
 
 
 # --- the whole run -----------------------------------------------------------------------------------------

@@ -12,7 +12,10 @@ COLOURS = {
     "too open": "#e53935",
     "unknown listener": "#8e24aa",
     "probe got in": "#b71c1c",
-    "rules not loaded": "#6d4c41",
+    "rules not loaded": "#3949ab",
+    "relay trusted too broadly": "#d81b60",
+    "relay trust not judged": "#6d4c41",
+    "proxy not trusted": "#00897b",
     "memcached unreachable from proxy": "#fb8c00",
     "probe disagrees": "#fdd835",
     "not judged": "#bdbdbd",
@@ -71,6 +74,8 @@ def render_text(document: dict) -> str:
     lines = [f"Exposure audit: {summary['nodes']} node(s), {summary['sockets']} sockets; {counts or 'no finding'}"]
     failed = summary["failed"]
     width = max([len("rule without listener")] + [len(f["verdict"]) for n in document["nodes"] for f in n["findings"]])
+    # a port, or the attribute a finding about Zimbra's trust names (zimbraHttpThrottleSafeIPs)
+    port_width = max([10] + [len(f["port"]) for n in document["nodes"] for f in n["findings"]])
     for node in sorted(document["nodes"], key=lambda n: (n["name"] not in failed, n["name"])):
         lines += ["", _node_line(node)]
         if node["error"]:
@@ -78,9 +83,9 @@ def render_text(document: dict) -> str:
         lines += [f"  warning: {w}" for w in node["warnings"]]
         findings = node["findings"]
         for i, finding in enumerate(findings):
-            lines.append(f"  {finding['verdict']:<{width}} {finding['port']:<10} {finding['detail']}")
+            lines.append(f"  {finding['verdict']:<{width}} {finding['port']:<{port_width}} {finding['detail']}")
             if i + 1 == len(findings) or findings[i + 1]["fix"] != finding["fix"]:  # once for a run of the same
-                lines += [f"  {'':<{width}} {'':<10} fix: {fix}" for fix in finding["fix"]]
+                lines += [f"  {'':<{width}} {'':<{port_width}} fix: {fix}" for fix in finding["fix"]]
         groups: dict[str, list[str]] = {}
         for spec, reach in _ok_ports(node["sockets"]).items():
             groups.setdefault(reach, []).append(spec)

@@ -174,7 +174,8 @@ def build_allows(
 def attribute_kinds(catalogue: Catalogue | None = None) -> dict[str, str]:
     """Every LDAP attribute the policy reads → the kind of value it must hold (zimbra_firewall/untrusted.py
     KINDS): services and host names, the catalogue's port attributes, the attributes its flows name as a
-    destination (endpoints) or a condition (flags), memcached's. Nothing else is ever requested (never
+    destination (endpoints) or a condition (flags), memcached's, and the text of the three whose trust the
+    audit judges (zimbra_firewall/trust.py). Nothing else is ever requested (never
     zimbraSSLPrivateKey), and a value not of its kind never reaches a rule or a command."""
     catalogue = catalogue or catalogue_cache()
     kinds = {
@@ -182,6 +183,11 @@ def attribute_kinds(catalogue: Catalogue | None = None) -> dict[str, str]:
         "zimbraMemcachedBindAddress": "address",
         "zimbraMemcachedBindPort": "port",
         "zimbraMemcachedClientServerList": "endpoint",
+        # what the audit judges of whom Zimbra trusts beyond the firewall (zimbra_firewall/trust.py): text
+        # it parses itself, each server's own value else cn=config's (zimbra-attrs.xml: serverInherited)
+        "zimbraMtaMyNetworks": "text",
+        "zimbraMailTrustedIP": "text",
+        "zimbraHttpThrottleSafeIPs": "text",
     }
 
     def add(attribute, kind):

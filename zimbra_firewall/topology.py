@@ -33,6 +33,8 @@ class Server:
     attributes: Mapping[str, tuple[str, ...]]  # effective: the server's own values, else cn=config's; checked
     addresses: tuple[str, ...] = ()  # zimbraServiceHostname resolved on the node that read the topology
     last_known: tuple[str, ...] = ()  # the addresses the last deploy used for it on that node
+    # the attributes its own entry sets (the others are cn=config's): a fix goes where the value comes from
+    own_attributes: frozenset[str] = frozenset()
 
     def value(self, attribute: str, default: str = "") -> str:
         values = self.attributes.get(attribute) or ()
@@ -175,6 +177,7 @@ def build_topology(
                 attributes=effective,
                 addresses=resolved.get(hostname.lower(), ()),
                 last_known=last_known.get(hostname.lower(), ()),
+                own_attributes=frozenset(own),
             )
         )
     servers.sort(key=lambda s: s.name)

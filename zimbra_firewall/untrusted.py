@@ -159,6 +159,19 @@ def endpoint_text(text: str) -> str:
     return text
 
 
+TEXT_LENGTH = 10240  # zimbra-attrs.xml's max for zimbraMtaMyNetworks, the longest free text read
+
+
+def free_text(text: str) -> str:
+    """A value the audit only parses and reports (Postfix's mynetworks, mailboxd's trusted addresses): any
+    text, as written, up to TEXT_LENGTH characters. Refusing a strange one would make the server seem to
+    inherit cn=config's value, which it does not: its parser says what it cannot judge instead. It never
+    reaches a command or a rule; a report shows it through `shown`."""
+    if not isinstance(text, str) or len(text) > TEXT_LENGTH:
+        raise Refused(f"not text of at most {TEXT_LENGTH} characters")
+    return text
+
+
 # How each kind of value is checked, and the form kept
 KINDS = {
     "name": host_name,
@@ -169,6 +182,7 @@ KINDS = {
     "flag": flag,
     "mode": mode,
     "endpoint": endpoint_text,
+    "text": free_text,
 }
 
 

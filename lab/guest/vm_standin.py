@@ -123,9 +123,12 @@ def main():
     name, _, domain = args.fqdn.partition(".")
     if domain != topology.DOMAIN:
         sys.exit(f"--fqdn must be NAME.{topology.DOMAIN}, not {args.fqdn}")
-    # a single server with every role; the password counts only at the first provisioning
+    # a single server with every role; the password counts only at the first provisioning. Its addresses
+    # and the site's management subnets (group_data/vagrant.py) are not the lab's: its LDAP lets loopback
+    # alone relay (zimbraMtaMyNetworks, narrower than any fix the audit gives) and names no proxy address,
+    # and the audit sees none to trust (the name resolves to 127.0.1.1 alone: resolve_fqdn_locally)
     server = topology.Host(name, "zimbra", "", "", topology.services_for(topology.SINGLE_SERVER_ROLES))
-    config = topology.host_config(server, [server], args.zmprov_delay, secrets.token_urlsafe(18))
+    config = topology.host_config(server, [server], args.zmprov_delay, secrets.token_urlsafe(18), management=())
     with open(CONFIG, "w") as f:
         json.dump(config, f)
     os.chmod(CONFIG, 0o600)

@@ -10,7 +10,7 @@ import sys
 import jsonschema
 import pytest
 from PIL import Image
-from support import PYINFRA, REPO, deploy, zmprov, zmprov_calls
+from support import PYINFRA, REPO, ZIMBRA_FQDN, deploy, zmprov, zmprov_calls
 
 from lab import client
 
@@ -32,6 +32,8 @@ STRAY = (
 )
 OK_GREEN, TOO_OPEN_RED, UNKNOWN_PURPLE = (0x43, 0xA0, 0x47), (0xE5, 0x39, 0x35), (0x8E, 0x24, 0xAA)
 SLATE = (0x37, 0x47, 0x4F)  # the matrix's header row and node column
+# zimbraMtaMyNetworks as Zimbra's installer writes it (zmsetup.pl: `zmserverips -n`, the host's own subnets)
+INSTALLER_MYNETWORKS = "127.0.0.0/8 [::1]/128 10.77.0.0/24 [fd5a:7e3c:91b2::]/64"
 
 
 def audit(tmp_path, *data):
@@ -279,6 +281,27 @@ def matrix_colours(png):
         assert rows, "no matrix on the screenshot"
         band = rgb.crop((0, rows[0], rgb.width, rows[-1] + 1))
         return {colour: count for count, colour in band.getcolors(maxcolors=1 << 20)}
+
+
+def test_the_installers_relay_networks_fail_the_audit_and_a_lookup_table_is_a_warning(deployed, tmp_path):
+    """The lab seeds the narrowed zimbraMtaMyNetworks (lab/topology.py); the installer's own subnets let every
+    host there relay: the audit fails, with the zmprov that narrows it on the server's entry."""
+    [seeded] = [
+        line.split(": ", 1)[1]
+        for line in zmprov("gs", "-e", ZIMBRA_FQDN).stdout.splitlines()
+        if line.startswith("zimbraMtaMyNetworks: ")
+    ]
+    try:
+        zmprov("ms", ZIMBRA_FQDN, "zimbraMtaMyNetworks", INSTALLER_MYNETWORKS)
+        wide = audit(tmp_path)
+        assert wide.returncode == 1 and ("relay trusted too broadly", "zimbraMtaMyNetworks") in findings(wide.report)
+        relay = next(f for f in node(wide.report)["findings"] if f["verdict"] == "relay trusted too broadly")
+        assert relay["fix"][0].startswith(f"zmprov ms {ZIMBRA_FQDN} zimbraMtaMyNetworks ")
+        zmprov("ms", ZIMBRA_FQDN, "zimbraMtaMyNetworks", f"{seeded} hash:/etc/postfix/x")
+        lookup = audit(tmp_path)
+        assert lookup.returncode == 0 and findings(lookup.report) == {("relay trust not judged", "zimbraMtaMyNetworks")}
+    finally:
+        zmprov("ms", ZIMBRA_FQDN, "zimbraMtaMyNetworks", seeded)
 
 
 def test_cluster_peers_are_shown_by_name(tmp_path, schema):

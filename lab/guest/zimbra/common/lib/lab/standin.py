@@ -64,6 +64,12 @@ PORT_ATTRIBUTES = [
     "zimbraRemoteManagementPort",
     "zimbraSmtpPort",
 ]
+# Attributes learnt after the schema's OIDs were first numbered: theirs follow the others' (render_schema),
+# so no attribute's OID ever changes; a new one goes at the end of this list. These say whom Zimbra trusts
+# past the firewall (Postfix's relay networks, mailboxd's proxies): multi-valued, on cn=config and the
+# servers, a server inheriting cn=config's (Zimbra/zm-mailbox store/conf/attrs/zimbra-attrs.xml:
+# cardinality="multi" optionalIn="globalConfig,server" flags="serverInherited").
+LATER_ATTRIBUTES = ["zimbraMtaMyNetworks", "zimbraMailTrustedIP", "zimbraHttpThrottleSafeIPs"]
 ATTRIBUTES = {
     **{name: (False, True) for name in PORT_ATTRIBUTES},
     "zimbraId": (False, False),
@@ -81,6 +87,7 @@ ATTRIBUTES = {
     "zimbraServiceInstalled": (True, False),
     "zimbraSmtpHostname": (True, True),
     "zimbraSpellCheckURL": (True, True),
+    **{name: (True, True) for name in LATER_ATTRIBUTES},
 }
 ENTRY_ATTRIBUTES = {"cn": False, "objectClass": True}
 CANONICAL = {name.lower(): name for name in [*ATTRIBUTES, *ENTRY_ATTRIBUTES]}
@@ -115,11 +122,13 @@ def render_localconfig(values):
 
 
 def render_schema():
-    """A minimal schema with the attributes above (UUID-based OIDs, not Zimbra's)."""
+    """A minimal schema with the attributes above (UUID-based OIDs, not Zimbra's): numbered in name order,
+    then LATER_ATTRIBUTES in theirs, so adding one leaves every other OID as it was."""
     arc = "2.25.171923745629013987712345"
     lines = []
-    for index, (name, (multi, _)) in enumerate(sorted(ATTRIBUTES.items()), start=1):
-        single = "" if multi else " SINGLE-VALUE"
+    first = sorted(name for name in ATTRIBUTES if name not in LATER_ATTRIBUTES)
+    for index, name in enumerate([*first, *LATER_ATTRIBUTES], start=1):
+        single = "" if ATTRIBUTES[name][0] else " SINGLE-VALUE"
         lines.append(
             f"attributetype ( {arc}.1.{index} NAME '{name}' EQUALITY caseIgnoreMatch "
             f"SUBSTR caseIgnoreSubstringsMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.15{single} )"
