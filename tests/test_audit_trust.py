@@ -249,10 +249,16 @@ def test_what_the_lab_seeds_is_what_the_audits_fixes_set(install, node):
 
 
 def test_the_audit_run_judges_each_node_for_its_trust_too():
-    """tasks/audit.py's judgement of a node read from the lab's cluster (its LDAP trusts no proxy address)."""
+    """tasks/audit.py's judgement of a node read from the lab's cluster: its LDAP trusts the proxy's addresses
+    (what the lab seeds); without them, both lists lack the proxy."""
     with open(os.path.join(HERE, "fixtures", "audit", "cluster-mailbox.txt")) as f:
-        read = ExposureRead().process(f.read().splitlines())
-    visit = Visit("mailbox", read_settings({"management_subnets": LAB_MGMT}), read)
+        lines = f.read().splitlines()
+    settings = read_settings({"management_subnets": LAB_MGMT})
+    trusting = Visit("mailbox", settings, ExposureRead().process(lines))
+    assert verdicts(judge(trusting, [trusting]).findings) == []
+    untrusted = [line for line in lines if not line.startswith(("zimbraMailTrustedIP:", "zimbraHttpThrottleSafeIPs:"))]
+    assert len(untrusted) < len(lines)
+    visit = Visit("mailbox", settings, ExposureRead().process(untrusted))
     assert verdicts(judge(visit, [visit]).findings) == [
         ("proxy not trusted", "zimbraMailTrustedIP"),
         ("proxy not trusted", "zimbraHttpThrottleSafeIPs"),
