@@ -7,7 +7,7 @@ from pyinfra.api import FactBase, FactProcessError
 from facts.zimbra import ZimbraTopology
 from zimbra_firewall.audit import NodeRead, link_local_addresses, parse_listeners, unmapped
 from zimbra_firewall.firewalld import FIREWALLD_RUNNING, parse_state, state_read
-from zimbra_firewall.kernel import kernel_view
+from zimbra_firewall.kernel import SHIPPED_BEFORE_RULES, kernel_view
 from zimbra_firewall.safety import FIREWALLD_RECORD, ROLLBACK_LOG, STATE_DIR
 from zimbra_firewall.ufw import SECTION, USER_RULES, parse_status, sections, status_read
 
@@ -19,8 +19,8 @@ class ExposureRead(FactBase):
     A node as the audit sees it: Zimbra's servers (the deploy's topology read: LDAP, no JVM), every
     listening socket with its process (``ss``), ufw's state and rule files, or firewalld's configuration
     where firewalld runs (its files and dispatch, no firewall-cmd), the kernel's tables (iptables-save,
-    ip6tables-save, nft's table names), the last rollback and whether one is armed, and the controller's
-    address (``$SSH_CONNECTION``): a
+    ip6tables-save, nft's table names) with the before.rules templates ufw ships, the last rollback and
+    whether one is armed, and the controller's address (``$SSH_CONNECTION``): a
     ``zimbra_firewall.audit.NodeRead``. Read it as root (``ss`` names other users' processes only to root);
     it changes nothing.
     """
@@ -48,16 +48,18 @@ class ExposureRead(FactBase):
             # the kernel's own tables: what ufw's files do not say (zimbra_firewall/kernel.py)
             "iptables-save 2>/dev/null",
             "ip6tables-save 2>/dev/null",
-            "command -v nft >/dev/null && nft list tables 2>/dev/null",
+            "command -v nft >/dev/null && nft -j list tables 2>/dev/null",
+            f"cat {SHIPPED_BEFORE_RULES[4]} 2>/dev/null",
+            f"cat {SHIPPED_BEFORE_RULES[6]} 2>/dev/null",
         ]
         return f"; echo {PART}; ".join(parts)
 
     def process(self, output: list[str]) -> NodeRead:
         parts = sections(output, PART)
-        if len(parts) != 10:
+        if len(parts) != 12:
             raise FactProcessError(f"unexpected output of the audit read ({len(parts)} parts)")
         topology_text, sockets, status_text, user_rules, user6_rules, misc, firewalld_text = parts[:7]
-        iptables, ip6tables, nft = parts[7:]
+        iptables, ip6tables, nft, shipped, shipped6 = parts[7:]
         values = dict(line.split("=", 1) for line in misc.splitlines() if "=" in line)
         status, error, firewalld = {}, "", None
         if values.get("firewalld") == "yes":
@@ -90,7 +92,7 @@ class ExposureRead(FactBase):
             reached_at=connection[2] if len(connection) == 4 else "",
             firewalld=firewalld,
             link_local=link_local_addresses(values.get("if_inet6", "")),
-            kernel=kernel_view(iptables, ip6tables, nft),
+            kernel=kernel_view(iptables, ip6tables, nft, (shipped, shipped6)),
         )
 
 

@@ -36,6 +36,20 @@ KERNEL_DRIFT = [
     + ["--to-destination", f"{MGMT_V4}:22"],
     ["iptables", "-I", "FORWARD", "-d", MGMT_V4, "-p", "tcp", "--dport", "22", "-j", "ACCEPT"],
 ]
+VARIED_RULES = [
+    ["limit", "2222/tcp"],
+    ["allow", "in", "on", "eth0", "to", "any", "port", "6001", "proto", "tcp"],
+    ["allow", "from", "10.0.0.0/8", "to", "10.77.0.10", "port", "6002", "proto", "tcp"],
+    ["allow", "6003:6010/tcp"],
+    ["deny", "6011"],
+    ["reject", "6012/udp"],
+    ["allow", "log", "6013/tcp"],
+    ["allow", "from", "fd00::/8", "to", "any", "port", "6014", "proto", "tcp", "comment", "a spaced comment"],
+]
+# after the input chain's echo-request accept
+BEFORE_EDIT = (
+    "/ufw-before-input -p icmp --icmp-type echo-request -j ACCEPT/a -A ufw-before-input -p tcp --dport 7071 -j ACCEPT"
+)
 
 
 def write(relative: str, text: str) -> None:
@@ -84,6 +98,11 @@ def single() -> None:
     write("kernel/drift-iptables-save.txt", shell("zimbra", "iptables-save"))
     for step in KERNEL_DRIFT:
         client.run("zimbra", *[{"-I": "-D", "-A": "-D"}.get(word, word) for word in step])
+    # an admin's edit of before.rules, loaded: an accept ahead of every user rule
+    shell("zimbra", f"cp /etc/ufw/before.rules /tmp/before.rules && sed -i '{BEFORE_EDIT}' /etc/ufw/before.rules")
+    client.run("zimbra", "ufw", "reload")
+    write("kernel/before-edited-iptables-save.txt", shell("zimbra", "iptables-save"))
+    shell("zimbra", "mv /tmp/before.rules /etc/ufw/before.rules && ufw reload")
     # the audit's drift: a widening rule, a stray listener with its rule, memcached where nginx does not look
     client.run("zimbra", "ufw", "allow", "7071")
     client.run("zimbra", "sh", "-c", f'nohup python3 -c "{STRAY}" >/dev/null 2>&1 &')
@@ -97,6 +116,12 @@ def single() -> None:
     for step in (["ufw", "allow", "7071"], ["ufw", "allow", "OpenSSH"], ["ufw", "deny", "out", "25/tcp"]):
         client.run("zimbra", *step)
     write("ufw/state-deployed-and-drift.txt", ufw_state())
+    # ufw's rule shapes, loaded, beside their files: what `rules not loaded` compares
+    for rule in VARIED_RULES:
+        client.run("zimbra", "ufw", *rule)
+    for family, save in (("", "iptables-save"), ("6", "ip6tables-save")):
+        write(f"kernel/varied-{save}.txt", shell("zimbra", save))
+        write(f"kernel/varied-user{family}.rules", shell("zimbra", f"cat /etc/ufw/user{family}.rules"))
 
 
 def cluster() -> None:

@@ -309,3 +309,10 @@ def test_a_negated_network_takes_its_addresses_out_of_what_follows():
     assert judge_mynetworks("!10.77.0.128/25 10.77.0.0/24", trusted).wider == ()
     assert [p.text for p in judge_mynetworks("10.77.0.0/24 !10.77.0.128/25", trusted).wider] == ["10.77.0.0/24"]
     assert [p.negated for p in mynetworks_patterns("!!10.0.0.1 !10.0.0.2")] == [False, True]
+
+
+def test_a_server_value_too_long_to_read_whole_is_judged_on_what_was_read_not_taken_as_inherited():
+    assert verdicts(relay(value=LEAST, own="0.0.0.0/0" + " " * 10240 + LEAST)) == [
+        ("relay trusted too broadly", "zimbraMtaMyNetworks"),
+        ("relay trust not judged", "zimbraMtaMyNetworks"),
+    ]

@@ -4,10 +4,12 @@ rules: an ACCEPT ahead of ufw's chains and one behind, a match the audit does no
 through FORWARD), and from lines written for one question each."""
 
 import ipaddress
+import json
 import os
 
 import pytest
 
+from zimbra_firewall.access import ANYWHERE
 from zimbra_firewall.audit import Listener, Source, decide, observed_ruleset, removal, rule_text
 from zimbra_firewall.kernel import family_view, file_rules, kernel_view, nft_tables, parse_rule
 from zimbra_firewall.ufw import parse_status
@@ -38,7 +40,12 @@ def test_a_deployed_ufw_host_has_nothing_besides_and_its_user_chain_is_its_file(
 def test_another_programs_rules_are_placed_ahead_of_or_behind_ufws_and_a_dnat_is_published():
     view = family_view(4, fixture("drift-iptables-save.txt"))
     assert ports(view.before) == [("allow", [(7071, "tcp")], "-A INPUT -p tcp -m tcp --dport 7071 -j ACCEPT")]
-    assert ports(view.after) == [("allow", [(7072, "tcp")], "-A INPUT -p tcp -m tcp --dport 7072 -j ACCEPT")]
+    assert ports(view.after) == [
+        ("allow", [(7072, "tcp")], "-A INPUT -p tcp -m tcp --dport 7072 -j ACCEPT"),
+        # a match the audit does not read: taken as letting everyone in on its port, and named
+        ("allow", [(8443, "tcp")], "-A INPUT -p tcp -m tcp --dport 8443 -m ttl --ttl-gt 0 -j ACCEPT"),
+    ]
+    assert view.after[1][0].sources == ANYWHERE
     assert [line for line in view.not_judged if "ttl" in line] == [
         "iptables: -A INPUT -p tcp -m tcp --dport 8443 -m ttl --ttl-gt 0 -j ACCEPT"
     ]
@@ -46,6 +53,30 @@ def test_another_programs_rules_are_placed_ahead_of_or_behind_ufws_and_a_dnat_is
     assert (published.port.first, published.to, published.forwarded) == (8080, "10.77.1.10:22", True)
     # the deployed rules are still what the file says
     assert view.user_rules == file_rules(4, fixture("deployed-user.rules"))
+
+
+def test_an_accept_added_to_before_rules_is_judged_ahead_of_the_user_rules_and_the_shipped_ones_are_not():
+    shipped = fixture("shipped-before.rules")
+    assert family_view(4, fixture("deployed-iptables-save.txt"), shipped).before == ()
+    view = family_view(4, fixture("before-edited-iptables-save.txt"), shipped)
+    assert ports(view.before) == [
+        ("allow", [(7071, "tcp")], "-A ufw-before-input -p tcp -m tcp --dport 7071 -j ACCEPT")
+    ]
+    assert view.before[0][1][1] == "/etc/ufw/before.rules" and view.not_judged == ()
+    fix = removal(view.before[0][1])
+    assert fix.startswith(
+        "delete `-A ufw-before-input -p tcp -m tcp --dport 7071 -j ACCEPT` from /etc/ufw/before.rules"
+    )
+
+
+@pytest.mark.parametrize(
+    "version, save, rules", [(4, "iptables-save", "user.rules"), (6, "ip6tables-save", "user6.rules")]
+)
+def test_every_shape_of_ufw_rule_loaded_is_its_file_again(version, save, rules):
+    """limit (iptables-save adds recent's defaults), an interface, a destination, a range, deny, reject, log,
+    a comment with spaces: loaded by ufw, each reads back as its file has it, so none is `rules not loaded`."""
+    view = family_view(version, fixture(f"varied-{save}.txt"))
+    assert len(view.user_rules) > 8 and view.user_rules == file_rules(version, fixture(f"varied-{rules}"))
 
 
 def test_a_rule_added_to_the_file_without_a_reload_is_not_what_the_kernel_has():
@@ -97,10 +128,12 @@ def test_a_hostile_comment_is_one_quoted_word_in_the_fix_and_never_an_option():
         ("-A INPUT -s 10.0.0.0/8 -p tcp -m multiport --dports 7071,8000:8010 -j ACCEPT", True),
     ],
 )
-def test_what_the_audit_cannot_read_it_says_so(line, judged):
+def test_what_the_audit_cannot_read_it_says_so_and_takes_as_open_to_all(line, judged):
     save = f"*filter\n:INPUT DROP [0:0]\n-A INPUT -j ufw-before-input\n{line}\nCOMMIT\n"
     view = family_view(4, save)
-    assert (len(view.after), len(view.not_judged)) == ((1, 0) if judged else (0, 1))
+    [(rule, _)] = view.after
+    assert len(view.not_judged) == (0 if judged else 1)
+    assert (rule.sources == ANYWHERE) == (not judged) and rule.ports[0].first == 7071
 
 
 def test_established_loopback_icmp_and_logging_rules_decide_no_new_connection():
@@ -118,12 +151,30 @@ def test_a_jump_to_another_programs_chain_is_judged_only_when_it_can_never_accep
     fail2ban = "-A INPUT -p tcp -m multiport --dports 22 -j f2b-sshd\n-A f2b-sshd -s 192.0.2.7/32 -j REJECT\n"
     panel = "-A INPUT -j panel\n-A panel -p tcp -m tcp --dport 7071 -j ACCEPT\n"
     assert family_view(4, f"*filter\n{fail2ban}COMMIT\n").not_judged == ()
-    assert family_view(4, f"*filter\n{panel}COMMIT\n").not_judged == ("iptables: -A INPUT -j panel",)
+    jumping = family_view(4, f"*filter\n{panel}COMMIT\n")
+    assert jumping.not_judged == ("iptables: -A INPUT -j panel",)
+    assert [view.ports for view, _ in jumping.before] == [None]  # every port, to everyone
+
+
+TABLES = [
+    ("ip", "filter"),
+    ("ip6", "filter"),
+    ("inet", "firewalld"),
+    ("inet", "lab"),
+    ("ip", "nat"),
+    ("inet", "$(reboot) x"),
+]
 
 
 def test_only_tables_of_other_programs_are_named():
-    listed = "table ip filter\ntable ip6 filter\ntable inet firewalld\ntable inet lab\ntable ip nat\n"
-    assert nft_tables(listed) == ("inet lab",)
+    listed = {
+        "nftables": [
+            {"metainfo": {"version": "1.0.6"}},
+            *({"table": {"family": family, "name": name, "handle": 1}} for family, name in TABLES),
+        ]
+    }
+    assert nft_tables(json.dumps(listed)) == (("inet", "lab"), ("inet", "$(reboot) x"))
+    assert nft_tables("") == () and nft_tables("not json")[0][0] == "?"
 
 
 def test_without_ufw_in_the_kernel_another_programs_rules_are_not_placed_around_it():

@@ -683,6 +683,8 @@ def _via_text(decision: Decision) -> str:
 def removal(words: Sequence[str]) -> str:
     """The command that takes a rule away: `ufw delete …`, or firewall-cmd's for a zone's or a policy's
     element; a target that lets everything in goes back to the one that decides nothing itself."""
+    if words[:1] == (KERNEL,) and words[1].startswith("/"):  # a line of before.rules: ufw loads it again
+        return f"delete `{words[2]}` from {words[1]}, then ufw reload (it lets everything in for a moment)"
     if words[:1] == (KERNEL,):  # iptables -D CHAIN, then the rule as saved
         return f"{words[1]} -D " + shlex.join(words_of(words[2])[1:])
     if words[:1] != (FIREWALLD,):
@@ -810,12 +812,12 @@ def _kernel_findings(
             findings.append(
                 Finding("not judged", "", detail, [f"{save} -S to read it; remove it or write it as a ufw rule"])
             )
-    for table in kernel.nft_tables:
+    for family, table in kernel.nft_tables:
         detail = (
-            f"nftables table {table}, not ufw's: it can drop what ufw lets in, never let in what ufw drops, unless it "
-            "rewrites destinations (nat)"
+            f"nftables table {family} {table}, not ufw's: it can drop what ufw lets in, never let in what ufw drops, "
+            "unless it rewrites destinations (nat)"
         )
-        findings.append(Finding("not judged", "", detail, [f"nft list table {table}"]))
+        findings.append(Finding("not judged", "", detail, [shlex.join(["nft", "list", "table", family, table])]))
     return findings
 
 
@@ -825,7 +827,10 @@ def _public_in(ruleset: Ruleset, port: Port, version: int) -> bool:
     return any(
         view.action in LETTING_IN
         and holds(view.sources, world)
-        and (view.ports is None or any(p.proto == port.proto and p.first <= port.first <= p.last for p in view.ports))
+        and (
+            view.ports is None
+            or any(p.proto == port.proto and p.first <= port.first <= port.last <= p.last for p in view.ports)
+        )
         for view, _ in ruleset.rules[version]
     )
 

@@ -14,21 +14,36 @@ a packet), so they are only named, not judged.
 """
 
 import ipaddress
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from zimbra_firewall.access import ANYWHERE, Port
 from zimbra_firewall.ufw import RuleView
 
-KERNEL = "kernel"  # the first word of a kernel rule's words: ("kernel", "iptables", "-A INPUT …")
+KERNEL = "kernel"  # a kernel rule's words: ("kernel", "iptables" or the file it is from, "-A INPUT …")
 # the chain ufw's rule files fill, the one jump of INPUT's after which ufw's user rules have decided
 UFW_USER_INPUT = {4: "ufw-user-input", 6: "ufw6-user-input"}
 UFW_BEFORE_INPUT = {4: "ufw-before-input", 6: "ufw6-before-input"}
 SAVE_COMMAND = {4: "iptables", 6: "ip6tables"}
+# where an edit of ufw's before chain lives, and the template ufw ships it from (Debian's ufw package)
+BEFORE_RULES = {4: "/etc/ufw/before.rules", 6: "/etc/ufw/before6.rules"}
+SHIPPED_BEFORE_RULES = {4: "/usr/share/ufw/iptables/before.rules", 6: "/usr/share/ufw/iptables/before6.rules"}
 # matches whose options are read; any other option makes a rule one the audit cannot judge
 KNOWN_MODULES = frozenset({"tcp", "udp", "multiport", "comment", "conntrack", "state"})
 TERMINAL = {"ACCEPT": "allow", "DROP": "deny", "REJECT": "reject"}
-NOT_DECIDING = frozenset({"LOG", "NFLOG", "RETURN", "ULOG", "AUDIT", "MARK", "CONNMARK", "CT", "NOTRACK"})
+# targets that decide no packet's fate (they mark, log or count, and the packet goes on), and RETURN
+NOT_DECIDING = frozenset(
+    {"LOG", "NFLOG", "RETURN", "ULOG", "AUDIT", "MARK", "CONNMARK", "CT", "NOTRACK", "TCPMSS", "CLASSIFY", "DSCP",
+     "TOS", "TTL", "HL", "SET", "TRACE", "CHECKSUM", "SECMARK", "CONNSECMARK", "IDLETIMER", "LED", "RATEEST"}
+)  # fmt: skip
+# the chains ufw hooks into INPUT, in its order; the user rules are reached from the second
+UFW_INPUT_HOOKS = frozenset(
+    f"{prefix}-{name}"
+    for prefix in ("ufw", "ufw6")
+    for name in ("before-logging-input", "before-input", "after-input", "after-logging-input", "reject-input",
+                 "track-input")
+)  # fmt: skip
 NO_PORTS = frozenset({"icmp", "ipv6-icmp", "icmpv6", "esp", "ah", "gre", "vrrp", "igmp", "ospf", "sctp"})
 # tables iptables-nft makes, and firewalld's: not another program's
 OWN_NFT_TABLES = frozenset(
@@ -67,8 +82,8 @@ class Rule:
             self.target,
             self.to_destination,
             self.comment,
-            self.negated,
-            self.unknown,
+            frozenset(self.negated),
+            frozenset(self.unknown),
         )
 
 
@@ -106,18 +121,22 @@ class FamilyView:
 @dataclass(frozen=True)
 class KernelView:
     families: dict = field(default_factory=dict)  # version → FamilyView
-    nft_tables: tuple = ()  # "inet mytable": native nftables tables, not judged
+    nft_tables: tuple = ()  # (family, name) of native nftables tables, not judged
 
 
 def parse_save(text: str) -> dict[str, Table]:
-    """iptables-save's text → table name → Table."""
+    """iptables-save's text → table name → Table. ValueError for a line that is none of iptables-save's: a
+    rule's comment may hold a newline, which iptables-save prints as it is, and the rest of that rule (its
+    target) would otherwise pass unseen, or forge a table of its own."""
     tables: dict[str, Table] = {}
     name, policies, rules = "", dict[str, str](), list[Rule]()
-    for raw in text.splitlines():
+    for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
-        if line.startswith("*"):
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("*") and not name:
             name, policies, rules = line[1:], {}, []
-        elif line.startswith(":") and name:
+        elif line.startswith(":") and name and len(line[1:].split()) >= 2:
             chain, policy, *_ = line[1:].split()
             if policy != "-":
                 policies[chain] = policy
@@ -126,6 +145,8 @@ def parse_save(text: str) -> dict[str, Table]:
         elif line == "COMMIT" and name:
             tables[name] = Table(policies, tuple(rules))
             name = ""
+        else:
+            raise ValueError(f"line {number} is none of iptables-save's: {line[:80]!r}")
     return tables
 
 
@@ -160,8 +181,9 @@ def parse_rule(line: str) -> Rule:
     values: dict[str, str] = {}
     negated, unknown = [], []
     for name, arguments, negate in _options(words):
-        name = _OPTION_NAMES.get(name, name)
         text = " ".join((name, *arguments))
+        if text in RECENT_DEFAULTS:  # what iptables-save adds to ufw's `-m recent --set` (`ufw limit`)
+            continue
         if negate:
             negated.append(f"! {text}")
         if name in READ_OPTIONS:
@@ -190,24 +212,33 @@ def parse_rule(line: str) -> Rule:
 
 
 def _options(words: Sequence[str]) -> Iterable[tuple[str, tuple[str, ...], bool]]:
-    """iptables' words → (option, its arguments, negated): an option's arguments are the words up to the next
-    option (`--tcp-flags FIN,SYN SYN` takes two, `--syn` none)."""
-    name, negate, pending = "", False, False
-    arguments: list[str] = []
-    for word in words:
+    """iptables' words → (option, its arguments, negated), as getopt reads them: an option the audit reads
+    takes exactly the next word, whatever it looks like (`--comment --dport` is a comment); another takes
+    the words up to the next option (`--tcp-flags FIN,SYN SYN` two, `--syn` none), which is a guess, but
+    such an option makes the rule one the audit does not judge anyway."""
+    index, pending = 0, False
+    while index < len(words):
+        word = words[index]
+        index += 1
         if word == "!":
             pending = True
             continue
-        if word.startswith("-") and len(word) > 1 and not word[1:].isdigit():
-            if name:
-                yield name, tuple(arguments), negate
-            name, arguments, negate, pending = word, [], pending, False
+        name = _OPTION_NAMES.get(word, word)
+        if name in READ_OPTIONS or name == "-m":
+            arguments = tuple(words[index : index + 1])
+            index += len(arguments)
         else:
-            arguments.append(word)
-    if name:
-        yield name, tuple(arguments), negate
+            end = index
+            while end < len(words) and not (words[end].startswith("-") and len(words[end]) > 1 or words[end] == "!"):
+                end += 1
+            arguments, index = tuple(words[index:end]), end
+        yield name, arguments, pending
+        pending = False
 
 
+RECENT_DEFAULTS = frozenset(
+    {"--name DEFAULT", "--rsource", "--mask 255.255.255.255", "--mask ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"}
+)
 READ_OPTIONS = frozenset(
     {"-A", "-s", "-d", "-i", "-p", "--dport", "--dports", "--ctstate", "--state", "-j", "-g", "--to-destination",
      "--comment"}
@@ -228,6 +259,13 @@ _OPTION_NAMES = {
 }
 # options a rule's target takes (REJECT's, LOG's, DNAT's besides --to-destination …): they decide no match
 TARGET_OPTIONS = ("--reject-with", "--log-", "--nflog-", "--set-", "--to-ports", "--to-source", "--random")
+
+
+def _loopback(text: str) -> bool:
+    try:
+        return bool(text) and ipaddress.ip_network(text, strict=False).is_loopback
+    except ValueError:
+        return False
 
 
 def _network_text(text: str) -> str:
@@ -266,6 +304,9 @@ def rule_view(rule: Rule) -> RuleView | None:
     action = TERMINAL.get(rule.target)
     ports = _ports(rule)
     if action is None or rule.interface == "lo" or not _admits_new(rule) or ports == ():
+        return None
+    # a drop of INVALID or UNTRACKED packets alone keeps out no new connection
+    if action != "allow" and rule.states and "NEW" not in rule.states:
         return None
     sources = (ipaddress.ip_network(rule.source, strict=False),) if rule.source else ANYWHERE
     destinations = (ipaddress.ip_network(rule.destination, strict=False),) if rule.destination else ANYWHERE
@@ -308,39 +349,33 @@ def _accepts_something(rules: Sequence[Rule], chain: str) -> bool:
     return any(r.chain in reached and r.target == "ACCEPT" and _admits_new(r) for r in rules)
 
 
-def _words(version: int, rule: Rule) -> tuple[str, str, str]:
-    return (KERNEL, SAVE_COMMAND[version], rule.line)
-
-
-def family_view(version: int, text: str) -> FamilyView:
+def family_view(version: int, text: str, stock_before: str = "") -> FamilyView:
     """One family's iptables-save text → what the audit adds: another program's INPUT rules around ufw's, the
-    ports published through DNAT, ufw's user chain as loaded."""
+    rules an edit of before.rules added to ufw's before chain (those not in `stock_before`, the template ufw
+    ships, when it was read), the ports published through DNAT, ufw's user chain as loaded."""
     tables = parse_save(text)
     filter_table = tables.get("filter", Table({}, ()))
     rules = filter_table.rules
-    user_chain = UFW_USER_INPUT[version]
+    user_chain, before_chain = UFW_USER_INPUT[version], UFW_BEFORE_INPUT[version]
     ufw_loaded = _is_chain(rules, user_chain) or any(r.target == user_chain for r in rules)
     before: list[tuple] = []
     after: list[tuple] = []
     not_judged: list[str] = []
     passed_ufw = False
     for rule in (r for r in rules if r.chain == "INPUT"):
-        if rule.target.startswith(("ufw-", "ufw6-")):
-            passed_ufw = passed_ufw or rule.target == UFW_BEFORE_INPUT[version]
+        if rule.target in UFW_INPUT_HOOKS:
+            passed_ufw = passed_ufw or rule.target == before_chain
             continue
-        if rule.target in NOT_DECIDING or rule.interface == "lo" or not _admits_new(rule):
-            continue
-        if rule.target not in TERMINAL:  # another program's chain: judged only if it can never accept
-            if _accepts_something(rules, rule.target):
-                not_judged.append(f"{SAVE_COMMAND[version]}: {rule.line}")
-            continue
-        if not judgeable(rule):
-            if rule.target == "ACCEPT":
-                not_judged.append(f"{SAVE_COMMAND[version]}: {rule.line}")
-            continue
-        view = rule_view(rule)
-        if view is not None:
-            (after if passed_ufw else before).append((view, _words(version, rule)))
+        _judge(rule, rules, SAVE_COMMAND[version], after if passed_ufw else before, not_judged)
+    if stock_before:
+        shipped = {
+            parse_rule(line).key() for line in stock_before.splitlines() if line.startswith(f"-A {before_chain} ")
+        }
+        for rule in (r for r in rules if r.chain == before_chain and r.key() not in shipped):
+            if not rule.target.startswith(("ufw-", "ufw6-")):
+                _judge(rule, rules, BEFORE_RULES[version], before, not_judged)
+    if "iptables-legacy tables present" in text:  # iptables-nft's save says so, and lists none of them
+        not_judged.append(f"{SAVE_COMMAND[version]}-legacy-save: tables of the legacy backend beside these")
     forwarded = filter_table.policies.get("FORWARD") == "ACCEPT" or _accepts_something(rules, "FORWARD")
     return FamilyView(
         version=version,
@@ -354,10 +389,48 @@ def family_view(version: int, text: str) -> FamilyView:
     )
 
 
+def _judge(rule: Rule, rules: Sequence[Rule], where: str, judged: list, not_judged: list) -> None:
+    """Put a rule that may decide a new connection where it belongs: with the rules judged in its place
+    (`judged`), or, when it could let one in in a form the audit does not read, with `not_judged`. `where`:
+    the command or file it comes from."""
+    if not rule.target or rule.target in NOT_DECIDING:
+        return
+    chain = _is_chain(rules, rule.target)
+    if rule.target not in TERMINAL and not chain:  # NFQUEUE, a target of a module's own: what it does is not read
+        not_judged.append(f"{where}: {rule.line}")
+        judged.append((_taken_as_open(rule, rules), (KERNEL, where, rule.line)))
+        return
+    if chain and not _accepts_something(rules, rule.target):  # fail2ban's kind: it can only keep out
+        return
+    if not rule.negated and (rule.interface == "lo" or not _admits_new(rule) or rule.proto in NO_PORTS):
+        return  # loopback, established connections, ICMP and the like: no new connection to a TCP or UDP socket
+    if chain or not judgeable(rule):
+        if rule.target == "ACCEPT" or chain:
+            not_judged.append(f"{where}: {rule.line}")
+            judged.append((_taken_as_open(rule, rules), (KERNEL, where, rule.line)))
+        return  # a drop the audit cannot read is not counted on: the ports stay as open as the rest says
+    view = rule_view(rule)
+    if view is not None:
+        judged.append((view, (KERNEL, where, rule.line)))
+
+
+def _taken_as_open(rule: Rule, rules: Sequence[Rule]) -> RuleView:
+    """A rule that may let connections in, in a form the audit does not read (a negation, a match it does not
+    know, another program's chain that accepts): taken, for a security audit, as letting everyone in on the
+    ports it names (every port when it names none, or is a chain), so a port behind it is judged open."""
+    on_ports = any(text.startswith(("! -p", "! --dport")) for text in rule.negated)
+    ports = _ports(rule) if rule.target in TERMINAL and not on_ports else None
+    return RuleView("allow", True, ANYWHERE, ports or None, "", "not read: taken as open to all", ANYWHERE)
+
+
 def _published(version: int, nat: Sequence[Rule], forwarded: bool) -> Iterable[Published]:
     for chain in _chains_reached(nat, "PREROUTING"):
         for rule in (r for r in nat if r.chain == chain and r.target == "DNAT"):
-            ports = _ports(rule) or ()
+            if _loopback(rule.destination):
+                continue  # published on a loopback address (docker run -p 127.0.0.1:…): not from another host
+            ports = _ports(rule)
+            if ports is None:  # no protocol: every port of both
+                ports = (Port(1, 65535, "tcp"), Port(1, 65535, "udp"))
             sources = (
                 (ipaddress.ip_network(rule.source, strict=False),) if rule.source and judgeable(rule) else ANYWHERE
             )
@@ -372,20 +445,25 @@ def file_rules(version: int, text: str) -> tuple:
     return tuple(parse_rule(line).key() for line in text.splitlines() if line.startswith(f"-A {chain} "))
 
 
-def kernel_view(iptables: str, ip6tables: str, nft: str) -> KernelView:
-    """The three reads (iptables-save, ip6tables-save, `nft list tables`) → KernelView; a family whose save
-    printed no table was not read (no iptables, or no IPv6)."""
+def kernel_view(iptables: str, ip6tables: str, nft: str, shipped: Sequence[str] = ("", "")) -> KernelView:
+    """The reads (iptables-save, ip6tables-save, `nft -j list tables`, the before.rules templates ufw ships) →
+    KernelView; a family whose save printed no table was not read (no iptables, or no IPv6)."""
     families = {
-        version: family_view(version, text) for version, text in ((4, iptables), (6, ip6tables)) if "*filter" in text
+        version: family_view(version, text, stock)
+        for version, text, stock in ((4, iptables, shipped[0]), (6, ip6tables, shipped[1]))
+        if "*filter" in text
     }
     return KernelView(families, nft_tables(nft))
 
 
-def nft_tables(text: str) -> tuple[str, ...]:
-    """`nft list tables` → the tables neither iptables-nft nor firewalld made."""
-    found = []
-    for line in text.splitlines():
-        words = line.split()
-        if len(words) == 3 and words[0] == "table" and f"{words[1]} {words[2]}" not in OWN_NFT_TABLES:
-            found.append(f"{words[1]} {words[2]}")
-    return tuple(found)
+def nft_tables(text: str) -> tuple[tuple[str, str], ...]:
+    """`nft -j list tables` → (family, name) of the tables neither iptables-nft nor firewalld made; a list that
+    does not parse is one unknown table, so that it is named rather than missed."""
+    if not text.strip():
+        return ()
+    try:
+        listed = [item["table"] for item in json.loads(text)["nftables"] if "table" in item]
+        tables = [(str(table["family"]), str(table["name"])) for table in listed]
+    except (ValueError, KeyError, TypeError):
+        return (("?", "(nft's list of tables did not parse)"),)
+    return tuple(table for table in tables if f"{table[0]} {table[1]}" not in OWN_NFT_TABLES)

@@ -164,12 +164,13 @@ TEXT_LENGTH = 10240  # zimbra-attrs.xml's max for zimbraMtaMyNetworks, the longe
 
 def free_text(text: str) -> str:
     """A value the audit only parses and reports (Postfix's mynetworks, mailboxd's trusted addresses): any
-    text, as written, up to TEXT_LENGTH characters. Refusing a strange one would make the server seem to
-    inherit cn=config's value, which it does not: its parser says what it cannot judge instead. It never
-    reaches a command or a rule; a report shows it through `shown`."""
-    if not isinstance(text, str) or len(text) > TEXT_LENGTH:
-        raise Refused(f"not text of at most {TEXT_LENGTH} characters")
-    return text
+    text, as written, up to TEXT_LENGTH characters (beyond, cut and marked). Refusing a strange one would make
+    the server seem to inherit cn=config's value, which it does not: its parser says what it cannot judge
+    instead. It never reaches a command or a rule; a report shows it through `shown`."""
+    if not isinstance(text, str):
+        raise Refused("not text")
+    # longer: cut, with a mark its parser cannot judge, rather than left out (which would look inherited)
+    return text if len(text) <= TEXT_LENGTH else text[:TEXT_LENGTH] + " …(cut)"
 
 
 # How each kind of value is checked, and the form kept

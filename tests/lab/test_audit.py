@@ -135,12 +135,12 @@ def test_reachability_the_audit_computes_is_what_mgmt_outside_and_the_controller
 @pytest.mark.parametrize(
     "add, remove, port, verdict, status",
     [
-        # in where the rules say blocked (an iptables match the audit does not read): exposure, the audit fails
+        # an accept with a match the audit does not read: taken as open to all, as the probe confirms
         (
             ["iptables", "-I", "INPUT", "-p", "tcp", "--dport", "8080", "-m", "ttl", "--ttl-gt", "0", "-j", "ACCEPT"],
             ["iptables", "-D", "INPUT", "-p", "tcp", "--dport", "8080", "-m", "ttl", "--ttl-gt", "0", "-j", "ACCEPT"],
             8080,
-            "probe got in",
+            "too open",
             1,
         ),
         # out where they say reachable (a table of nft's own, named but not read): worth a look, not a failure
@@ -155,7 +155,7 @@ def test_reachability_the_audit_computes_is_what_mgmt_outside_and_the_controller
     ],
     ids=["iptables-match-not-read", "nft-table"],
 )  # fmt: skip
-def test_a_firewall_rule_the_audit_cannot_read_is_found_by_the_probe(
+def test_a_firewall_rule_the_audit_cannot_read_is_named_and_judged_at_its_worst_or_found_by_the_probe(
     deployed, tmp_path, add, remove, port, verdict, status
 ):
     client.run("zimbra", *add)
@@ -202,6 +202,34 @@ def test_the_kernels_own_rules_are_judged_where_they_stand(single, deployed, tmp
     assert f"published through DNAT to {mgmt}:22" in by_port["8080/tcp"]["detail"]
     admin = [s for s in node(result.report)["sockets"] if s["port"] == 7071 and s["address"] == "*"]
     assert admin[0]["reach"] == ["world"]
+    assert audit(tmp_path).returncode == 0
+
+
+def test_a_deny_for_one_interface_hides_nothing_on_the_others(single, deployed, tmp_path):
+    """`ufw allow 7071` with `deny in on eth9 … 7071` ahead of it: the host's eth0 still lets the world in,
+    as `outside` finds; the audit says `too open`, naming the path, and the fix that removes the allow."""
+    zimbra = next(h for h in single["hosts"] if h["name"] == "zimbra")["ipv4"]
+    deny = ["deny", "in", "on", "eth9", "to", "any", "port", "7071", "proto", "tcp"]
+    client.run("zimbra", "ufw", "allow", "7071")
+    client.run("zimbra", "ufw", "insert", "1", *deny)
+    try:
+        seen = client.probe("outside", zimbra, ["7071/tcp"])
+        result = audit(tmp_path)
+    finally:
+        client.run("zimbra", "ufw", "--force", "delete", *deny)
+        client.run("zimbra", "ufw", "--force", "delete", "allow", "7071")
+    assert seen == {"7071/tcp": "open"}
+    assert result.returncode == 1
+    by_port = {f["port"]: f for f in node(result.report)["findings"] if f["verdict"] == "too open"}
+    assert by_port["7071/tcp"]["fix"] == ["ufw delete allow 7071"]
+    world = [
+        source
+        for socket in node(result.report)["sockets"]
+        if socket["port"] == 7071 and socket["proto"] == "tcp"
+        for source in socket["sources"]
+        if source["network"] == "0.0.0.0/0"
+    ]
+    assert {source["via"] for source in world} == {"rule: ufw allow 7071 (in on an interface other than eth9)"}
     assert audit(tmp_path).returncode == 0
 
 

@@ -88,7 +88,10 @@ def test_a_change_that_cuts_ssh_off_is_rolled_back_by_a_systemd_timer(deployed, 
 
 def test_audit_after_the_rollback_judges_firewalld_clean_and_the_probe_agrees(deployed, tmp_path):
     node = audited_node(tmp_path)
-    assert node["firewall"] == "firewalld" and node["findings"] == []
+    # Debian's zone keeps dhcpv6-client (the deploy keeps what opens no restricted port), and this VM runs no
+    # DHCPv6 client: a true warning, nothing failing
+    assert node["firewall"] == "firewalld"
+    assert [(f["verdict"], f["port"]) for f in node["findings"]] == [("rule without listener", "546/udp")]
     assert "restored firewalld's configuration" in node["rollback"]["last"] and not node["rollback"]["armed"]
     probed = [s for s in node["sockets"] if s["probe"]]
     assert probed and all(s["probe"]["agrees"] for s in probed)
