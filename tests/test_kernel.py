@@ -58,6 +58,8 @@ def test_another_programs_rules_are_placed_ahead_of_or_behind_ufws_and_a_dnat_is
 def test_an_accept_added_to_before_rules_is_judged_ahead_of_the_user_rules_and_the_shipped_ones_are_not():
     shipped = fixture("shipped-before.rules")
     assert family_view(4, fixture("deployed-iptables-save.txt"), shipped).before == ()
+    six = family_view(6, fixture("deployed-ip6tables-save.txt"), fixture("shipped-before6.rules"))
+    assert (six.before, six.not_judged) == ((), ())
     view = family_view(4, fixture("before-edited-iptables-save.txt"), shipped)
     assert ports(view.before) == [
         ("allow", [(7071, "tcp")], "-A ufw-before-input -p tcp -m tcp --dport 7071 -j ACCEPT")
