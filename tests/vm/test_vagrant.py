@@ -13,6 +13,7 @@ from vm_support import (
     audited_node,
     cut_off_and_wait_for_the_rollback,
     deploy_vm,
+    first_deploy,
     zimbra_vm,
 )
 
@@ -25,10 +26,7 @@ def vm():
 
 @pytest.fixture(scope="module")
 def deployed(vm):
-    before = answering(vm, OUTSIDE)
-    first = deploy_vm()
-    assert first.returncode == 0, first.stdout + first.stderr
-    return {**vm, "first": first, "before": before}
+    return first_deploy(vm)
 
 
 def test_before_the_deploy_the_admin_console_is_open_to_the_internet(deployed):

@@ -61,6 +61,14 @@ def deploy_vm(*args):
     return deploy(*args, inventory="inventories/vagrant.py")
 
 
+def first_deploy(vm) -> dict:
+    """What the internet reached before, then the first deploy, which must succeed: the VM's dict with both."""
+    before = answering(vm, OUTSIDE)
+    first = deploy_vm()
+    assert first.returncode == 0, first.stdout + first.stderr
+    return {**vm, "first": first, "before": before}
+
+
 def cut_off_and_wait_for_the_rollback(vm, tmp_path) -> str:
     """A deploy that cuts SSH off (the controller's network no longer a management subnet, the preflight
     overridden) fails; the rollback's systemd timer fires: the log line it writes last, once the firewall's
